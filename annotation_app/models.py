@@ -1,0 +1,411 @@
+"""The database schema: one typed SQLAlchemy 2.0 model per thing in DESIGN §3.
+
+Workflow invariants are *named* unique constraints, so a violation names the rule it broke:
+
+- ``uq_assignment_clip_annotator``: nobody is ever served the same clip twice (any stage);
+- ``uq_judgement_live``: one live judgement per clip, annotator and stage. ``live`` is TRUE for
+  the current row and NULL once a correction supersedes it; NULLs never collide in a unique
+  constraint, so history stays while only one row per key can be live;
+- ``uq_judgement_request``: a client request id is stored once per annotator (idempotent submit).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Base",
+    "Role",
+    "Polarity",
+    "ClipStatus",
+    "AssignmentStatus",
+    "GoldPurpose",
+    "IngestStatus",
+    "Project",
+    "Label",
+    "User",
+    "Qualification",
+    "Clip",
+    "Assignment",
+    "Judgement",
+    "Adjudication",
+    "GoldItem",
+    "GoldResult",
+    "IngestItem",
+    "AuditEntry",
+    "utcnow",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Role(enum.StrEnum):
+    annotator = "annotator"
+    expert = "expert"
+    curator = "curator"
+    admin = "admin"
+
+
+class Polarity(enum.StrEnum):
+    positive = "positive"
+    neutral = "neutral"
+    negative = "negative"
+
+
+class ClipStatus(enum.StrEnum):
+    """Where a clip is in the workflow."""
+
+    pending = "pending"  # imported, not yet open for labelling
+    active = "active"  # open in ``Clip.stage`` (1 or 2)
+    expert = "expert"  # waiting in the stage-3 queue
+    resolved = "resolved"  # final label decided
+    discarded = "discarded"  # expert discarded it as ambiguous
+    broken = "broken"  # reported broken / unplayable
+    gold = "gold"  # a gold clip: served for checks, never part of the dataset
+
+
+class AssignmentStatus(enum.StrEnum):
+    leased = "leased"
+    submitted = "submitted"
+    expired = "expired"  # lease ran out; the slot was returned
+    released = "released"  # given back (annotator skipped, paused, or excluded)
+
+
+class GoldPurpose(enum.StrEnum):
+    qualification = "qualification"
+    hidden = "hidden"
+    both = "both"
+
+
+class IngestStatus(enum.StrEnum):
+    pending = "pending"
+    accepted = "accepted"
+    rejected = "rejected"
+    duplicate = "duplicate"
+    error = "error"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as VARCHAR + CHECK (not a native PG enum): adding a value needs no type migration.
+    return Enum(cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Stage 1: k annotators per clip; a clip is resolved when the top label's share >= threshold.
+    overlap_k: Mapped[int] = mapped_column(Integer, default=5)
+    consensus_threshold: Mapped[float] = mapped_column(Float, default=0.6)
+    weighted_consensus: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Stage 2: m more annotators on contested clips, then the check runs on all labels.
+    stage2_extra: Mapped[int] = mapped_column(Integer, default=3)
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.05)
+    lease_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    daily_cap: Mapped[int] = mapped_column(Integer, default=300)
+    qualification_size: Mapped[int] = mapped_column(Integer, default=10)
+    qualification_pass_mark: Mapped[float] = mapped_column(Float, default=0.7)
+    quality_floor: Mapped[float] = mapped_column(Float, default=0.5)
+    balance_attributes: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["gender", "age_band"])
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    labels: Mapped[list[Label]] = relationship(
+        back_populates="project", order_by="Label.index", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        CheckConstraint("overlap_k >= 1", name="overlap_k_positive"),
+        CheckConstraint("consensus_threshold > 0 AND consensus_threshold <= 1", name="threshold_range"),
+        CheckConstraint("stage2_extra >= 0", name="stage2_extra_nonneg"),
+        CheckConstraint("gold_rate >= 0 AND gold_rate <= 1", name="gold_rate_range"),
+        CheckConstraint("lease_minutes >= 1", name="lease_positive"),
+    )
+
+
+class Label(Base):
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    index: Mapped[int] = mapped_column(Integer)
+    polarity: Mapped[Polarity] = mapped_column(_enum(Polarity, "polarity"))
+    hotkey: Mapped[str] = mapped_column(String(1))
+    # {"zh": {"name": "恐惧", "description": "..."}, "en": {...}}: annotators see their language.
+    display: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    project: Mapped[Project] = relationship(back_populates="labels")
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "name", name="uq_label_project_name"),
+        UniqueConstraint("project_id", "index", name="uq_label_project_index"),
+        UniqueConstraint("project_id", "hotkey", name="uq_label_project_hotkey"),
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.annotator)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Paused annotators keep their account but get no new work (quality floor, or by a curator).
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_reason: Mapped[str] = mapped_column(Text, default="")
+    gender: Mapped[str | None] = mapped_column(String(32))
+    age_band: Mapped[str | None] = mapped_column(String(32))
+    region: Mapped[str | None] = mapped_column(String(64))
+    # Languages the annotator understands, first language first (e.g. ["zh", "en"]).
+    languages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    background: Mapped[str | None] = mapped_column(String(64))
+    # Simulated annotators (``curate demo --simulate``) are marked so they never log in.
+    is_simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Qualification(Base):
+    """An annotator's qualification round on a project's gold clips."""
+
+    __tablename__ = "qualifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    correct: Mapped[int] = mapped_column(Integer, default=0)
+    passed: Mapped[bool | None] = mapped_column(Boolean)  # None while in progress
+    completed_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "annotator_id", name="uq_qualification_annotator"),)
+
+
+class Clip(Base):
+    __tablename__ = "clips"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    platform: Mapped[str | None] = mapped_column(String(64))
+    uploader: Mapped[str | None] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    title: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    phash: Mapped[str | None] = mapped_column(String(256))
+    # Near-duplicate cluster: the id of the cluster's first clip (None = no near duplicate).
+    duplicate_cluster: Mapped[int | None] = mapped_column(Integer, index=True)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    fps: Mapped[float | None] = mapped_column(Float)
+    has_audio: Mapped[bool] = mapped_column(Boolean, default=True)
+    media_path: Mapped[str] = mapped_column(Text)  # relative to the media folder
+    original_path: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[ClipStatus] = mapped_column(_enum(ClipStatus, "clip_status"), default=ClipStatus.pending)
+    stage: Mapped[int] = mapped_column(Integer, default=1)
+    final_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"), index=True)
+    resolved_stage: Mapped[int | None] = mapped_column(Integer)
+    resolution_confidence: Mapped[float | None] = mapped_column(Float)
+    # Simulated ground truth (demo only); never shown to annotators.
+    true_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    final_label: Mapped[Label | None] = relationship(foreign_keys=[final_label_id])
+    true_label: Mapped[Label | None] = relationship(foreign_keys=[true_label_id])
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "sha256", name="uq_clip_project_sha256"),
+        CheckConstraint("stage BETWEEN 1 AND 3", name="stage_range"),
+        Index("ix_clips_project_status_stage", "project_id", "status", "stage"),
+    )
+
+
+class Assignment(Base):
+    """A slot of a clip in a stage, leased to one annotator."""
+
+    __tablename__ = "assignments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[int] = mapped_column(Integer)  # 0 = qualification, 1-2 = stages
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[AssignmentStatus] = mapped_column(
+        _enum(AssignmentStatus, "assignment_status"), default=AssignmentStatus.leased
+    )
+    leased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_expires_at: Mapped[datetime] = mapped_column()
+    submitted_at: Mapped[datetime | None] = mapped_column()
+
+    clip: Mapped[Clip] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("clip_id", "annotator_id", name="uq_assignment_clip_annotator"),
+        Index("ix_assignments_clip_stage_status", "clip_id", "stage", "status"),
+        Index("ix_assignments_annotator_status", "annotator_id", "status"),
+        Index("ix_assignments_status_expires", "status", "lease_expires_at"),
+    )
+
+
+class Judgement(Base):
+    """One annotator's call on one clip in one stage. Append-only: corrections are new rows."""
+
+    __tablename__ = "judgements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    assignment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assignments.id", ondelete="SET NULL"), index=True
+    )
+    stage: Mapped[int] = mapped_column(Integer)
+    label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="RESTRICT"), index=True)
+    confidence: Mapped[int | None] = mapped_column(Integer)
+    cant_judge: Mapped[bool] = mapped_column(Boolean, default=False)
+    broken: Mapped[bool] = mapped_column(Boolean, default=False)
+    flag_reason: Mapped[str | None] = mapped_column(Text)
+    time_on_task_s: Mapped[float | None] = mapped_column(Float)
+    client_request_id: Mapped[str | None] = mapped_column(String(64))
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("judgements.id", ondelete="RESTRICT"), index=True)
+    live: Mapped[bool | None] = mapped_column(Boolean, default=True)
+    # A curator excluded this annotator's work; kept for the audit trail, ignored by consensus.
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    label: Mapped[Label | None] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("clip_id", "annotator_id", "stage", "live", name="uq_judgement_live"),
+        UniqueConstraint("annotator_id", "client_request_id", name="uq_judgement_request"),
+        CheckConstraint("confidence IS NULL OR (confidence BETWEEN 1 AND 5)", name="confidence_range"),
+        CheckConstraint("live IS NULL OR live", name="live_true_or_null"),
+        CheckConstraint(
+            "label_id IS NOT NULL OR cant_judge OR broken", name="label_or_flag"
+        ),
+        Index("ix_judgements_project_submitted", "project_id", "submitted_at"),
+    )
+
+
+class Adjudication(Base):
+    """An expert's stage-3 decision on a clip: a final label, or discard with a reason."""
+
+    __tablename__ = "adjudications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), unique=True)
+    expert_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="RESTRICT"), index=True)
+    discarded: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # The anonymised distribution the expert saw, kept for the audit trail.
+    label_distribution: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("discarded OR label_id IS NOT NULL", name="label_or_discard"),
+    )
+
+
+class GoldItem(Base):
+    __tablename__ = "gold_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), unique=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="RESTRICT"), index=True)
+    purpose: Mapped[GoldPurpose] = mapped_column(_enum(GoldPurpose, "gold_purpose"), default=GoldPurpose.both)
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GoldResult(Base):
+    __tablename__ = "gold_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    gold_item_id: Mapped[int] = mapped_column(ForeignKey("gold_items.id", ondelete="CASCADE"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    judgement_id: Mapped[int | None] = mapped_column(ForeignKey("judgements.id", ondelete="SET NULL"), index=True)
+    label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="RESTRICT"), index=True)
+    correct: Mapped[bool] = mapped_column(Boolean)
+    context: Mapped[str] = mapped_column(String(16))  # "qualification" | "hidden"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("gold_item_id", "annotator_id", "context", name="uq_gold_result_once"),
+    )
+
+
+class IngestItem(Base):
+    """One source of ``curate ingest``; its row makes the run resumable and the report honest."""
+
+    __tablename__ = "ingest_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(Text)
+    # SHA-256 of the normalised source string, so long URLs can be unique.
+    source_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[IngestStatus] = mapped_column(_enum(IngestStatus, "ingest_status"), default=IngestStatus.pending)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    clip_id: Mapped[int | None] = mapped_column(ForeignKey("clips.id", ondelete="SET NULL"), index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "source_key", name="uq_ingest_item_source"),)
+
+
+class AuditEntry(Base):
+    """Who did what to whom: every curator action that changes data or people."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32), default="")
+    target_id: Mapped[str] = mapped_column(String(64), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,0 +1,91 @@
+"""The database as tables: what the curation library, the CLI and the dashboard read.
+
+The columns follow the contracts in ``docs/ARCHITECTURE.md``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from annotation_app.models import Clip, GoldItem, Judgement, Label, User
+from annotation_app.services.projects import get_project
+
+__all__ = ["judgements_table", "clips_table", "label_set"]
+
+JUDGEMENT_COLUMNS = [
+    "judgement_id", "clip_id", "annotator_id", "annotator", "label", "stage", "confidence",
+    "cant_judge", "broken", "time_on_task_s", "submitted_at", "is_gold",
+    "gender", "age_band", "region", "language", "background",
+]
+
+
+def label_set(session: Session, project_name: str | None = None) -> list[dict]:
+    project = get_project(session, project_name)
+    return [{"index": lab.index, "name": lab.name, "polarity": lab.polarity.value, "hotkey": lab.hotkey}
+            for lab in project.labels]
+
+
+def judgements_table(
+    session: Session,
+    project_name: str | None = None,
+    *,
+    include_excluded: bool = False,
+    include_flagged: bool = False,
+) -> pd.DataFrame:
+    """Live judgements, a row each; annotator attributes joined. Excluded work is left out by default."""
+    project = get_project(session, project_name)
+    gold_clips = select(GoldItem.clip_id).where(GoldItem.project_id == project.id)
+    stmt = (
+        select(
+            Judgement.id, Judgement.clip_id, Judgement.annotator_id, User.username, Label.name,
+            Judgement.stage, Judgement.confidence, Judgement.cant_judge, Judgement.broken,
+            Judgement.time_on_task_s, Judgement.submitted_at, Judgement.clip_id.in_(gold_clips),
+            User.gender, User.age_band, User.region, User.languages, User.background,
+        )
+        .join(User, User.id == Judgement.annotator_id)
+        .outerjoin(Label, Label.id == Judgement.label_id)
+        .where(Judgement.project_id == project.id, Judgement.live.is_(True))
+        .order_by(Judgement.id)
+    )
+    if not include_excluded:
+        stmt = stmt.where(Judgement.excluded.is_(False))
+    if not include_flagged:
+        stmt = stmt.where(Judgement.label_id.is_not(None))
+    rows = session.execute(stmt).all()
+    df = pd.DataFrame(rows, columns=JUDGEMENT_COLUMNS)
+    # An annotator's first language stands for them in per-group agreement.
+    df["language"] = [langs[0] if langs else None for langs in df["language"]]
+    df["submitted_at"] = pd.to_datetime(df["submitted_at"], utc=True)
+    return df
+
+
+def clips_table(session: Session, project_name: str | None = None) -> pd.DataFrame:
+    """Every clip with its metadata and the stage machine's decision (final label, stage, confidence)."""
+    project = get_project(session, project_name)
+    final, true = aliased(Label), aliased(Label)
+    stmt = (
+        select(
+            Clip.id, Clip.media_path, Clip.platform, Clip.uploader, Clip.duplicate_cluster,
+            Clip.duration_s, Clip.has_audio, Clip.language, Clip.status, Clip.stage,
+            final.name, Clip.resolved_stage, Clip.resolution_confidence, true.name,
+            Clip.width, Clip.height, Clip.fps, Clip.sha256, Clip.source_url, Clip.external_id, Clip.title,
+        )
+        .outerjoin(final, final.id == Clip.final_label_id)
+        .outerjoin(true, true.id == Clip.true_label_id)
+        .where(Clip.project_id == project.id)
+        .order_by(Clip.id)
+    )
+    df = pd.DataFrame(
+        session.execute(stmt).all(),
+        columns=[
+            "clip_id", "media_path", "platform", "uploader", "duplicate_cluster", "duration_s", "has_audio",
+            "language", "status", "stage", "final_label", "resolved_stage", "resolution_confidence",
+            "true_label", "width", "height", "fps", "sha256", "source_url", "external_id", "title",
+        ],
+    )
+    df["status"] = df["status"].map(lambda s: s.value if hasattr(s, "value") else s)
+    df["duplicate_cluster"] = df["duplicate_cluster"].astype("Int64")
+    df["resolved_stage"] = df["resolved_stage"].astype("Int64")
+    return df

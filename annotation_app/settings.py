@@ -1,0 +1,66 @@
+"""One settings object for the whole toolkit, read from ``EMOTIONS_*`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Where data lives and how to reach it.
+
+    >>> s = Settings(data_dir="/tmp/emo")
+    >>> s.database_url.startswith("sqlite:///") and s.media_dir == Path("/tmp/emo/media")
+    True
+    """
+
+    model_config = SettingsConfigDict(env_prefix="EMOTIONS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="Root of the embedded deployment's files.")
+    database_url: str = Field("", description="SQLAlchemy URL; default a SQLite file in data_dir.")
+    media_dir: Path | None = Field(None, description="Normalised clips; default data_dir/media.")
+    ffmpeg: str | None = Field(None, description="FFmpeg binary; else PATH, else imageio-ffmpeg's.")
+    secret_key: str | None = Field(
+        None, description="Signs session cookies; default a random key kept in data_dir/secret_key."
+    )
+    cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only.")
+    sqlite_busy_timeout_ms: int = 30_000
+    login_attempts_per_minute: int = 10
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        self.data_dir = Path(self.data_dir)
+        if self.media_dir is None:
+            self.media_dir = self.data_dir / "media"
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'emotions.sqlite3').resolve()}"
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def session_secret(self) -> str:
+        """The cookie-signing key: configured, or created once and kept beside the data."""
+        if self.secret_key:
+            return self.secret_key
+        import secrets
+
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

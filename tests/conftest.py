@@ -1,0 +1,129 @@
+"""Fixtures shared by every test: real databases (a SQLite file and a throwaway PostgreSQL database).
+
+Each DB test runs inside a transaction that is rolled back (``session`` fixtures), so tests never
+see each other's rows; ``test_isolation.py`` proves it on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session
+
+from annotation_app import migrations
+from annotation_app.db import make_engine
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EMOTIONS_SHARED_DIR", REPO.parent / "shared"))
+PG_ADMIN_URL = os.environ.get("EMOTIONS_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_admin_engine() -> Engine | None:
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return engine
+    except Exception:
+        engine.dispose()
+        return None
+
+
+def require_postgres() -> None:
+    """Skip when no server answers, except under CI where a missing PostgreSQL is a failure."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"PostgreSQL is required under CI=true but {PG_ADMIN_URL} does not answer")
+    pytest.skip(f"no PostgreSQL answers at {PG_ADMIN_URL}")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"../shared not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("db") / "test.sqlite3"
+    url = f"sqlite:///{path}"
+    migrations.upgrade(url)
+    return url
+
+
+def _throwaway_pg(prefix: str) -> Iterator[str]:
+    admin = _pg_admin_engine()
+    if admin is None:
+        require_postgres()
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test run, migrated to head, dropped at the end."""
+    for url in _throwaway_pg("emotions_test"):
+        migrations.upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def empty_pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (for migration tests)."""
+    yield from _throwaway_pg("emotions_mig")
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+def _rolled_back_session(engine: Engine) -> Iterator[Session]:
+    # The test's commits become savepoints inside one outer transaction that is rolled back.
+    with engine.connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            session.close()
+            outer.rollback()
+
+
+@pytest.fixture
+def sqlite_session(sqlite_engine: Engine) -> Iterator[Session]:
+    yield from _rolled_back_session(sqlite_engine)
+
+
+@pytest.fixture
+def pg_session(pg_engine: Engine) -> Iterator[Session]:
+    yield from _rolled_back_session(pg_engine)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def session(request: pytest.FixtureRequest) -> Iterator[Session]:
+    """A rolled-back session, once on SQLite and once on PostgreSQL."""
+    name = "sqlite_session" if request.param == "sqlite" else "pg_session"
+    yield request.getfixturevalue(name)
