@@ -1,0 +1,197 @@
+"""``curate db``, ``curate project``, ``curate user``, ``curate serve`` and ``curate demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from annotation_app import migrations
+from annotation_app.errors import InvalidInputError
+from curate_cli.common import console, open_session, settings
+
+__all__ = ["register"]
+
+db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
+project_app = typer.Typer(help="Create and inspect projects.", no_args_is_help=True)
+user_app = typer.Typer(help="Add and inspect users (annotators, experts, curators, admins).", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the database to the latest schema (safe to run again)."""
+    cfg = settings()
+    if cfg.is_sqlite:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(cfg.database_url, revision)
+    console.print(f"database at revision [bold]{migrations.current_revision(cfg.database_url)}[/]")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. 'base'.")]) -> None:
+    """Migrate the database down to REVISION."""
+    cfg = settings()
+    migrations.downgrade(cfg.database_url, revision)
+    console.print(f"database at revision [bold]{migrations.current_revision(cfg.database_url)}[/]")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision."""
+    cfg = settings()
+    console.print(migrations.current_revision(cfg.database_url) or "empty (run `curate db upgrade`)")
+
+
+@project_app.command("create")
+def project_create(
+    name: Annotated[str, typer.Argument(help="Project name (unique).")],
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="Label set file (.json list, .toml [[labels]] or .csv: name, polarity[, hotkey]); "
+                          "default: the six eMotions labels."),
+    ] = None,
+    overlap_k: Annotated[int | None, typer.Option(help="Annotators per clip in stage 1 (default 5).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Consensus threshold (default 0.6).")] = None,
+    stage2_extra: Annotated[int | None, typer.Option(help="Extra annotators in stage 2 (default 3).")] = None,
+) -> None:
+    """Create a project with its label set."""
+    from annotation_app.services.projects import create_project, load_label_file
+
+    label_rows = load_label_file(labels) if labels is not None else None
+    options = {k: v for k, v in {"overlap_k": overlap_k, "consensus_threshold": threshold,
+                                 "stage2_extra": stage2_extra}.items() if v is not None}
+    with open_session() as session:
+        project = create_project(session, name, labels=label_rows, **options)
+        names = ", ".join(f"{lab.hotkey}:{lab.name}" for lab in project.labels)
+    console.print(f"created project [bold]{name}[/] with labels {names}")
+
+
+@project_app.command("list")
+def project_list() -> None:
+    """List projects with their clip counts."""
+    from sqlalchemy import func, select
+
+    from annotation_app.models import Clip
+    from annotation_app.services.projects import list_projects
+
+    with open_session() as session:
+        table = Table("project", "labels", "clips", "k", "threshold")
+        for p in list_projects(session):
+            clips = session.scalar(select(func.count()).select_from(Clip).where(Clip.project_id == p.id))
+            table.add_row(p.name, ", ".join(lab.name for lab in p.labels), str(clips), str(p.overlap_k),
+                          f"{p.consensus_threshold:g}")
+    console.print(table)
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="annotator, expert, curator or admin.")] = "annotator",
+    password: Annotated[
+        str | None, typer.Option(help="Password (prompted, hidden, when not given).")
+    ] = None,
+    gender: Annotated[str | None, typer.Option(help="Annotator profile: gender.")] = None,
+    age_band: Annotated[str | None, typer.Option(help="Annotator profile: age band, e.g. 18-24.")] = None,
+    language: Annotated[
+        str | None, typer.Option(help="Languages spoken, first language first, comma-separated (zh,en).")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="Annotator profile: region.")] = None,
+    background: Annotated[str | None, typer.Option(help="Annotator profile: background.")] = None,
+) -> None:
+    """Add a user account."""
+    from annotation_app.services.users import create_user
+
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with open_session() as session:
+        user = create_user(session, username, role=role, password=password, gender=gender,
+                           age_band=age_band, languages=language, region=region, background=background)
+        console.print(f"added {user.role.value} [bold]{user.username}[/]")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users with their role and profile."""
+    from sqlalchemy import select
+
+    from annotation_app.models import User
+
+    with open_session() as session:
+        table = Table("user", "role", "gender", "age band", "languages", "background", "paused")
+        for u in session.scalars(select(User).order_by(User.id)):
+            table.add_row(u.username, u.role.value, u.gender or "", u.age_band or "", ",".join(u.languages),
+                          u.background or "", "yes" if u.paused else "")
+    console.print(table)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (use PostgreSQL for more than one).")] = 1,
+) -> None:
+    """Start the annotation web app."""
+    import uvicorn
+
+    if workers < 1:
+        raise InvalidInputError("--workers must be at least 1")
+    console.print(f"annotation app on [bold]http://{host}:{port}/[/]  (Ctrl+C stops it)")
+    uvicorn.run("annotation_app.main:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
+
+
+def demo(
+    clips: Annotated[int, typer.Option(help="How many demo clips to generate.")] = 30,
+    annotators: Annotated[int, typer.Option(help="Annotator accounts that people can log in with.")] = 6,
+    simulate: Annotated[
+        bool, typer.Option(help="Also run simulated annotators and an expert through the stages.")
+    ] = False,
+    simulated_annotators: Annotated[int, typer.Option(help="How many simulated annotators.")] = 14,
+    keep_open: Annotated[
+        int, typer.Option(help="With --simulate: clips left unlabelled for people to label in the browser.")
+    ] = 6,
+    project: Annotated[str, typer.Option(help="Project name.")] = "demo",
+    seed: Annotated[int, typer.Option(help="Random seed (clips, profiles, simulated judgements).")] = 0,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Do nothing (but show the logins) if the project exists.")
+    ] = False,
+) -> None:
+    """Build a demo project: real generated clips, annotator accounts, gold items (and simulated labels)."""
+    from curate_cli.demo import build_demo, demo_logins
+
+    cfg = settings()
+    if cfg.is_sqlite:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(cfg.database_url)
+    if if_missing:
+        logins = demo_logins(cfg, project)
+        if logins is not None:
+            console.print(f"demo project '{project}' already exists")
+            _print_logins(project, logins)
+            return
+    summary = build_demo(cfg, project=project, n_clips=clips, n_annotators=annotators, simulate=simulate,
+                         n_simulated=simulated_annotators, keep_open=keep_open, seed=seed)
+    _print_logins(project, summary["logins"])
+    console.print(
+        f"{summary['clips']} clips in {cfg.media_dir}; {summary['gold']} gold items"
+        + (f"; simulated judgements: {summary['judgements']}, resolved clips: {summary['resolved']}, "
+           f"expert decisions: {summary['adjudicated']}" if simulate else "")
+    )
+
+
+def _print_logins(project: str, logins: list[dict[str, str]]) -> None:
+    table = Table("login", "password", "role", title=f"demo project '{project}'")
+    for login in logins:
+        table.add_row(login["username"], login["password"], login["role"])
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")
+    app.add_typer(project_app, name="project")
+    app.add_typer(user_app, name="user")
+    app.command("serve")(serve)
+    app.command("demo")(demo)

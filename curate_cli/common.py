@@ -1,0 +1,64 @@
+"""What every command shares: settings, a session on a migrated database, consoles, progress bars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
+
+from annotation_app.db import make_engine, make_sessionmaker
+from annotation_app.errors import AppError
+from annotation_app.settings import Settings, get_settings
+
+__all__ = ["console", "err_console", "settings", "open_session", "progress_bar", "DatabaseNotReadyError"]
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class DatabaseNotReadyError(AppError):
+    exit_code = 9
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+@contextmanager
+def open_session(cfg: Settings | None = None) -> Iterator[Session]:
+    """A session on a database that has been migrated; committed on success, rolled back on error."""
+    cfg = cfg or settings()
+    if cfg.is_sqlite:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(cfg.database_url, busy_timeout_ms=cfg.sqlite_busy_timeout_ms)
+    try:
+        if not inspect(engine).has_table("alembic_version"):
+            raise DatabaseNotReadyError(
+                f"the database at {engine.url.render_as_string(hide_password=True)} is not initialised: "
+                "run `curate db upgrade`"
+            )
+        with make_sessionmaker(engine)() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+    finally:
+        engine.dispose()
+
+
+def progress_bar(**kwargs) -> Progress:  # type: ignore[no-untyped-def]
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        **kwargs,
+    )

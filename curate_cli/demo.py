@@ -1,0 +1,189 @@
+"""``curate demo``: a project with real generated clips, varied annotators, gold items and (optionally)
+simulated judgements driven through the real allocation and stage services."""
+
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from annotation_app.models import ClipStatus, GoldItem, GoldPurpose, Project, Role, User
+from annotation_app.services import clips as clip_service
+from annotation_app.services.projects import create_project
+from annotation_app.services.users import create_user
+from annotation_app.settings import Settings
+from curate_cli.common import open_session, progress_bar
+from curation.demo import ConfusionModel, SimulatedAnnotator, demo_clip_specs, render_demo_clip, sha256_file
+
+__all__ = ["build_demo", "demo_logins", "DEMO_PASSWORD"]
+
+DEMO_PASSWORD = "emotions-demo"
+GENDERS = ("female", "male")
+AGE_BANDS = ("18-24", "25-34", "35-44", "45+")
+LANGUAGES = (["zh"], ["en"], ["zh", "en"], ["en", "zh"])
+BACKGROUNDS = ("general", "psychology", "film")
+
+
+def _profile(i: int) -> dict[str, Any]:
+    return {
+        "gender": GENDERS[i % 2],
+        "age_band": AGE_BANDS[(i // 2) % len(AGE_BANDS)],
+        "languages": LANGUAGES[i % len(LANGUAGES)],
+        "background": BACKGROUNDS[i % len(BACKGROUNDS)],
+        "region": ("mainland China", "Hong Kong", "Singapore", "United States")[i % 4],
+    }
+
+
+def _render_all(cfg: Settings, n: int, seed: int) -> list[tuple[Any, Path, str]]:
+    """Render the clips in parallel into content-addressed paths; returns (spec, path, sha256)."""
+    staging = cfg.media_dir / ".staging"
+    specs = demo_clip_specs(n, seed=seed)
+    done: list[tuple[Any, Path, str]] = []
+    with progress_bar(transient=True) as bar, ThreadPoolExecutor(max_workers=2) as pool:
+        task = bar.add_task("rendering demo clips", total=n)
+        futures = [pool.submit(render_demo_clip, spec, staging / f"seed{seed}_{spec.index:05d}.mp4",
+                               ffmpeg=cfg.ffmpeg or None) for spec in specs]
+        for spec, future in zip(specs, futures, strict=True):
+            path = future.result()
+            sha = sha256_file(path)
+            final = cfg.media_dir / sha[:2] / f"{sha}.mp4"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(final)
+            done.append((spec, final, sha))
+            bar.advance(task)
+    return done
+
+
+def demo_logins(cfg: Settings, project: str) -> list[dict[str, str]] | None:
+    """The demo's people logins if the project exists, else None."""
+    with open_session(cfg) as session:
+        if session.scalar(select(Project).where(Project.name == project)) is None:
+            return None
+        users = session.scalars(select(User).where(User.is_simulated.is_(False)).order_by(User.id))
+        return [{"username": u.username, "password": DEMO_PASSWORD, "role": u.role.value} for u in users]
+
+
+def build_demo(
+    cfg: Settings,
+    *,
+    project: str,
+    n_clips: int,
+    n_annotators: int,
+    simulate: bool,
+    n_simulated: int,
+    keep_open: int,
+    seed: int,
+) -> dict[str, Any]:
+    if n_clips < 8:
+        from annotation_app.errors import InvalidInputError
+
+        raise InvalidInputError("a demo needs at least 8 clips (some become gold clips)")
+    with open_session(cfg) as session:
+        if session.scalar(select(Project).where(Project.name == project)) is not None:
+            from annotation_app.errors import ConflictError
+
+            raise ConflictError(f"project {project!r} already exists; choose another --project name")
+    rendered = _render_all(cfg, n_clips, seed)
+    rng = np.random.default_rng(seed)
+    logins: list[dict[str, str]] = []
+    with open_session(cfg) as session:
+        proj = create_project(session, project, qualification_size=4, qualification_pass_mark=0.5)
+        labels = list(proj.labels)
+        n_gold = max(4, n_clips // 6)
+        for i, (spec, path, sha) in enumerate(rendered):
+            truth = labels[int(rng.integers(len(labels)))]
+            clip = clip_service.register_clip(
+                session, proj, sha256=sha, media_path=str(path.relative_to(cfg.media_dir)),
+                status=ClipStatus.gold if i < n_gold else ClipStatus.active,
+                source_url=f"https://www.{spec.platform}.com/video/demo{spec.index:05d}",
+                platform=spec.platform, uploader=spec.uploader, external_id=f"demo{spec.index:05d}",
+                title=spec.title, language=spec.language, duration_s=3.0, width=360, height=640, fps=30.0,
+                has_audio=True, true_label_id=truth.id,
+            )
+            if i < n_gold:
+                session.add(GoldItem(project_id=proj.id, clip_id=clip.id, label_id=truth.id,
+                                     purpose=GoldPurpose.both, explanation=f"Demo gold: {truth.name}"))
+        for i in range(n_annotators):
+            user = create_user(session, f"annotator{i + 1}", role=Role.annotator, password=DEMO_PASSWORD,
+                               **_profile(i))
+            logins.append({"username": user.username, "password": DEMO_PASSWORD, "role": "annotator"})
+        for name, role in (("expert", Role.expert), ("curator", Role.curator), ("admin", Role.admin)):
+            if session.scalar(select(User).where(User.username == name)) is None:
+                create_user(session, name, role=role, password=DEMO_PASSWORD, **_profile(7))
+            logins.append({"username": name, "password": DEMO_PASSWORD, "role": role.value})
+        session.flush()
+        summary: dict[str, Any] = {"clips": n_clips, "gold": n_gold, "logins": logins,
+                                   "judgements": 0, "resolved": 0, "adjudicated": 0}
+        if simulate:
+            summary.update(_simulate(session, proj, n_simulated=n_simulated, keep_open=keep_open, seed=seed))
+    return summary
+
+
+def _simulate(session: Session, project: Project, *, n_simulated: int, keep_open: int, seed: int) -> dict[str, int]:
+    """Drive simulated annotators through the real queue until no work is left, then the expert."""
+    from annotation_app.models import Clip
+    from annotation_app.services import adjudication, work
+
+    labels = list(project.labels)
+    model = ConfusionModel([lab.name for lab in labels], [lab.polarity.value for lab in labels], seed=seed)
+    crowd = model.crowd(n_simulated)
+    people: list[tuple[User, SimulatedAnnotator]] = []
+    for i, sim in enumerate(crowd):
+        user = create_user(session, f"{project.name}-{sim.name}", role=Role.annotator,
+                           password=f"sim-{seed}-{i}", is_simulated=True, **_profile(i))
+        people.append((user, sim))
+    # Clips kept open for people: withheld from the simulation, opened again at the end.
+    open_clips = list(session.scalars(
+        select(Clip).where(Clip.project_id == project.id, Clip.status == ClipStatus.active)
+        .order_by(Clip.id.desc()).limit(keep_open)))
+    for clip in open_clips:
+        clip.status = ClipStatus.pending
+    session.flush()
+
+    truth = {c.id: c.true_label.name for c in session.scalars(select(Clip).where(Clip.project_id == project.id))}
+    n_judgements = 0
+    rng = np.random.default_rng(seed)
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("simulated annotators labelling", total=None)
+        for round_no in itertools.count():
+            served = 0
+            for j in rng.permutation(len(people)):
+                user, sim = people[int(j)]
+                item = work.next_item(session, project, user)
+                if item is None:
+                    continue
+                label = model.judge(sim, truth[item.clip_id])
+                work.submit(session, project, user, assignment_id=item.assignment_id, label=label,
+                            confidence=int(rng.integers(3, 6)), cant_judge=False, broken=False,
+                            flag_reason=None, time_on_task_s=model.seconds(sim),
+                            client_request_id=f"sim-{user.id}-{round_no}-{item.assignment_id}")
+                served += 1
+                n_judgements += 1
+                bar.advance(task)
+            session.flush()
+            if served == 0:
+                break
+    expert = session.scalar(select(User).where(User.role == Role.expert).order_by(User.id))
+    expert_sim = SimulatedAnnotator("expert", skill=0.9)
+    adjudicated = 0
+    for entry in adjudication.expert_queue(session, project):
+        clip_id = entry["clip_id"]
+        if rng.random() < 0.1:
+            adjudication.adjudicate(session, project, expert, clip_id=clip_id, label=None, discard=True,
+                                    reason="ambiguous: mixed emotions (simulated expert)")
+        else:
+            adjudication.adjudicate(session, project, expert, clip_id=clip_id,
+                                    label=model.judge(expert_sim, truth[clip_id]), discard=False,
+                                    reason="simulated expert decision")
+        adjudicated += 1
+    for clip in open_clips:
+        clip.status = ClipStatus.active
+    session.flush()
+    resolved = sum(1 for c in session.scalars(select(Clip).where(Clip.project_id == project.id))
+                   if c.status == ClipStatus.resolved)
+    return {"judgements": n_judgements, "resolved": resolved, "adjudicated": adjudicated}
