@@ -64,7 +64,8 @@ def demo_clip_specs(n: int, *, seed: int = 0, clips_per_uploader: int = 3) -> li
     specs = []
     for i in range(n):
         platform = PLATFORMS[i % len(PLATFORMS)]
-        uploader_no = i // clips_per_uploader
+        # Clips of one platform come every len(PLATFORMS) indices; group consecutive ones by uploader.
+        uploader_no = (i // len(PLATFORMS)) // clips_per_uploader
         specs.append(
             DemoClipSpec(
                 index=i,

@@ -1,0 +1,54 @@
+"""Settings come from EMOTIONS_* variables with sensible embedded defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from annotation_app.settings import Settings
+
+
+def test_defaults_live_in_the_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for var in ("EMOTIONS_DATA_DIR", "EMOTIONS_DATABASE_URL", "EMOTIONS_MEDIA_DIR", "EMOTIONS_FFMPEG"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings()
+    assert s.data_dir == Path("data")
+    assert s.media_dir == Path("data/media")
+    assert s.database_url == f"sqlite:///{(tmp_path / 'data' / 'emotions.sqlite3').resolve()}"
+    assert s.is_sqlite and s.ffmpeg is None
+
+
+def test_environment_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMOTIONS_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("EMOTIONS_DATABASE_URL", "postgresql+psycopg://u@db.example/emotions")
+    monkeypatch.setenv("EMOTIONS_MEDIA_DIR", str(tmp_path / "m"))
+    monkeypatch.setenv("EMOTIONS_FFMPEG", "/opt/ffmpeg")
+    s = Settings()
+    assert s.media_dir == tmp_path / "m" and not s.is_sqlite and s.ffmpeg == "/opt/ffmpeg"
+
+
+def test_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EMOTIONS_DATA_DIR", raising=False)
+    (tmp_path / ".env").write_text("EMOTIONS_DATA_DIR=/srv/emotions\n")
+    assert Settings().data_dir == Path("/srv/emotions")
+
+
+def test_secret_is_created_once_and_kept(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path)
+    first = s.session_secret()
+    assert len(first) > 40 and Settings(data_dir=tmp_path).session_secret() == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_sqlite_engine_uses_wal_and_busy_timeout(tmp_path: Path) -> None:
+    from annotation_app.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.sqlite3'}", busy_timeout_ms=1234)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
