@@ -124,7 +124,7 @@ def create_project(
         raise ConflictError(f"a project named {name!r} already exists")
     label_rows = validate_labels(labels if labels is not None else DEFAULT_LABELS)
     project = Project(name=name, **_checked_settings(settings))
-    project.labels = [Label(**row) for row in label_rows]
+    project.labels = [Label(**{**row, "polarity": Polarity(row["polarity"])}) for row in label_rows]
     session.add(project)
     session.flush()
     audit.record(session, "project.create", actor_id=actor_id, project_id=project.id,
