@@ -17,7 +17,7 @@ __all__ = ["judgements_table", "clips_table", "label_set"]
 JUDGEMENT_COLUMNS = [
     "judgement_id", "clip_id", "annotator_id", "annotator", "label", "stage", "confidence",
     "cant_judge", "broken", "time_on_task_s", "submitted_at", "is_gold",
-    "gender", "age_band", "region", "language", "background",
+    "gender", "age_band", "region", "language", "background", "gold_label",
 ]
 
 
@@ -36,16 +36,18 @@ def judgements_table(
 ) -> pd.DataFrame:
     """Live judgements, a row each; annotator attributes joined. Excluded work is left out by default."""
     project = get_project(session, project_name)
-    gold_clips = select(GoldItem.clip_id).where(GoldItem.project_id == project.id)
+    gold_label = aliased(Label)
     stmt = (
         select(
             Judgement.id, Judgement.clip_id, Judgement.annotator_id, User.username, Label.name,
             Judgement.stage, Judgement.confidence, Judgement.cant_judge, Judgement.broken,
-            Judgement.time_on_task_s, Judgement.submitted_at, Judgement.clip_id.in_(gold_clips),
-            User.gender, User.age_band, User.region, User.languages, User.background,
+            Judgement.time_on_task_s, Judgement.submitted_at, GoldItem.id.is_not(None),
+            User.gender, User.age_band, User.region, User.languages, User.background, gold_label.name,
         )
         .join(User, User.id == Judgement.annotator_id)
         .outerjoin(Label, Label.id == Judgement.label_id)
+        .outerjoin(GoldItem, (GoldItem.clip_id == Judgement.clip_id) & (GoldItem.project_id == project.id))
+        .outerjoin(gold_label, gold_label.id == GoldItem.label_id)
         .where(Judgement.project_id == project.id, Judgement.live.is_(True))
         .order_by(Judgement.id)
     )

@@ -1,0 +1,217 @@
+"""``curate agreement`` and ``curate aggregate``: thin shells over :mod:`curation`.
+
+Both read a judgements file (CSV or parquet) or, without one, the project database through
+``annotation_app.services.tables``. Domain errors are raised as they are; ``curate_cli.main`` turns
+them into ``error: <message>`` and the error's exit code.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["register"]
+
+# Columns of the database's judgements table that are not part of the curation contract.
+_DB_ONLY_COLUMNS = {"judgement_id", "annotator", "confidence", "cant_judge", "broken"}
+
+
+class Method(StrEnum):
+    majority = "majority"
+    dawid_skene = "dawid-skene"
+    weighted = "weighted"
+
+
+class Level(StrEnum):
+    nominal = "nominal"
+    ordinal = "ordinal"
+    interval = "interval"
+    ratio = "ratio"
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _project_label_set(project: str | None) -> list[dict[str, Any]]:
+    from annotation_app.services.tables import label_set
+    from curate_cli.common import open_session
+
+    with open_session() as session:
+        return label_set(session, project)
+
+
+def _load(judgements_file: Path | None, project: str | None) -> tuple[pd.DataFrame, str]:
+    """The validated judgements table and where it came from.
+
+    With a file: the label set is the project's when ``--project`` is given, else the labels found
+    in the file. Without a file: the project's judgements and label set from the database.
+    """
+    from curation.judgements import load_judgements
+
+    if judgements_file is not None:
+        labels = _project_label_set(project) if project is not None else None
+        return load_judgements(judgements_file, labels=labels), str(judgements_file)
+
+    from annotation_app.services.tables import judgements_table, label_set
+    from curate_cli.common import open_session
+
+    with open_session() as session:
+        labels = label_set(session, project)
+        table = judgements_table(session, project)
+    table = table[[c for c in table.columns if c not in _DB_ONLY_COLUMNS]]
+    return load_judgements(table, labels=labels), f"project {project or '(default)'} database"
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _alpha_row(name: str, result: dict[str, Any]) -> list[str]:
+    interval = "–" if result.get("low") is None else f"[{result['low']:.3f}, {result['high']:.3f}]"
+    value = _fmt(result.get("alpha")) if result.get("alpha") is not None else f"undefined ({result.get('reason')})"
+    return [name, value, interval, str(result.get("n_clips", 0)), result.get("reading", "")]
+
+
+def _alpha_table(title: str, first: str, rows: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column, justify in ((first, "left"), ("α", "right"), ("95% interval", "right"), ("clips", "right"), ("reading", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for name, result in rows.items():
+        table.add_row(*_alpha_row(name, result))
+    return table
+
+
+def _print_report(console: Console, report: dict[str, Any], source: str) -> None:
+    summary = report["summary"]
+    console.print(
+        f"[bold]Agreement[/] on {source}: {summary['n_judgements']} judgements, {summary['n_clips']} clips, "
+        f"{summary['n_annotators']} annotators, {len(summary['labels'])} labels ({summary['level']} α; "
+        f"{summary['bootstrap']['n_boot']} bootstrap resamples of clips, seed {summary['bootstrap']['seed']})"
+    )
+    console.print(_alpha_table("Krippendorff's α", "scope", {"all clips": report["alpha"], **{f"stage {k}": v for k, v in report["alpha_by_stage"].items()}}))
+    console.print(_alpha_table("α per label (label vs rest)", "label", report["alpha_by_label"]))
+    for column, groups in report["alpha_by_group"].items():
+        console.print(_alpha_table(f"α per annotator group: {column}", column, groups))
+    fleiss = report["fleiss_kappa"]
+    console.print(f"Fleiss' κ: {_fmt(fleiss['value'])}" + (f"  ({fleiss['reason']})" if fleiss["reason"] else ""))
+    kappas = [p["kappa"] for p in report["pairwise_kappa"] if p["kappa"] is not None]
+    if kappas:
+        console.print(
+            f"Pairwise Cohen's κ over {len(kappas)} annotator pairs with ≥ {report['min_shared']} shared clips: "
+            f"median {pd.Series(kappas).median():.3f}, min {min(kappas):.3f}, max {max(kappas):.3f}"
+        )
+    if report["gold"]["accuracy"] is not None:
+        console.print(f"Gold accuracy: {report['gold']['accuracy']:.3f} over {report['gold']['n_judgements']} gold judgements")
+
+    table = Table(title="Annotators (worst leave-one-out agreement first)", title_justify="left")
+    for column in ("annotator", "judgements", "LOO agreement", "gold acc.", "median s", "flags"):
+        table.add_column(column, justify="left" if column in {"annotator", "flags"} else "right")
+    annotators = report["annotators"]
+    flagged = [a for a in annotators if a["flags"]]
+    shown = flagged[:20] if flagged else annotators[:10]
+    for a in shown:
+        table.add_row(
+            str(a["annotator_id"]), str(a["n_judgements"]), _fmt(a["loo_agreement"]), _fmt(a["gold_accuracy"]),
+            _fmt(a["median_time_s"], 1), a["flags"] or "",
+        )
+    console.print(table)
+    console.print(f"{len(flagged)} of {len(annotators)} annotators flagged.")
+
+
+def agreement(
+    judgements_file: Annotated[
+        Path | None, typer.Argument(metavar="[JUDGEMENTS_FILE]", help="Judgements CSV or parquet; without it, the project database.")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON to this file.")] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Write PNG plots into this folder.")] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project (its label set; its database when no file). Default: the only one.")
+    ] = None,
+    level: Annotated[Level, typer.Option("--level", help="Krippendorff's level of measurement.")] = Level.nominal,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap resamples of clips for the intervals (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    min_shared: Annotated[int, typer.Option("--min-shared", min=1, help="Clips two annotators must share for their κ.")] = 10,
+    include_gold: Annotated[bool, typer.Option("--include-gold", help="Count judgements on gold clips in agreement.")] = False,
+) -> None:
+    """Agreement: Krippendorff's α (overall, per stage, label, annotator group, with bootstrap
+    intervals), Fleiss' and pairwise Cohen's κ, and each annotator's reliability and flags."""
+    from curation.agreement import agreement_report
+
+    console = _console()
+    table, source = _load(judgements_file, project)
+    with console.status("computing agreement…"):
+        report = agreement_report(
+            table, level=level.value, n_boot=n_boot, seed=seed, min_shared=min_shared, include_gold=include_gold
+        )
+    _print_report(console, report, source)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        console.print(f"report written to {json_out}")
+    if plots is not None:
+        from curation.plots import write_agreement_plots
+
+        written = write_agreement_plots(report, plots)
+        console.print("plots written: " + ", ".join(str(p) for p in written.values()))
+
+
+def _write_table(result: pd.DataFrame, out: Path) -> None:
+    from curation.errors import CurationError
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    frame = result.reset_index()
+    if suffix == ".csv":
+        frame.to_csv(out, index=False)
+    elif suffix in {".parquet", ".pq"}:
+        frame.to_parquet(out, index=False)
+    elif suffix == ".json":
+        frame.to_json(out, orient="records", indent=2, force_ascii=False)
+    else:
+        raise CurationError(f"--out must end in .csv, .parquet or .json, not {out.name}")
+
+
+def aggregate(
+    judgements_file: Annotated[
+        Path | None, typer.Argument(metavar="[JUDGEMENTS_FILE]", help="Judgements CSV or parquet; without it, the project database.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Per-clip result table (.csv, .parquet or .json).")] = ...,  # type: ignore[assignment]
+    method: Annotated[Method, typer.Option("--method", help="How judgements become a label.")] = Method.majority,
+    threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0, help="Share (or posterior) that resolves a clip.")] = 0.6,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project (its label set; its database when no file). Default: the only one.")
+    ] = None,
+) -> None:
+    """Aggregate judgements into one label per clip, with confidence, number of judgements and how it
+    was resolved (unanimous, consensus, adjudicated, tie, below-threshold)."""
+    from curation.aggregation import resolve
+
+    console = _console()
+    table, source = _load(judgements_file, project)
+    with console.status(f"aggregating ({method.value})…"):
+        result = resolve(table, threshold=threshold, method=method.value)
+    _write_table(result, out)
+    summary = Table(title=f"{len(result)} clips from {source} ({method.value}, threshold {threshold:g})", title_justify="left")
+    summary.add_column("resolved by")
+    summary.add_column("clips", justify="right")
+    summary.add_column("share", justify="right")
+    for how, n in result["resolved_by"].value_counts().items():
+        summary.add_row(str(how), str(n), f"{n / max(len(result), 1):.1%}")
+    console.print(summary)
+    per_label = result.loc[result["is_resolved"], "label"].value_counts()
+    console.print("resolved per label: " + ", ".join(f"{k} {v}" for k, v in per_label.items()))
+    console.print(f"written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``agreement`` and ``aggregate`` to the ``curate`` app."""
+    app.command("agreement")(agreement)
+    app.command("aggregate")(aggregate)

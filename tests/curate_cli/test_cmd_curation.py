@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from curate_cli.cmd_curation import register
+from curation.errors import CurationError, InvalidTableError
+from tests.curation.conftest import make_crowd
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+@pytest.fixture
+def judgements_csv(tmp_path: Path) -> Path:
+    df, _ = make_crowd(150, 5, n_annotators=10, seed=4)
+    df["stage"] = 1
+    df["gender"] = df["annotator_id"].map(lambda a: "f" if int(a[1:]) % 2 else "m")
+    df["time_on_task_s"] = 7.5
+    path = tmp_path / "judgements.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_every_command_has_help(app: typer.Typer) -> None:
+    for command in ("agreement", "aggregate"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "JUDGEMENTS_FILE" in result.output
+
+
+def test_agreement_on_a_file_writes_json_and_plots(app: typer.Typer, judgements_csv: Path, tmp_path: Path) -> None:
+    out, plots = tmp_path / "report.json", tmp_path / "plots"
+    result = runner.invoke(app, ["agreement", str(judgements_csv), "--json", str(out), "--plots", str(plots), "--n-boot", "50"])
+    assert result.exit_code == 0, result.output
+    assert "Krippendorff's α" in result.output and "all clips" in result.output
+    report = json.loads(out.read_text())
+    assert report["summary"]["labels"] == ["L0", "L1", "L2", "L3"]  # the labels found in the file
+    assert report["summary"]["n_clips"] == 150
+    assert 0.0 < report["alpha"]["alpha"] < 1.0 and report["alpha"]["low"] < report["alpha"]["alpha"]
+    assert set(report["alpha_by_group"]) == {"gender"}
+    assert sorted(p.name for p in plots.glob("*.png")) == ["alpha_per_label.png", "consensus_confusion.png", "kappa_heatmap.png"]
+
+
+@pytest.mark.parametrize("method", ["majority", "dawid-skene", "weighted"])
+def test_aggregate_writes_per_clip_table(app: typer.Typer, judgements_csv: Path, tmp_path: Path, method: str) -> None:
+    out = tmp_path / f"{method}.csv"
+    result = runner.invoke(app, ["aggregate", str(judgements_csv), "--method", method, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, dtype={"clip_id": str})
+    assert list(table.columns) == [
+        "clip_id", "label", "confidence", "n_judgements", "resolving_stage", "resolved_by", "is_resolved", "unanimous"
+    ]
+    assert len(table) == 150 and (table["n_judgements"] == 5).all()
+    assert table["resolved_by"].isin(["unanimous", "consensus", "tie", "below-threshold"]).all()
+    assert table.loc[table["is_resolved"], "label"].notna().all()
+    assert "resolved by" in result.output
+
+
+def test_aggregate_needs_out_and_known_method(app: typer.Typer, judgements_csv: Path) -> None:
+    assert runner.invoke(app, ["aggregate", str(judgements_csv)]).exit_code != 0
+    assert runner.invoke(app, ["aggregate", str(judgements_csv), "--method", "median", "--out", "x.csv"]).exit_code != 0
+
+
+def test_domain_errors_are_raised_for_the_main_to_translate(app: typer.Typer, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"clip_id": [1], "label": ["x"]}).to_csv(bad, index=False)
+    result = runner.invoke(app, ["agreement", str(bad)])
+    assert result.exit_code != 0 and isinstance(result.exception, InvalidTableError)
+    assert "annotator_id" in str(result.exception)
+    result = runner.invoke(app, ["aggregate", str(bad), "--out", str(tmp_path / "o.xlsx")])
+    assert isinstance(result.exception, CurationError)
+
+
+def test_reads_the_project_database(app: typer.Typer, data_dir: Path, tmp_path: Path) -> None:
+    """Without a file both commands read the project's judgements and label set from the database."""
+    from sqlalchemy import select
+
+    from annotation_app import migrations
+    from annotation_app.models import Clip, Judgement, Project, User
+    from annotation_app.settings import get_settings
+    from curate_cli.common import open_session
+    from curate_cli.demo import build_demo
+
+    cfg = get_settings()
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(cfg.database_url)
+    build_demo(cfg, project="demo", n_clips=8, n_annotators=4, simulate=False, n_simulated=0, keep_open=0, seed=1)
+    with open_session(cfg) as session:  # three stage-1 judgements per clip: two agree, one does not
+        project = session.scalar(select(Project).where(Project.name == "demo"))
+        labels = sorted(project.labels, key=lambda lab: lab.index)
+        annotators = list(session.scalars(select(User).where(User.username.like("annotator%")).order_by(User.id)))
+        for i, clip in enumerate(session.scalars(select(Clip).where(Clip.project_id == project.id).order_by(Clip.id))):
+            said = [labels[i % 6], labels[i % 6], labels[(i + 1) % 6]]
+            for annotator, label in zip(annotators[:3], said, strict=True):
+                session.add(Judgement(project_id=project.id, clip_id=clip.id, annotator_id=annotator.id, stage=1,
+                                      label_id=label.id, time_on_task_s=9.0))
+
+    report_path = tmp_path / "db-report.json"
+    result = runner.invoke(app, ["agreement", "--json", str(report_path), "--n-boot", "20"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads(report_path.read_text())
+    assert report["summary"]["labels"] == ["Excitation", "Fear", "Neutral", "Relaxation", "Sadness", "Tension"]
+    assert report["summary"]["n_judgements"] == 12  # gold clips' judgements are left out of agreement
+    assert report["summary"]["n_gold_judgements"] == 12
+    out = tmp_path / "db-resolved.parquet"
+    result = runner.invoke(app, ["aggregate", "--project", "demo", "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    resolved = pd.read_parquet(out)
+    assert len(resolved) == 8
+    assert resolved["is_resolved"].all()
+    assert resolved["confidence"].tolist() == pytest.approx([2 / 3] * 8)
+    assert (resolved["resolved_by"] == "consensus").all()
+    result = runner.invoke(app, ["aggregate", "--project", "nope", "--out", str(out)])
+    assert result.exit_code != 0 and "nope" in str(result.exception)
