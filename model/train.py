@@ -1,0 +1,606 @@
+"""Training and evaluating AV-CPNet on an export: ``train_one_epoch``, ``evaluate``, one ``main(cfg)``.
+
+The full preset is the authors' recipe (AdamW 1.5e-4, weight decay 0.02, warm-up for 1.5 epochs from
+0.1x then cosine to 0.01x stepped once per epoch, 30 epochs, batch 8 with 4 accumulation steps,
+seed 1), with the best epoch chosen on validation and the test split evaluated once at the end.
+Runs under ``torchrun`` use DDP with a distributed sampler; rank 0 validates, logs and saves.
+
+>>> cfg = TrainConfig.tiny(export="EXPORT", out="RUN")
+>>> cfg.preset, cfg.device
+('tiny', 'cpu')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from model.avcpnet import PRESETS, AVCPNet, ModelConfig, avcpnet, build_avcpnet
+from model.checkpoints import load_checkpoint, save_checkpoint
+from model.data import CachedClipDataset, cache_spec_for
+from model.errors import ModelError
+from model.export_reader import SPLITS, ClipRecord, ExportTable, UnknownSplitError, read_export
+from model.features import PrepareReport, cache_key, prepare_features
+from model.labels import LabelSet
+from model.loss import EPCELoss
+from model.metrics import classification_metrics, plot_confusion
+from model.visual import CheckpointMismatchError
+
+__all__ = [
+    "FeatureCacheError",
+    "Progress",
+    "TrainConfig",
+    "evaluate",
+    "evaluate_checkpoint",
+    "load_trained_model",
+    "lr_factor",
+    "main",
+    "prepare_export_features",
+    "train_one_epoch",
+]
+
+
+class FeatureCacheError(ModelError):
+    """Clips whose features could not be prepared."""
+
+
+class Progress(Protocol):
+    """What a shell passes to show progress; the library itself never prints."""
+
+    def start(self, description: str, total: int) -> None: ...
+
+    def advance(self, steps: int = 1) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+@dataclass
+class TrainConfig:
+    export: str = ""
+    out: str = "runs/avcpnet"
+    cache: str | None = None  # default: <export>/features-<preset>
+    preset: str = "full"
+    # ablations
+    modalities: str = "audio-visual"  # or "visual", "audio"
+    local_stage: bool = True
+    global_stage: bool = True
+    loss: str = "ep-ce"  # or "ce"
+    lambdas: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # positive, neutral, negative
+    # optimisation (the authors' recipe)
+    epochs: int = 30
+    batch_size: int = 8
+    accumulation_steps: int = 4
+    lr: float = 1.5e-4
+    weight_decay: float = 0.02
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_epochs: float = 1.5
+    warmup_start_factor: float = 0.1
+    min_lr_factor: float = 0.01
+    augment_probability: float = 0.3
+    seed: int = 1
+    # data
+    fold: int = 1
+    jitter: int | None = None
+    workers: int = 4
+    # pretrained branches (local files)
+    swin2d_checkpoint: str | None = None
+    swin3d_checkpoint: str | None = None
+    resnet_checkpoint: str | None = None
+    # machinery
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA
+    resume: bool = False
+    max_steps_per_epoch: int | None = None
+
+    @classmethod
+    def full(cls, **overrides: Any) -> TrainConfig:
+        return cls(preset="full", **overrides)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> TrainConfig:
+        values: dict[str, Any] = dict(
+            preset="tiny", epochs=2, batch_size=4, accumulation_steps=1, lr=1e-3, warmup_epochs=0.0,
+            workers=0, device="cpu",
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def cache_dir(self) -> Path:
+        return Path(self.cache) if self.cache else Path(self.export) / f"features-{self.preset}"
+
+
+def lr_factor(epoch: int, cfg: TrainConfig) -> float:
+    """Learning-rate multiplier for a 0-based epoch: linear warm-up from ``warmup_start_factor``, then cosine.
+
+    >>> round(lr_factor(0, TrainConfig()), 3), round(lr_factor(1, TrainConfig()), 3), round(lr_factor(29, TrainConfig()), 4)
+    (0.1, 0.7, 0.013)
+    """
+    if epoch < cfg.warmup_epochs:
+        return cfg.warmup_start_factor + (1.0 - cfg.warmup_start_factor) * epoch / cfg.warmup_epochs
+    span = max(cfg.epochs - cfg.warmup_epochs, 1e-8)
+    progress = min((epoch - cfg.warmup_epochs) / span, 1.0)
+    return cfg.min_lr_factor + (1.0 - cfg.min_lr_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# --- distributed ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device_name: str) -> _Dist:
+    # torchrun sets these; a plain run has none of them.
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _Dist()
+    info = _Dist(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+        if use_cuda:
+            torch.cuda.set_device(info.local_rank)
+        # Rank 0 may first decode missing features while the others wait: allow for it (or run
+        # `curate prepare-features` before torchrun, as the README says).
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timedelta(hours=2))
+    return info
+
+
+def _resolve_device(name: str, info: _Dist) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda asked for, but CUDA is not available")
+    if name == "cuda" and info.enabled:
+        return torch.device("cuda", info.local_rank)
+    return torch.device(name)
+
+
+def _barrier(info: _Dist) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+def _autocast(device: torch.device, enabled: bool):  # type: ignore[no-untyped-def]
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def _objective(model_output: Any, batch: dict[str, torch.Tensor], criterion: EPCELoss) -> torch.Tensor:
+    """EP-CE(z) + EP-CE(z_v) + EP-CE(z_a); the audio head learns only from clips that have audio."""
+    logits, visual_logits, audio_logits = model_output
+    label = batch["label"]
+    loss = criterion(logits, label)
+    if visual_logits is not None and audio_logits is not None:
+        loss = loss + criterion(visual_logits, label) + criterion(audio_logits, label, sample_mask=batch["has_audio"])
+    return loss
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: EPCELoss,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    accumulation_steps: int = 1,
+    amp: bool = True,
+    max_steps: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, float]:
+    """One pass over ``loader`` with gradient accumulation; returns the mean loss and top-1 on the fly."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    total = min(len(loader), max_steps) if max_steps else len(loader)
+    loss_sum, correct, seen = 0.0, 0, 0
+    if progress is not None:
+        progress.start("train", total)
+    for step, batch in enumerate(loader):
+        if step >= total:
+            break
+        batch = _to_device(batch, device)
+        updates = (step + 1) % accumulation_steps == 0 or step + 1 == total
+        # DDP: skip the gradient all-reduce on micro-batches that do not update.
+        sync = nullcontext() if updates or not isinstance(model, DistributedDataParallel) else model.no_sync()
+        with sync:
+            with _autocast(device, amp):
+                output = model(batch["frames"], batch["mfcc"])
+                loss = _objective(output, batch, criterion)
+            (loss / accumulation_steps).backward()
+        if updates:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        loss_sum += float(loss.detach()) * len(batch["label"])
+        correct += int((output.logits.argmax(dim=-1) == batch["label"]).sum())
+        seen += len(batch["label"])
+        if progress is not None:
+            progress.advance()
+    if progress is not None:
+        progress.finish()
+    if dist.is_available() and dist.is_initialized():
+        # every rank saw its own shard: report the epoch over all of them
+        totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device)
+        dist.all_reduce(totals)
+        loss_sum, correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
+    if seen == 0:
+        raise ModelError("the training split produced no batches")
+    return {"train_loss": loss_sum / seen, "train_top1": correct / seen}
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]
+    probabilities: np.ndarray  # (N, K) fused-head softmax
+    labels: np.ndarray  # (N,)
+    indices: np.ndarray  # (N,) positions in the dataset's clip list
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    criterion: EPCELoss,
+    loader: DataLoader,
+    device: torch.device,
+    class_names: Sequence[str],
+    *,
+    amp: bool = True,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Metrics of the fused head and the accuracies of both unimodal heads over ``loader``."""
+    model.eval()
+    probabilities, labels, indices, visual_pred, audio_pred, has_audio = [], [], [], [], [], []
+    loss_sum = 0.0
+    if progress is not None:
+        progress.start("evaluate", len(loader))
+    for batch in loader:
+        batch = _to_device(batch, device)
+        with _autocast(device, amp):
+            output = model(batch["frames"], batch["mfcc"])
+            loss_sum += float(_objective(output, batch, criterion)) * len(batch["label"])
+        probabilities.append(torch.softmax(output.logits.float(), dim=-1).cpu())
+        labels.append(batch["label"].cpu())
+        indices.append(batch["index"].cpu())
+        has_audio.append(batch["has_audio"].cpu())
+        if output.visual_logits is not None:
+            visual_pred.append(output.visual_logits.argmax(dim=-1).cpu())
+        if output.audio_logits is not None:
+            audio_pred.append(output.audio_logits.argmax(dim=-1).cpu())
+        if progress is not None:
+            progress.advance()
+    if progress is not None:
+        progress.finish()
+    if not labels:
+        raise ModelError("nothing to evaluate: the split produced no batches")
+    probs = torch.cat(probabilities).numpy()
+    y = torch.cat(labels).numpy()
+    metrics = classification_metrics(y, probs.argmax(axis=1), class_names)
+    metrics["loss"] = loss_sum / len(y)
+    metrics["visual_top1"] = float((torch.cat(visual_pred).numpy() == y).mean()) if visual_pred else None
+    if audio_pred:
+        audio_hits = torch.cat(audio_pred).numpy() == y
+        with_audio = torch.cat(has_audio).numpy()
+        metrics["audio_top1"] = float(audio_hits.mean())
+        # Clips without audio see only zeros; the audio head's accuracy on the rest is the informative one.
+        metrics["audio_top1_with_audio"] = float(audio_hits[with_audio].mean()) if with_audio.any() else None
+    else:
+        metrics["audio_top1"] = metrics["audio_top1_with_audio"] = None
+    return EvalResult(metrics, probs, y, torch.cat(indices).numpy())
+
+
+# --- pieces of main --------------------------------------------------------------------------------
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare_export_features(
+    clips: Sequence[ClipRecord],
+    cache_dir: Path,
+    model_config: ModelConfig,
+    *,
+    jitter: int | None = None,
+    workers: int = 1,
+    progress: Progress | None = None,
+    strict: bool = True,
+) -> PrepareReport:
+    """Cache the clips that are not cached yet; with ``strict`` a clip that fails to decode is an error."""
+    spec = cache_spec_for(model_config, jitter)
+    missing = [clip for clip in clips if not (cache_dir / f"{cache_key(clip.clip_id)}.npz").exists()]
+    if progress is not None and missing:
+        progress.start("features", len(missing))
+    report = prepare_features(
+        [(clip.clip_id, clip.media_path) for clip in missing],
+        cache_dir,
+        spec,
+        workers=workers,
+        on_clip=(lambda _clip: progress.advance()) if progress is not None and missing else None,
+    )
+    if progress is not None and missing:
+        progress.finish()
+    if report.failed and strict:
+        first = next(iter(report.failed.items()))
+        raise FeatureCacheError(f"{len(report.failed)} clips could not be decoded (first: {first[0]}: {first[1]})")
+    return report
+
+
+def _cached(clips: Sequence[ClipRecord], cache_dir: Path) -> list[ClipRecord]:
+    kept = [clip for clip in clips if (cache_dir / f"{cache_key(clip.clip_id)}.npz").exists()]
+    if not kept:
+        raise FeatureCacheError(f"no clip of the {clips[0].split} split could be decoded into {cache_dir}")
+    return kept
+
+
+def _loader(dataset: CachedClipDataset, cfg: TrainConfig, *, shuffle: bool, sampler: Any = None, seed: int = 0) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=False,
+        generator=generator,
+        persistent_workers=cfg.workers > 0,
+    )
+
+
+def _model_config(cfg: TrainConfig, labels: LabelSet) -> ModelConfig:
+    if cfg.preset not in PRESETS:
+        raise ModelError(f"unknown preset {cfg.preset!r}; choose one of {sorted(PRESETS)}")
+    return replace(
+        PRESETS[cfg.preset],
+        num_classes=len(labels),
+        modalities=cfg.modalities,
+        local_stage=cfg.local_stage,
+        global_stage=cfg.global_stage,
+    )
+
+
+def _criterion(cfg: TrainConfig, labels: LabelSet) -> EPCELoss:
+    if cfg.loss not in ("ep-ce", "ce"):
+        raise ModelError(f"loss must be 'ep-ce' or 'ce', not {cfg.loss!r}")
+    lambdas = cfg.lambdas if cfg.loss == "ep-ce" else [0.0, 0.0, 0.0]
+    return EPCELoss(labels.polarity_indices, lambdas)
+
+
+def _unwrap(model: nn.Module) -> AVCPNet:
+    return model.module if isinstance(model, DistributedDataParallel) else model  # type: ignore[return-value]
+
+
+def main(
+    cfg: TrainConfig,
+    *,
+    progress: Progress | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train on the export's train split, pick the best epoch on validation, evaluate test once.
+
+    Writes ``RUN/last.pt``, ``RUN/best.pt``, ``RUN/metrics.jsonl`` (one line per epoch),
+    ``RUN/config.json`` and ``RUN/test/`` (as :func:`evaluate_checkpoint`). Returns the summary.
+    """
+    info = _setup_distributed(cfg.device)
+    device = _resolve_device(cfg.device, info)
+    _seed_everything(cfg.seed + info.rank)
+    out = Path(cfg.out)
+    show = progress if info.main else None
+
+    # Data: the export's clips, and their features (rank 0 prepares what is missing).
+    export = read_export(cfg.export, fold=cfg.fold, seed=cfg.seed)
+    labels = export.labels
+    model_config = _model_config(cfg, labels)
+    cache_dir = cfg.cache_dir()
+    if info.main:
+        out.mkdir(parents=True, exist_ok=True)
+        report = prepare_export_features(export.clips, cache_dir, model_config, jitter=cfg.jitter,
+                                         workers=max(cfg.workers, 1), progress=show, strict=False)
+        if report.failed:  # undecodable media are left out of every split, and listed
+            (out / "skipped_clips.json").write_text(json.dumps(report.failed, indent=2))
+    _barrier(info)
+    train_clips, val_clips = _cached(export.split("train"), cache_dir), _cached(export.split("validation"), cache_dir)
+    train_set = CachedClipDataset(train_clips, cache_dir, model_config, train=True,
+                                  augment_probability=cfg.augment_probability)
+    val_set = CachedClipDataset(val_clips, cache_dir, model_config, train=False)
+    sampler = DistributedSampler(train_set, info.world_size, info.rank, shuffle=True, seed=cfg.seed) if info.enabled else None
+    train_loader = _loader(train_set, cfg, shuffle=True, sampler=sampler, seed=cfg.seed + info.rank)
+    val_loader = _loader(val_set, cfg, shuffle=False)
+
+    # Model, loss, optimiser, and the per-epoch schedule.
+    model: nn.Module = avcpnet(
+        preset=cfg.preset,
+        num_classes=len(labels),
+        swin2d_checkpoint=cfg.swin2d_checkpoint,
+        swin3d_checkpoint=cfg.swin3d_checkpoint,
+        resnet_checkpoint=cfg.resnet_checkpoint,
+        modalities=model_config.modalities,  # type: ignore[arg-type]
+        local_stage=cfg.local_stage,
+        global_stage=cfg.global_stage,
+    ).to(device)
+    criterion = _criterion(cfg, labels).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, cfg))
+
+    start_epoch, best_metric, best_epoch = 0, -1.0, -1
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if cfg.resume and last_path.exists():
+        state = load_checkpoint(last_path)
+        if state["labels"] != labels.to_json() or state["model_config"] != model_config.to_dict():
+            raise CheckpointMismatchError(f"{last_path} was trained on other labels or another model; cannot resume")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"]) + 1
+        best_metric, best_epoch = float(state["best_metric"]), int(state.get("best_epoch", -1))
+    if info.enabled:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def checkpoint(epoch: int) -> dict[str, Any]:
+        return {
+            # CPU tensors: the weights load anywhere with a plain torch.load
+            "model": {key: value.detach().cpu() for key, value in _unwrap(model).state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scheduler_epoch": scheduler.last_epoch,
+            "epoch": epoch,
+            "config": asdict(cfg),
+            "model_config": model_config.to_dict(),
+            "labels": labels.to_json(),
+            "best_metric": best_metric,
+            "best_epoch": best_epoch,
+        }
+
+    if info.main:
+        if start_epoch == 0:  # a fresh run in an old folder starts a fresh log
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+        (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": model_config.to_dict()}, indent=2))
+    for epoch in range(start_epoch, cfg.epochs):
+        started = time.perf_counter()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        record: dict[str, Any] = {"epoch": epoch, "lr": lr}
+        record.update(train_one_epoch(model, criterion, optimizer, train_loader, device,
+                                      accumulation_steps=cfg.accumulation_steps, amp=cfg.amp,
+                                      max_steps=cfg.max_steps_per_epoch, progress=show))
+        scheduler.step()  # once per epoch, as the recipe intends
+        if info.main:
+            val = evaluate(_unwrap(model), criterion, val_loader, device, labels.names, amp=cfg.amp, progress=show).metrics
+            record.update({f"val_{key}": val[key] for key in
+                           ("loss", "top1", "uar", "macro_f1", "weighted_f1", "visual_top1", "audio_top1")})
+            record["seconds"] = time.perf_counter() - started
+            if val["top1"] > best_metric:
+                best_metric, best_epoch = val["top1"], epoch
+                save_checkpoint(best_path, checkpoint(epoch))
+            record["best_epoch"] = best_epoch
+            save_checkpoint(last_path, checkpoint(epoch))
+            with (out / "metrics.jsonl").open("a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+            if on_epoch is not None:
+                on_epoch(record)
+        _barrier(info)
+
+    skipped = len(export.clips) - sum((cache_dir / f"{cache_key(c.clip_id)}.npz").exists() for c in export.clips)
+    summary: dict[str, Any] = {"best_epoch": best_epoch, "best_val_top1": best_metric, "out": str(out),
+                               "skipped_clips": skipped}
+    if info.main:
+        if not best_path.exists():
+            raise ModelError(f"no best checkpoint in {out}: did training run any epoch?")
+        test = evaluate_checkpoint(best_path, cfg.export, "test", out / "test", cache_dir=cache_dir,
+                                   device=str(device), workers=cfg.workers, progress=show)
+        summary["test"] = test
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _barrier(info)
+    if info.enabled:
+        dist.destroy_process_group()
+    return summary
+
+
+def load_trained_model(path: str | Path) -> tuple[AVCPNet, LabelSet, dict[str, Any]]:
+    """The model of a training checkpoint, its label set and the checkpoint dict."""
+    state = load_checkpoint(path)
+    model = build_avcpnet(ModelConfig.from_dict(state["model_config"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointMismatchError(f"{path}: the weights do not fit the stored configuration: {exc}") from exc
+    labels = LabelSet.from_json_rows(state["labels"])
+    return model, labels, state
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    export: str | Path | ExportTable,
+    split: str,
+    out_dir: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    device: str = "auto",
+    workers: int = 0,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on one split; write ``predictions.csv``, ``metrics.json`` and ``confusion.png``."""
+    if split not in SPLITS:
+        raise UnknownSplitError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    model, labels, state = load_trained_model(checkpoint)
+    train_cfg = TrainConfig.from_dict(state["config"])
+    table = export if isinstance(export, ExportTable) else read_export(export, fold=train_cfg.fold, seed=train_cfg.seed)
+    if table.labels.names != labels.names:
+        raise CheckpointMismatchError(
+            f"the checkpoint was trained on labels {list(labels.names)}, the export has {list(table.labels.names)}"
+        )
+    clips = table.split(split)
+    model_config = ModelConfig.from_dict(state["model_config"])
+    cache = Path(cache_dir) if cache_dir is not None else table.root / f"features-{train_cfg.preset}"
+    prepare_export_features(clips, cache, model_config, jitter=train_cfg.jitter, workers=max(workers, 1),
+                            progress=progress, strict=False)
+    evaluated = _cached(clips, cache)
+    skipped = [clip.clip_id for clip in clips if clip not in evaluated]
+    clips = evaluated
+    run_cfg = replace(train_cfg, workers=workers, batch_size=batch_size or train_cfg.batch_size)
+    loader = _loader(CachedClipDataset(clips, cache, model_config, train=False), run_cfg, shuffle=False)
+    torch_device = _resolve_device(device, _Dist())
+    model.to(torch_device)
+    result = evaluate(model, _criterion(train_cfg, labels).to(torch_device), loader, torch_device, labels.names,
+                      amp=train_cfg.amp, progress=progress)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    import pandas as pd
+
+    rows = pd.DataFrame(
+        {
+            "clip_id": [clips[i].clip_id for i in result.indices],
+            "label": [labels.names[y] for y in result.labels],
+            "predicted": [labels.names[p] for p in result.probabilities.argmax(axis=1)],
+        }
+    )
+    for k, name in enumerate(labels.names):
+        rows[f"p_{name}"] = result.probabilities[:, k].round(6)
+    rows.to_csv(out / "predictions.csv", index=False)
+    metrics = {"split": split, "checkpoint": str(checkpoint), "epoch": int(state["epoch"]), **result.metrics,
+               "skipped_clips": skipped}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_confusion(result.metrics["confusion"], labels.names, out / "confusion.png", title=f"{split} (row-normalised)")
+    return metrics

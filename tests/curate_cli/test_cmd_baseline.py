@@ -1,0 +1,87 @@
+"""``curate prepare-features`` → ``train-baseline`` → ``evaluate`` on a tiny FFmpeg-made export."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from curate_cli.cmd_baseline import register
+from model.export_reader import ExportLayoutError, ExportNotFoundError, UnknownSplitError
+from model.visual import CheckpointMismatchError
+from tests.model.media import make_export
+
+COMMANDS = ("prepare-features", "train-baseline", "evaluate", "import-release")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models on a shared, busy machine: one intra-op thread avoids OpenMP spinning."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_export(tmp_path_factory.mktemp("cli") / "export")
+
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(app: typer.Typer, command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_prepare_train_evaluate(app: typer.Typer, export: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    result = runner.invoke(app, ["prepare-features", str(export), "--out", str(cache), "--preset", "tiny", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(list(cache.glob("*.npz"))) == 12 and "12 clips" in result.output
+
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train-baseline", "--export", str(export), "--out", str(run), "--preset", "tiny",
+                                 "--epochs", "2", "--device", "cpu", "--cache", str(cache)])
+    assert result.exit_code == 0, result.output
+    assert "test top-1" in result.output
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert torch.load(run / "best.pt", weights_only=True)["config"]["epochs"] == 2
+
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(run / "best.pt"), "--export", str(export),
+                                 "--split", "test", "--out", str(out), "--cache", str(cache), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 3 and {"visual_top1", "audio_top1", "per_class_recall"} <= set(metrics)
+    assert (out / "confusion.png").is_file() and (out / "predictions.csv").is_file()
+
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(run / "best.pt"), "--export", str(export),
+                                 "--split", "dev", "--out", str(out)])
+    assert isinstance(result.exception, UnknownSplitError)
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(export / "labels.json"), "--export", str(export),
+                                 "--out", str(out)])
+    assert isinstance(result.exception, CheckpointMismatchError)
+
+
+def test_bad_exports_are_domain_errors(app: typer.Typer, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["prepare-features", str(tmp_path / "missing"), "--preset", "tiny"])
+    assert isinstance(result.exception, ExportNotFoundError) and result.exit_code != 0
+    result = runner.invoke(app, ["train-baseline", "--export", str(tmp_path), "--out", str(tmp_path / "run"),
+                                 "--preset", "tiny"])
+    assert isinstance(result.exception, ExportLayoutError)

@@ -1,0 +1,40 @@
+"""Training under torchrun: two CPU processes (gloo) with DDP and a distributed sampler."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import json, sys
+from model.train import TrainConfig, main
+summary = main(TrainConfig.tiny(export=sys.argv[1], out=sys.argv[2], epochs=1, batch_size=2))
+print("SUMMARY " + json.dumps({"best_epoch": summary["best_epoch"], "has_test": "test" in summary}))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_trains_and_rank_zero_writes(tiny_export: Path, tmp_path: Path) -> None:
+    script = tmp_path / "train_ddp.py"
+    script.write_text(SCRIPT)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(script), str(tiny_export), str(run)],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = [json.loads(line.split(" ", 1)[1]) for line in result.stdout.splitlines() if line.startswith("SUMMARY ")]
+    assert len(summaries) == 2  # both ranks finish; only rank 0 evaluates the test split
+    assert sorted(s["has_test"] for s in summaries) == [False, True]
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [0]  # one log line per epoch, from rank 0 alone
+    assert (run / "best.pt").is_file() and (run / "test" / "metrics.json").is_file()
