@@ -33,8 +33,13 @@ def judgements_table(
     *,
     include_excluded: bool = False,
     include_flagged: bool = False,
+    include_qualification: bool = False,
 ) -> pd.DataFrame:
-    """Live judgements, a row each; annotator attributes joined. Excluded work is left out by default."""
+    """Live judgements, a row each; annotator attributes joined.
+
+    Left out by default: excluded work, flag-only rows (can't judge / broken) and qualification
+    answers (stage 0: tests of the annotator, not votes on the clip).
+    """
     project = get_project(session, project_name)
     gold_label = aliased(Label)
     stmt = (
@@ -53,6 +58,8 @@ def judgements_table(
     )
     if not include_excluded:
         stmt = stmt.where(Judgement.excluded.is_(False))
+    if not include_qualification:
+        stmt = stmt.where(Judgement.stage >= 1)
     if not include_flagged:
         stmt = stmt.where(Judgement.label_id.is_not(None))
     rows = session.execute(stmt).all()

@@ -171,3 +171,28 @@ def test_failed_demo_leaves_nothing(data_dir: Path, curate, monkeypatch: pytest.
         assert session.scalar(select(func.count()).select_from(Project)) == 0
         assert session.scalar(select(func.count()).select_from(Clip)) == 0
     assert not list((data_dir / "media").rglob("*.mp4"))
+
+
+def test_demo_simulate_runs_the_stages(data_dir: Path, curate) -> None:  # type: ignore[no-untyped-def]
+    from annotation_app.models import ClipStatus, Judgement
+
+    code, out, err = curate("demo", "--clips", "16", "--simulate", "--simulated-annotators", "10",
+                            "--keep-open", "3", "--seed", "7")
+    assert code == 0, err
+    with open_session() as session:
+        judgements = list(session.scalars(select(Judgement)))
+        assert judgements, "simulated annotators stored judgements"
+        sim_ids = {u.id for u in session.scalars(select(User).where(User.is_simulated.is_(True)))}
+        # Stages 1-2 come from the simulated crowd; stage-3 rows are the (simulated) expert's calls.
+        assert len(sim_ids) == 10 and {j.annotator_id for j in judgements if j.stage < 3} <= sim_ids
+        assert all(j.time_on_task_s and j.time_on_task_s > 0 for j in judgements if j.stage < 3)
+        clips = list(session.scalars(select(Clip)))
+        assert all(c.true_label_id is not None for c in clips)
+        decided = [c for c in clips if c.status in (ClipStatus.resolved, ClipStatus.discarded)]
+        assert len(decided) >= 8
+        resolved = [c for c in clips if c.status == ClipStatus.resolved]
+        agree = sum(c.final_label_id == c.true_label_id for c in resolved) / len(resolved)
+        assert agree > 0.5  # far above chance (1/6): the stages recover most true labels
+        judged = {j.clip_id for j in judgements}
+        still_open = [c for c in clips if c.status == ClipStatus.active and c.id not in judged]
+        assert len(still_open) == 3  # kept open for people to label in the browser

@@ -1,0 +1,121 @@
+"""Small helpers shared by the annotation services: clocks, row locks, savepoints, slot counting.
+
+Lock order (to keep PostgreSQL free of deadlocks): user row → clip row → assignment rows. Every
+service that takes more than one of these takes them in that order; bulk housekeeping over
+assignments (``reclaim_expired``) uses ``SKIP LOCKED`` and never waits. On SQLite the engine
+serialises writers (``BEGIN IMMEDIATE``), so the ``FOR UPDATE`` clauses compile to nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from annotation_app.models import Assignment, AssignmentStatus, Clip, Project, User
+
+__all__: list[str] = []  # private module
+
+
+def utc_now(now: datetime | None = None) -> datetime:
+    """``now`` as an aware UTC datetime (the real clock when None)."""
+    if now is None:
+        return datetime.now(UTC)
+    return aware(now)
+
+
+def aware(dt: datetime) -> datetime:
+    # SQLite hands back naive datetimes for timezone=True columns; everything we store is UTC.
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def day_start(now: datetime) -> datetime:
+    """Midnight UTC of ``now``'s day: the daily cap counts from here."""
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def lease_end(project: Project, now: datetime) -> datetime:
+    return now + timedelta(minutes=project.lease_minutes)
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_user(session: Session, user_id: int) -> User | None:
+    """The user row, fresh and locked (FOR NO KEY UPDATE on PostgreSQL) for this transaction."""
+    return session.scalar(
+        select(User).where(User.id == user_id).with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+def lock_clip(session: Session, clip_id: int, *, skip_locked: bool = False) -> Clip | None:
+    """The clip row, fresh and locked; None if it is gone (or, with ``skip_locked``, busy)."""
+    return session.scalar(
+        select(Clip).where(Clip.id == clip_id).with_for_update(key_share=True, skip_locked=skip_locked)
+        .execution_options(populate_existing=True)
+    )
+
+
+def live_slot(now: datetime) -> ColumnElement[bool]:
+    """An assignment holds a slot: submitted, or leased and not yet expired at ``now``."""
+    return or_(
+        Assignment.status == AssignmentStatus.submitted,
+        and_(Assignment.status == AssignmentStatus.leased, Assignment.lease_expires_at > now),
+    )
+
+
+def expire_clip_leases(session: Session, clip_id: int, now: datetime) -> int:
+    """Mark the clip's leases that ran out as expired; call with the clip row locked.
+
+    Doing this under the clip lock makes expiry a database fact, not a clock reading: a late
+    submit for the lease then sees ``expired`` whatever its own clock says, so a re-served slot is
+    never filled twice.
+    """
+    rows = session.scalars(
+        select(Assignment).where(
+            Assignment.clip_id == clip_id,
+            Assignment.status == AssignmentStatus.leased,
+            Assignment.lease_expires_at <= now,
+        ).execution_options(populate_existing=True)
+    ).all()
+    for row in rows:
+        row.status = AssignmentStatus.expired
+    return len(rows)
+
+
+def stage_slot_counts(session: Session, clip_id: int, stage: int, now: datetime) -> tuple[int, int]:
+    """(live slots, submitted slots) of a clip in a stage, gold and qualification work excluded."""
+    live = session.scalar(
+        select(func.count()).select_from(Assignment).where(
+            Assignment.clip_id == clip_id, Assignment.stage == stage, live_slot(now)
+        )
+    ) or 0
+    submitted = session.scalar(
+        select(func.count()).select_from(Assignment).where(
+            Assignment.clip_id == clip_id, Assignment.stage == stage,
+            Assignment.status == AssignmentStatus.submitted,
+        )
+    ) or 0
+    return int(live), int(submitted)
+
+
+def constraint_name(exc: IntegrityError) -> str:
+    """The violated constraint's name (psycopg reports it; SQLite only in the message text)."""
+    diag = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    if diag:
+        return str(diag)
+    return str(exc.orig)
+
+
+def violates(exc: IntegrityError, name: str, *columns: str) -> bool:
+    """Whether ``exc`` broke the named unique constraint (SQLite names the columns instead)."""
+    text = constraint_name(exc)
+    if name in text:
+        return True
+    # SQLite: "UNIQUE constraint failed: judgements.annotator_id, judgements.client_request_id"
+    return bool(columns) and "UNIQUE constraint failed" in text and all(c in text for c in columns)

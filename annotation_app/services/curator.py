@@ -1,0 +1,390 @@
+"""Curator and admin actions and views: progress, annotator quality, clips, pausing, exclusion, export.
+
+Every action that changes data or people writes an audit entry (``services.audit.record``):
+``annotator.pause`` / ``annotator.resume`` and ``annotator.exclude``.
+
+Exclusion (``exclude_annotator``): all of the annotator's judgements in the project are marked
+``excluded`` (kept, never deleted — consensus, agreement and exports skip them), their leases are
+released, their submitted slots are given back, and each affected clip goes back through the stage
+machine (``stages.reopen``): its decision is cleared and the first stage short of judgements is
+served again. Clips an expert already decided stay decided (listed in the audit entry). By default
+the annotator is also paused, so no new work arrives before the curator looks again.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter, defaultdict
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from annotation_app.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from annotation_app.models import (
+    Adjudication,
+    Assignment,
+    AssignmentStatus,
+    AuditEntry,
+    Clip,
+    ClipStatus,
+    GoldItem,
+    Judgement,
+    Label,
+    Project,
+    Role,
+    User,
+)
+from annotation_app.services import audit, gold, quality, stages
+from annotation_app.services._common import aware, day_start, lock_clip, lock_user, utc_now
+
+__all__ = [
+    "CURATING_ROLES",
+    "EXPORT_COLUMNS",
+    "project_progress",
+    "annotator_quality",
+    "list_clips",
+    "pause_annotator",
+    "exclude_annotator",
+    "audit_trail",
+    "judgements_export",
+]
+
+CURATING_ROLES = (Role.curator, Role.admin)
+EXPORT_COLUMNS = [
+    "judgement_id", "clip_id", "annotator_id", "stage", "label", "confidence", "cant_judge", "broken",
+    "flag_reason", "time_on_task_s", "leased_at", "submitted_at", "is_gold", "excluded", "live", "replaces_id",
+]
+
+
+def _require_curator(user: User) -> None:
+    if user.role not in CURATING_ROLES:
+        raise PermissionDeniedError(f"only curators and admins may do this; {user.username} is {user.role.value}")
+
+
+def _status(value: Any) -> str:
+    return value.value if hasattr(value, "value") else str(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Views
+
+
+def project_progress(session: Session, project: Project) -> dict[str, Any]:
+    """Counts per status, per open stage, per resolving stage and per final label; slot fill."""
+    by_status = {_status(s): int(n) for s, n in session.execute(
+        select(Clip.status, func.count()).where(Clip.project_id == project.id).group_by(Clip.status))}
+    open_by_stage = {int(st): int(n) for st, n in session.execute(
+        select(Clip.stage, func.count()).where(Clip.project_id == project.id, Clip.status == ClipStatus.active)
+        .group_by(Clip.stage))}
+    resolved_by_stage = {int(st): int(n) for st, n in session.execute(
+        select(Clip.resolved_stage, func.count()).where(
+            Clip.project_id == project.id, Clip.status == ClipStatus.resolved).group_by(Clip.resolved_stage))
+        if st is not None}
+    final = dict(session.execute(
+        select(Label.name, func.count()).join(Clip, Clip.final_label_id == Label.id)
+        .where(Clip.project_id == project.id, Clip.status == ClipStatus.resolved).group_by(Label.name)).all())
+    judgements = session.execute(
+        select(Judgement.stage, func.count()).where(
+            Judgement.project_id == project.id, Judgement.live.is_(True), Judgement.excluded.is_(False))
+        .group_by(Judgement.stage)).all()
+    slots = {int(st): {_status(s): int(n) for _, s, n in rows} for st, rows in _group(session.execute(
+        select(Assignment.stage, Assignment.status, func.count()).where(
+            Assignment.project_id == project.id, Assignment.is_gold.is_(False))
+        .group_by(Assignment.stage, Assignment.status)).all()).items()}
+    total = sum(n for s, n in by_status.items() if s != ClipStatus.gold.value)
+    done = sum(by_status.get(s.value, 0) for s in (ClipStatus.resolved, ClipStatus.discarded, ClipStatus.broken))
+    return {
+        "clips": total,
+        "gold_clips": by_status.get(ClipStatus.gold.value, 0),
+        "by_status": by_status,
+        "open_by_stage": open_by_stage,
+        "resolved_by_stage": resolved_by_stage,
+        "final_labels": {lab.name: int(final.get(lab.name, 0)) for lab in project.labels},
+        "judgements_by_stage": {int(st): int(n) for st, n in judgements},
+        "assignments_by_stage": slots,
+        "expert_queue": by_status.get(ClipStatus.expert.value, 0),
+        "done_share": done / total if total else 0.0,
+    }
+
+
+def _group(rows: list[Any]) -> dict[Any, list[Any]]:
+    out: dict[Any, list[Any]] = defaultdict(list)
+    for row in rows:
+        out[row[0]].append(row)
+    return out
+
+
+def annotator_quality(session: Session, project: Project, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One row per annotator/expert: quality figures, workload, pause state, qualification."""
+    now = utc_now(now)
+    worked = select(Judgement.annotator_id).where(Judgement.project_id == project.id)
+    users = session.scalars(
+        select(User).where((User.role.in_((Role.annotator, Role.expert))) | User.id.in_(worked)).order_by(User.id)
+    ).all()
+    stats = quality.annotator_stats(session, project, [u.id for u in users])
+    today = dict(session.execute(
+        select(Judgement.annotator_id, func.count()).where(
+            Judgement.project_id == project.id, Judgement.replaces_id.is_(None), Judgement.stage >= 1,
+            Judgement.submitted_at >= day_start(now)).group_by(Judgement.annotator_id)).all())
+    out = []
+    for u in users:
+        s = stats[u.id]
+        out.append({
+            "annotator_id": u.id,
+            "username": u.username,
+            "role": u.role.value,
+            "gender": u.gender,
+            "age_band": u.age_band,
+            "languages": list(u.languages or []),
+            "background": u.background,
+            "is_active": u.is_active,
+            "paused": u.paused,
+            "pause_reason": u.pause_reason,
+            "qualification": gold.qualification_state(session, project, u.id),
+            "gold_accuracy": s.gold_accuracy,
+            "gold_answers": s.gold_n,
+            "agreement_with_consensus": s.agreement,
+            "agreement_clips": s.agreed_n,
+            "median_time_on_task_s": s.median_time_on_task_s,
+            "label_distribution": {lab.name: s.label_counts.get(lab.name, 0) for lab in project.labels},
+            "n_judgements": s.n_judgements,
+            "done_today": int(today.get(u.id, 0)),
+            "reliability": s.reliability,
+            "below_quality_floor": s.gold_accuracy is not None and s.gold_accuracy < project.quality_floor,
+        })
+    return out
+
+
+def list_clips(
+    session: Session,
+    project: Project,
+    *,
+    status: str | ClipStatus | None = None,
+    stage: int | None = None,
+    label: str | None = None,
+    max_agreement: float | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Clips with their state; ``agreement`` is the top label's share of the live votes (None: no vote)."""
+    stmt = select(Clip, Label.name).outerjoin(Label, Label.id == Clip.final_label_id).where(
+        Clip.project_id == project.id)
+    if status is not None:
+        try:
+            stmt = stmt.where(Clip.status == ClipStatus(status))
+        except ValueError:
+            raise InvalidInputError(
+                f"unknown clip status {status!r}: choose one of {', '.join(s.value for s in ClipStatus)}") from None
+    if stage is not None:
+        stmt = stmt.where(Clip.stage == int(stage))
+    if label is not None:
+        if label not in {lab.name for lab in project.labels}:
+            raise InvalidInputError(f"unknown label {label!r}")
+        stmt = stmt.where(Label.name == label)
+    rows = session.execute(stmt.order_by(Clip.id)).all()
+    if max_agreement is None:
+        rows = rows[offset: offset + limit]
+    ids = [clip.id for clip, _ in rows]
+    counts: dict[int, Counter[str]] = defaultdict(Counter)
+    n_judgements: Counter[int] = Counter()
+    if ids:
+        for cid, name, n in session.execute(
+            select(Judgement.clip_id, Label.name, func.count())
+            .outerjoin(Label, Label.id == Judgement.label_id)
+            .where(Judgement.clip_id.in_(ids), Judgement.live.is_(True), Judgement.excluded.is_(False),
+                   Judgement.stage.in_(stages.OPEN_STAGES))
+            .group_by(Judgement.clip_id, Label.name)
+        ):
+            n_judgements[cid] += int(n)
+            if name is not None:
+                counts[cid][name] += int(n)
+    out = []
+    for clip, final_name in rows:
+        votes = counts.get(clip.id)
+        agreement = max(votes.values()) / sum(votes.values()) if votes else None
+        if max_agreement is not None and (agreement is None or agreement > max_agreement + 1e-12):
+            continue
+        out.append({
+            "clip_id": clip.id,
+            "status": clip.status.value,
+            "stage": clip.stage,
+            "final_label": final_name,
+            "resolved_stage": clip.resolved_stage,
+            "resolution_confidence": clip.resolution_confidence,
+            "agreement": agreement,
+            "n_judgements": int(n_judgements.get(clip.id, 0)),
+            "distribution": dict(votes) if votes else {},
+            "media_path": clip.media_path,
+            "language": clip.language,
+            "platform": clip.platform,
+        })
+    if max_agreement is not None:
+        out = out[offset: offset + limit]
+    return out
+
+
+def audit_trail(session: Session, project: Project, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The project's audit entries, newest first, with the actor's username."""
+    rows = session.execute(
+        select(AuditEntry, User.username).outerjoin(User, User.id == AuditEntry.actor_id)
+        .where(AuditEntry.project_id == project.id)
+        .order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()).limit(limit)
+    ).all()
+    return [
+        {"id": e.id, "at": aware(e.created_at), "actor_id": e.actor_id, "actor": name, "action": e.action,
+         "target_type": e.target_type, "target_id": e.target_id, "details": e.details}
+        for e, name in rows
+    ]
+
+
+def judgements_export(
+    session: Session,
+    project: Project,
+    *,
+    fmt: str = "csv",
+    include_excluded: bool = False,
+    include_history: bool = False,
+    include_qualification: bool = False,
+) -> bytes:
+    """The project's judgements as CSV or parquet bytes (columns: ``EXPORT_COLUMNS``).
+
+    Default: live, non-excluded rows of stages 1-3 (the curation library reads them as they are);
+    ``include_excluded`` / ``include_history`` / ``include_qualification`` add excluded rows,
+    superseded (corrected) rows and stage-0 qualification answers, told apart by the ``excluded``,
+    ``live`` and ``stage`` columns.
+    """
+    if fmt not in ("csv", "parquet"):
+        raise InvalidInputError(f"export format must be csv or parquet, not {fmt!r}")
+    gold_clips = select(GoldItem.clip_id).where(GoldItem.project_id == project.id)
+    stmt = (
+        select(Judgement.id, Judgement.clip_id, Judgement.annotator_id, Judgement.stage, Label.name,
+               Judgement.confidence, Judgement.cant_judge, Judgement.broken, Judgement.flag_reason,
+               Judgement.time_on_task_s, Assignment.leased_at, Judgement.submitted_at,
+               Judgement.clip_id.in_(gold_clips), Judgement.excluded, Judgement.live, Judgement.replaces_id)
+        .outerjoin(Label, Label.id == Judgement.label_id)
+        .outerjoin(Assignment, Assignment.id == Judgement.assignment_id)
+        .where(Judgement.project_id == project.id)
+        .order_by(Judgement.id)
+    )
+    if not include_excluded:
+        stmt = stmt.where(Judgement.excluded.is_(False))
+    if not include_history:
+        stmt = stmt.where(Judgement.live.is_(True))
+    if not include_qualification:
+        stmt = stmt.where(Judgement.stage >= 1)
+    df = pd.DataFrame(session.execute(stmt).all(), columns=EXPORT_COLUMNS)
+    for col in ("leased_at", "submitted_at"):
+        df[col] = pd.to_datetime(df[col], utc=True)
+    df["live"] = df["live"].fillna(False).astype(bool)
+    df["replaces_id"] = df["replaces_id"].astype("Int64")
+    df["confidence"] = df["confidence"].astype("Int64")
+    if fmt == "csv":
+        return df.to_csv(index=False).encode("utf-8")
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------
+# Actions
+
+
+def _annotator(session: Session, annotator_id: int) -> User:
+    user = lock_user(session, annotator_id)
+    if user is None:
+        raise NotFoundError(f"no user with id {annotator_id}")
+    return user
+
+
+def _release_leases(session: Session, project: Project, annotator_id: int) -> int:
+    rows = session.scalars(select(Assignment).where(
+        Assignment.project_id == project.id, Assignment.annotator_id == annotator_id,
+        Assignment.status == AssignmentStatus.leased)).all()
+    for row in rows:
+        row.status = AssignmentStatus.released
+    return len(rows)
+
+
+def pause_annotator(
+    session: Session, project: Project, curator: User, annotator_id: int, *, paused: bool, reason: str
+) -> User:
+    """Pause (no new work, open leases released) or resume an annotator; audited. Does not commit."""
+    _require_curator(curator)
+    reason = (reason or "").strip()
+    if paused and not reason:
+        raise InvalidInputError("pausing an annotator needs a reason")
+    user = _annotator(session, annotator_id)
+    released = _release_leases(session, project, user.id) if paused else 0
+    before = user.paused
+    user.paused = bool(paused)
+    user.pause_reason = reason if paused else ""
+    audit.record(session, "annotator.pause" if paused else "annotator.resume", actor_id=curator.id,
+                 project_id=project.id, target_type="user", target_id=user.id,
+                 details={"reason": reason, "was_paused": before, "leases_released": released})
+    session.flush()
+    return user
+
+
+def exclude_annotator(
+    session: Session,
+    project: Project,
+    curator: User,
+    annotator_id: int,
+    *,
+    reason: str,
+    pause: bool = True,
+    now: datetime | None = None,
+) -> list[int]:
+    """Exclude an annotator's judgements and re-open the clips they touched; returns the re-opened clip ids.
+
+    Audited as ``annotator.exclude``. Does not commit.
+    """
+    _require_curator(curator)
+    now = utc_now(now)
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInputError("excluding an annotator's judgements needs a reason")
+    user = _annotator(session, annotator_id)
+    judgements = session.scalars(select(Judgement).where(
+        Judgement.project_id == project.id, Judgement.annotator_id == user.id,
+        Judgement.excluded.is_(False))).all()
+    gold_clips = set(session.scalars(select(GoldItem.clip_id).where(GoldItem.project_id == project.id)))
+    judged = {j.clip_id for j in judgements if j.stage in stages.OPEN_STAGES and j.clip_id not in gold_clips}
+    leased = set(session.scalars(select(Assignment.clip_id).where(
+        Assignment.project_id == project.id, Assignment.annotator_id == user.id,
+        Assignment.status == AssignmentStatus.leased)))
+    for j in judgements:
+        j.excluded = True
+    session.flush()
+    reopened: list[int] = []
+    kept: list[int] = []
+    released = 0
+    # Clip locks in id order (two curators never take them in opposite orders), each clip's
+    # assignment rows only under its clip lock (the services' lock order).
+    for clip_id in sorted(judged | leased):
+        clip = lock_clip(session, clip_id)
+        if clip is None:
+            continue
+        for a in session.scalars(select(Assignment).where(
+                Assignment.clip_id == clip.id, Assignment.annotator_id == user.id,
+                Assignment.status.in_((AssignmentStatus.submitted, AssignmentStatus.leased)))):
+            released += int(a.status == AssignmentStatus.leased)
+            a.status = AssignmentStatus.released
+        session.flush()
+        if clip_id not in judged:
+            continue
+        decided = session.scalar(select(Adjudication.id).where(Adjudication.clip_id == clip.id)) is not None
+        outcome = None if decided else stages.reopen(session, project, clip, now=now)
+        (kept if outcome is None else reopened).append(clip.id)
+    if pause and not user.paused:
+        user.paused = True
+        user.pause_reason = f"judgements excluded: {reason}"
+    audit.record(session, "annotator.exclude", actor_id=curator.id, project_id=project.id, target_type="user",
+                 target_id=user.id, details={"reason": reason, "judgements": len(judgements),
+                                             "clips_reopened": reopened, "clips_kept_decided": kept,
+                                             "leases_released": released, "paused": user.paused})
+    session.flush()
+    return reopened

@@ -1,0 +1,253 @@
+"""Gold clips: the qualification round and hidden gold checks (DESIGN §3, quality control).
+
+Rules:
+
+- A gold clip is a clip with status ``gold`` and a :class:`GoldItem` naming its correct label and
+  purpose (``qualification``, ``hidden`` or ``both``). Gold clips are never part of the dataset.
+- **Qualification.** The round has ``min(qualification_size, qualification gold items)`` clips
+  (none: no round). A new annotator (experts too: they also annotate) gets them first, as stage-0
+  work; after the last answer the
+  round passes at ``correct / answered >= qualification_pass_mark``. A can't-judge or broken flag
+  on a gold clip counts as a wrong answer. A failed annotator gets no real work (the curator sees
+  the result in ``progress`` / ``annotator_quality``).
+- **Hidden gold.** Once qualified, each request is a gold clip with probability ``gold_rate``; the
+  draw is a hash of (annotator, number of items served), so it is reproducible yet not a visible
+  pattern. The annotator is told stage 1: hidden gold looks like any clip. No annotator sees the
+  same gold clip twice (qualification and hidden included).
+- **Quality floor.** After at least ``FLOOR_MIN_ANSWERS`` hidden gold answers, an annotator whose
+  hidden-gold accuracy is below ``quality_floor`` is paused automatically (audited as
+  ``annotator.auto_pause``); the curator decides what happens next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from annotation_app.errors import ConflictError, InvalidInputError, NotFoundError
+from annotation_app.models import (
+    Assignment,
+    AssignmentStatus,
+    Clip,
+    ClipStatus,
+    GoldItem,
+    GoldPurpose,
+    GoldResult,
+    Judgement,
+    Project,
+    Qualification,
+    User,
+)
+from annotation_app.services import audit
+
+__all__ = [
+    "FLOOR_MIN_ANSWERS",
+    "add_gold",
+    "qualification_required",
+    "qualification_state",
+    "is_qualified",
+    "next_qualification_item",
+    "qualified_ids",
+    "draw_hidden_gold",
+    "record_answer",
+]
+
+FLOOR_MIN_ANSWERS = 5
+_QUALIFICATION_PURPOSES = (GoldPurpose.qualification, GoldPurpose.both)
+_HIDDEN_PURPOSES = (GoldPurpose.hidden, GoldPurpose.both)
+
+
+def add_gold(
+    session: Session,
+    project: Project,
+    clip: Clip,
+    label: str,
+    *,
+    purpose: GoldPurpose | str = GoldPurpose.both,
+    explanation: str = "",
+    actor_id: int | None = None,
+) -> GoldItem:
+    """Make ``clip`` a gold clip whose correct label is ``label``; audited."""
+    label_row = next((lab for lab in project.labels if lab.name == label), None)
+    if label_row is None:
+        raise InvalidInputError(f"unknown label {label!r} in project {project.name!r}")
+    try:
+        purpose = GoldPurpose(purpose)
+    except ValueError:
+        raise InvalidInputError(f"gold purpose must be qualification, hidden or both, not {purpose!r}") from None
+    if clip.project_id != project.id:
+        raise NotFoundError(f"clip {clip.id} is not in project {project.name!r}")
+    if session.scalar(select(func.count()).select_from(Judgement).where(
+            Judgement.clip_id == clip.id, Judgement.stage.in_((1, 2)))):
+        raise ConflictError(f"clip {clip.id} already has judgements; choose an unlabelled clip as gold")
+    item = GoldItem(project_id=project.id, clip_id=clip.id, label_id=label_row.id, purpose=purpose,
+                    explanation=explanation)
+    try:
+        with session.begin_nested():
+            session.add(item)
+            session.flush()
+    except IntegrityError:
+        raise ConflictError(f"clip {clip.id} is already a gold clip") from None
+    clip.status = ClipStatus.gold
+    audit.record(session, "gold.add", actor_id=actor_id, project_id=project.id, target_type="clip",
+                 target_id=clip.id, details={"label": label, "purpose": purpose.value})
+    return item
+
+
+def qualification_required(session: Session, project: Project) -> int:
+    """How many gold clips the qualification round has (0: no round)."""
+    if project.qualification_size <= 0:
+        return 0
+    available = session.scalar(
+        select(func.count()).select_from(GoldItem).where(
+            GoldItem.project_id == project.id, GoldItem.purpose.in_(_QUALIFICATION_PURPOSES)
+        )
+    ) or 0
+    return min(project.qualification_size, int(available))
+
+
+def _qualification_row(session: Session, project: Project, annotator_id: int) -> Qualification | None:
+    return session.scalar(
+        select(Qualification).where(
+            Qualification.project_id == project.id, Qualification.annotator_id == annotator_id
+        ).execution_options(populate_existing=True)
+    )
+
+
+def qualification_state(
+    session: Session, project: Project, annotator_id: int, *, required: int | None = None
+) -> dict[str, Any]:
+    """``{required, answered, correct, passed}``; ``passed`` is True when no round is required."""
+    if required is None:
+        required = qualification_required(session, project)
+    if required == 0:
+        return {"required": 0, "answered": 0, "correct": 0, "passed": True}
+    row = _qualification_row(session, project, annotator_id)
+    answered = row.answered if row else 0
+    correct = row.correct if row else 0
+    passed: bool | None = row.passed if row else None
+    return {"required": required, "answered": answered, "correct": correct, "passed": passed}
+
+
+def is_qualified(session: Session, project: Project, annotator_id: int) -> bool:
+    return qualification_state(session, project, annotator_id)["passed"] is True
+
+
+def qualified_ids(session: Session, project: Project, *, required: int | None = None) -> set[int] | None:
+    """Ids of annotators who passed; None when the project has no qualification round."""
+    if (qualification_required(session, project) if required is None else required) == 0:
+        return None
+    return set(session.scalars(select(Qualification.annotator_id).where(
+        Qualification.project_id == project.id, Qualification.passed.is_(True))))
+
+
+def _unseen_gold(project: Project, annotator_id: int, purposes: tuple[GoldPurpose, ...]) -> Select[tuple[GoldItem]]:
+    seen = select(Assignment.clip_id).where(Assignment.annotator_id == annotator_id)
+    return (
+        select(GoldItem)
+        .join(Clip, Clip.id == GoldItem.clip_id)
+        .where(
+            GoldItem.project_id == project.id,
+            GoldItem.purpose.in_(purposes),
+            Clip.status == ClipStatus.gold,
+            GoldItem.clip_id.not_in(seen),
+        )
+    )
+
+
+def next_qualification_item(
+    session: Session, project: Project, annotator_id: int, *, state: dict[str, Any] | None = None
+) -> GoldItem | None:
+    """The next qualification gold item for an annotator whose round is still open, else None."""
+    if state is None:
+        state = qualification_state(session, project, annotator_id)
+    if state["passed"] is not None or state["answered"] >= state["required"]:
+        return None
+    if _qualification_row(session, project, annotator_id) is None:
+        session.add(Qualification(project_id=project.id, annotator_id=annotator_id))
+        session.flush()
+    return session.scalars(
+        _unseen_gold(project, annotator_id, _QUALIFICATION_PURPOSES).order_by(GoldItem.id).limit(1)
+    ).first()
+
+
+def _unit_hash(*parts: object) -> float:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def draw_hidden_gold(session: Session, project: Project, annotator_id: int, n_served: int) -> GoldItem | None:
+    """A hidden gold item for this request (probability ``gold_rate``), or None."""
+    if project.gold_rate <= 0 or _unit_hash("gold", project.id, annotator_id, n_served) >= project.gold_rate:
+        return None
+    candidates = session.scalars(_unseen_gold(project, annotator_id, _HIDDEN_PURPOSES)).all()
+    if not candidates:
+        return None
+    return min(candidates, key=lambda g: _unit_hash("pick", annotator_id, g.id))
+
+
+def record_answer(
+    session: Session, project: Project, assignment: Assignment, judgement: Judgement, *, now: datetime
+) -> dict[str, Any] | None:
+    """Score a judgement on a gold clip; returns the qualification progress for stage-0 work."""
+    item = session.scalar(select(GoldItem).where(GoldItem.clip_id == assignment.clip_id))
+    if item is None:
+        return None
+    correct = judgement.label_id is not None and judgement.label_id == item.label_id and not judgement.cant_judge
+    context = "qualification" if assignment.stage == 0 else "hidden"
+    result = GoldResult(gold_item_id=item.id, annotator_id=assignment.annotator_id, judgement_id=judgement.id,
+                        label_id=judgement.label_id, correct=correct, context=context, created_at=now)
+    try:
+        with session.begin_nested():
+            session.add(result)
+            session.flush()
+    except IntegrityError:
+        pass  # already scored (a correction of a gold answer keeps the first score)
+    if context == "qualification":
+        row = _qualification_row(session, project, assignment.annotator_id)
+        if row is None:
+            row = Qualification(project_id=project.id, annotator_id=assignment.annotator_id, answered=0, correct=0)
+            session.add(row)
+        row.answered = (row.answered or 0) + 1
+        row.correct = (row.correct or 0) + int(correct)
+        required = qualification_required(session, project)
+        if row.passed is None and row.answered >= required:
+            row.passed = row.correct / max(row.answered, 1) >= project.qualification_pass_mark
+            row.completed_at = now
+            audit.record(session, "qualification.complete", project_id=project.id, target_type="user",
+                         target_id=assignment.annotator_id,
+                         details={"answered": row.answered, "correct": row.correct, "passed": row.passed})
+        session.flush()
+        return {"required": required, "answered": row.answered, "correct": row.correct, "passed": row.passed}
+    _check_quality_floor(session, project, assignment.annotator_id)
+    return None
+
+
+def _check_quality_floor(session: Session, project: Project, annotator_id: int) -> None:
+    rows = session.execute(
+        select(GoldResult.correct).join(GoldItem, GoldItem.id == GoldResult.gold_item_id).where(
+            GoldItem.project_id == project.id, GoldResult.annotator_id == annotator_id,
+            GoldResult.context == "hidden")
+    ).scalars().all()
+    if len(rows) < FLOOR_MIN_ANSWERS:
+        return
+    accuracy = sum(bool(r) for r in rows) / len(rows)
+    if accuracy >= project.quality_floor:
+        return
+    user = session.get(User, annotator_id)
+    if user is None or user.paused:
+        return
+    user.paused = True
+    user.pause_reason = f"hidden gold accuracy {accuracy:.0%} below the quality floor {project.quality_floor:.0%}"
+    # The annotator is mid-submit: only leases other than the one being submitted can be live.
+    for lease in session.scalars(select(Assignment).where(
+            Assignment.annotator_id == annotator_id, Assignment.status == AssignmentStatus.leased)):
+        lease.status = AssignmentStatus.released
+    audit.record(session, "annotator.auto_pause", project_id=project.id, target_type="user",
+                 target_id=annotator_id, details={"hidden_gold_accuracy": accuracy, "answers": len(rows)})
+    session.flush()

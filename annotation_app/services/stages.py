@@ -1,0 +1,172 @@
+"""The stage machine: what happens to a clip when its judgements come in (DESIGN §3).
+
+Rules (call these with the clip row locked; ``work.submit`` does):
+
+- **Slots.** Stage 1 asks for ``overlap_k`` judgements, stage 2 for ``stage2_extra`` more. A slot is
+  filled by any submitted judgement, including *can't judge* and *broken*: the annotator looked at
+  the clip, and a clip nobody can judge must not circulate for ever. Only labelled judgements are
+  *votes*.
+- **Broken.** As soon as ``BROKEN_FLAGS`` (2) live, non-excluded judgements flag a clip broken, the
+  clip's status becomes ``broken`` and its open leases are released (the decision does not wait for
+  the stage to fill).
+- **Consensus check** when a stage's slots are all submitted: ``curation.aggregation.consensus`` over
+  the votes of stages ≤ the current one (weights = annotator reliability when
+  ``project.weighted_consensus``; threshold ``project.consensus_threshold``).
+  Resolved (top share ≥ threshold and no tie) → status ``resolved``, ``final_label``,
+  ``resolved_stage`` = the stage, ``resolution_confidence`` = the share.
+  Otherwise — below the threshold, a **tie** (never broken silently), or no votes at all — stage 1
+  moves to stage 2 (``clip.stage = 2``; if ``stage2_extra`` is 0, straight to the expert), and stage
+  2 moves to the expert queue (status ``expert``, ``clip.stage = 3``).
+- **Stage 3.** An expert picks the final label (``resolved_stage = 3``, confidence 1.0) or discards
+  the clip with a reason (``adjudication.adjudicate``).
+- **Re-opening** (a curator excluded an annotator): the decision is cleared and the clip goes back
+  to stage 1 and :func:`advance` re-runs the rules from there: a stage whose slots are still all
+  submitted is re-checked at once, the first one with a freed slot waits for a new annotator. Clips an expert already decided
+  stay decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from annotation_app.models import (
+    Adjudication,
+    Assignment,
+    AssignmentStatus,
+    Clip,
+    ClipStatus,
+    Judgement,
+    Label,
+    Project,
+)
+from annotation_app.services import quality
+from annotation_app.services._common import stage_slot_counts
+from curation.aggregation import Consensus, consensus
+
+__all__ = ["BROKEN_FLAGS", "StageOutcome", "slots_needed", "votes", "check", "advance", "reopen"]
+
+BROKEN_FLAGS = 2
+OPEN_STAGES = (1, 2)
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What :func:`advance` did: ``action`` is one of waiting, resolved, stage2, expert, broken."""
+
+    clip_id: int
+    action: str
+    stage: int
+    consensus: Consensus | None = None
+
+
+def slots_needed(project: Project, stage: int) -> int:
+    """Judgements a stage asks for: ``overlap_k`` in stage 1, ``stage2_extra`` in stage 2."""
+    if stage == 1:
+        return project.overlap_k
+    if stage == 2:
+        return project.stage2_extra
+    return 0
+
+
+def votes(session: Session, clip_id: int, *, max_stage: int = 2) -> list[tuple[int, str]]:
+    """(annotator id, label name) of the clip's live, non-excluded labelled judgements up to a stage."""
+    rows = session.execute(
+        select(Judgement.annotator_id, Label.name)
+        .join(Label, Label.id == Judgement.label_id)
+        .where(
+            Judgement.clip_id == clip_id,
+            Judgement.live.is_(True),
+            Judgement.excluded.is_(False),
+            Judgement.stage.between(1, max_stage),
+        )
+        .order_by(Judgement.id)
+    ).all()
+    return [(int(a), str(n)) for a, n in rows]
+
+
+def check(session: Session, project: Project, clip_id: int, *, max_stage: int = 2) -> Consensus | None:
+    """The consensus over the clip's votes up to ``max_stage``; None when there is no vote."""
+    cast = votes(session, clip_id, max_stage=max_stage)
+    if not cast:
+        return None
+    weights = None
+    if project.weighted_consensus:
+        rel = quality.reliability(session, project, {a for a, _ in cast})
+        weights = [rel[a] for a, _ in cast]
+        if sum(weights) <= 0:
+            weights = None
+    return consensus([n for _, n in cast], weights=weights, threshold=project.consensus_threshold)
+
+
+def _broken_flags(session: Session, clip_id: int) -> int:
+    return int(session.scalar(
+        select(func.count()).select_from(Judgement).where(
+            Judgement.clip_id == clip_id, Judgement.live.is_(True), Judgement.excluded.is_(False),
+            Judgement.broken.is_(True), Judgement.stage.in_(OPEN_STAGES))
+    ) or 0)
+
+
+def release_leases(session: Session, clip_id: int) -> int:
+    """Release the clip's open leases (it left the open stages); returns how many."""
+    rows = session.scalars(select(Assignment).where(
+        Assignment.clip_id == clip_id, Assignment.status == AssignmentStatus.leased)).all()
+    for row in rows:
+        row.status = AssignmentStatus.released
+    return len(rows)
+
+
+def _label_id(project: Project, name: str) -> int:
+    return next(lab.id for lab in project.labels if lab.name == name)
+
+
+def advance(session: Session, project: Project, clip: Clip, *, now: datetime) -> StageOutcome:
+    """Apply the rules to an open clip after its judgements changed (clip row locked by the caller)."""
+    if clip.status != ClipStatus.active or clip.stage not in OPEN_STAGES:
+        return StageOutcome(clip.id, "waiting", clip.stage)
+    if _broken_flags(session, clip.id) >= BROKEN_FLAGS:
+        clip.status = ClipStatus.broken
+        release_leases(session, clip.id)
+        session.flush()
+        return StageOutcome(clip.id, "broken", clip.stage)
+    while True:
+        stage = clip.stage
+        _, submitted = stage_slot_counts(session, clip.id, stage, now)
+        if submitted < slots_needed(project, stage):
+            return StageOutcome(clip.id, "waiting", stage)
+        result = check(session, project, clip.id, max_stage=stage)
+        if result is not None and result.resolved and result.label is not None:
+            clip.status = ClipStatus.resolved
+            clip.final_label_id = _label_id(project, result.label)
+            clip.resolved_stage = stage
+            clip.resolution_confidence = float(result.share)
+            session.flush()
+            return StageOutcome(clip.id, "resolved", stage, result)
+        if stage == 1 and project.stage2_extra > 0:
+            clip.stage = 2
+            session.flush()
+            continue  # stage 2 may already be full after a re-open
+        clip.status = ClipStatus.expert
+        clip.stage = 3
+        release_leases(session, clip.id)
+        session.flush()
+        return StageOutcome(clip.id, "expert", 3, result)
+
+
+def reopen(session: Session, project: Project, clip: Clip, *, now: datetime) -> StageOutcome | None:
+    """Send a clip whose judgements were excluded back through the stages; None if it stays as is."""
+    if clip.status in (ClipStatus.gold, ClipStatus.pending, ClipStatus.discarded):
+        return None
+    if session.scalar(select(Adjudication.id).where(Adjudication.clip_id == clip.id)) is not None:
+        return None
+    clip.final_label_id = None
+    clip.resolved_stage = None
+    clip.resolution_confidence = None
+    clip.status = ClipStatus.active
+    # From stage 1: advance() walks on through every stage that is still full.
+    clip.stage = 1
+    session.flush()
+    return advance(session, project, clip, now=now)
