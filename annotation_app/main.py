@@ -1,0 +1,240 @@
+"""The annotation web app: ``create_app(settings)`` builds it; nothing happens at import.
+
+Run it with ``curate serve`` or ``uvicorn annotation_app.main:create_app --factory``.
+
+>>> app = create_app(Settings(data_dir="/tmp/emotions-doc"))
+>>> any(getattr(r, "path", "") == "/healthz" for r in app.routes)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from annotation_app.db import make_engine, make_sessionmaker
+from annotation_app.deps import LoginRequiredError, session_data
+from annotation_app.errors import AppError
+from annotation_app.routers import (
+    annotate,
+    api_auth,
+    api_curator,
+    api_expert,
+    api_work,
+    auth,
+    curator,
+    expert,
+    home,
+    media,
+)
+from annotation_app.security import SessionCodec
+from annotation_app.settings import Settings, get_settings
+
+__all__ = ["create_app", "MAX_BODY_BYTES", "WORKER_THREADS"]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Forms and JSON bodies here are tiny; anything larger is refused before it is parsed.
+MAX_BODY_BYTES = 64 * 1024
+# Handlers are sync (SQLAlchemy) and run in a thread pool. Fewer threads than the engine's
+# connection pool (10 + 20 overflow) means no request ever waits for a connection while holding
+# a thread; and on a 2-core machine more threads only add GIL contention. Excess requests wait
+# in the event loop, which costs nothing.
+WORKER_THREADS = 16
+
+
+class _BodyLimit:
+    """Answer 413 to a request body over ``limit`` bytes (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _too_large(scope, send, self.limit)
+                return
+        seen = 0
+        too_large = False
+
+        async def limited() -> Message:
+            nonlocal seen, too_large
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                too_large = True
+                raise _BodyTooLarge()
+            return message
+
+        replaced = False
+
+        async def guarded_send(message: Message) -> None:
+            # The app may turn the aborted read into its own error response: answer 413 instead.
+            nonlocal replaced
+            if too_large:
+                if not replaced:
+                    replaced = True
+                    await _too_large(scope, send, self.limit)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded_send)
+        except _BodyTooLarge:
+            if not replaced:
+                await _too_large(scope, send, self.limit)
+
+
+class _SecurityHeaders:
+    """Headers every response carries: no MIME sniffing, no framing (clickjacking), no referrer leaks."""
+
+    HEADERS = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + self.HEADERS
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(scope: Scope, send: Send, limit: int) -> None:
+    response = JSONResponse({"detail": f"request body over {limit // 1024} KiB"}, status_code=413)
+    await response(scope, lambda: _empty(), send)  # type: ignore[arg-type]
+
+
+async def _empty() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _error_page(request: Request, status: int, message: str) -> Response:
+    templates: Jinja2Templates = request.app.state.templates
+    user = getattr(request.state, "viewer", None)
+    data = session_data(request)  # the header's log-out form needs the session's token
+    return templates.TemplateResponse(
+        request, "error.html",
+        {"status": status, "message": message, "user": user, "csrf_token": data.csrf if data else ""},
+        status_code=status,
+    )
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    message = str(exc) or exc.__class__.__name__
+    if _is_api(request):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        return JSONResponse({"detail": message}, status_code=exc.http_status, headers=headers)
+    if isinstance(exc, LoginRequiredError) and request.method == "GET":
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    return _error_page(request, exc.http_status, message)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form"))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+    return "; ".join(parts) or "invalid request"
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    message = _validation_message(exc)
+    if _is_api(request):
+        errors: list[dict[str, Any]] = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": message, "errors": errors}, status_code=422)
+    return _error_page(request, 422, message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if _is_api(request) or exc.status_code < 400:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return _error_page(request, exc.status_code, str(exc.detail))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for ``settings`` (default: ``get_settings()``); the engine is made at startup."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.codec = SessionCodec(settings.session_secret())
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="eMotions annotation app",
+        summary="Blind, multi-stage labelling of short videos; expert adjudication; curation.",
+        description=(
+            "JSON API under `/api`. Authenticate with `POST /api/auth/token` and send "
+            "`Authorization: Bearer <token>`; or, from the app's own pages, with the session cookie "
+            "plus the `X-CSRF-Token` header on every POST/PATCH."
+        ),
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
+    app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(_SecurityHeaders)
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
+
+    for router in (
+        home.router, auth.router, annotate.router, expert.router, curator.router, media.router,
+        api_auth.router, api_work.router, api_expert.router, api_curator.router,
+    ):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz(request: Request) -> dict[str, str]:
+        with request.app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,149 @@
+"""JSON API of the curator/admin: settings, annotators, progress, clips, exclusions, audit, export."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from annotation_app.deps import ROLE_RANK, CuratorUser, ProjectDep, SessionDep, require_curator, verify_csrf
+from annotation_app.errors import NotFoundError, PermissionDeniedError
+from annotation_app.models import Project, Role, User
+from annotation_app.routers.schemas import AnnotatorIn, ExcludeIn, PauseIn, ProfileIn
+from annotation_app.services import curator, projects, users
+
+__all__ = ["router", "check_may_manage", "settings_view", "user_view", "export_response"]
+
+router = APIRouter(
+    prefix="/api/curator", tags=["curator"], dependencies=[Depends(require_curator), Depends(verify_csrf)]
+)
+
+
+def check_may_manage(actor: User, target_role: Role | str | None, target: User | None = None) -> None:
+    """Curators manage annotators and experts; only an admin makes or edits curators and admins."""
+    if ROLE_RANK[actor.role] >= ROLE_RANK[Role.admin]:
+        return
+    roles = [Role(target_role)] if target_role and target_role in Role.__members__ else []
+    if target is not None:
+        roles.append(target.role)
+    if any(ROLE_RANK[r] >= ROLE_RANK[Role.curator] for r in roles):
+        raise PermissionDeniedError("only an admin may create or change curators and admins")
+
+
+def settings_view(project: Project) -> dict[str, Any]:
+    return {"name": project.name, **{key: getattr(project, key) for key in projects.PROJECT_SETTINGS}}
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id, "username": user.username, "role": user.role.value, "is_active": user.is_active,
+        "paused": user.paused, "pause_reason": user.pause_reason, "gender": user.gender,
+        "age_band": user.age_band, "region": user.region, "languages": user.languages,
+        "background": user.background,
+    }
+
+
+def get_user_by_id(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"no user with id {user_id}")
+    return user
+
+
+def export_response(session: Session, project: Project, fmt: str) -> Response:
+    data = curator.judgements_export(session, project, fmt=fmt)
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/vnd.apache.parquet"
+    filename = f"{project.name}-judgements.{fmt}".replace('"', "")
+    return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/progress")
+def progress(session: SessionDep, project: ProjectDep) -> dict[str, Any]:
+    """Clips per stage and status, and per final label."""
+    return curator.project_progress(session, project)
+
+
+@router.get("/settings")
+def get_settings(project: ProjectDep) -> dict[str, Any]:
+    return settings_view(project)
+
+
+@router.patch("/settings")
+def patch_settings(
+    session: SessionDep, project: ProjectDep, user: CuratorUser,
+    changes: dict[str, Any] = Body(examples=[{"overlap_k": 5, "consensus_threshold": 0.6}]),
+) -> dict[str, Any]:
+    projects.update_settings(session, project, actor_id=user.id, **changes)
+    session.commit()
+    return settings_view(project)
+
+
+@router.get("/annotators")
+def annotators(session: SessionDep, project: ProjectDep) -> dict[str, Any]:
+    """Every annotator's quality: gold accuracy, agreement with consensus, median time, labels, paused."""
+    return {"annotators": curator.annotator_quality(session, project)}
+
+
+@router.post("/annotators", status_code=201)
+def create_annotator(body: AnnotatorIn, session: SessionDep, user: CuratorUser) -> dict[str, Any]:
+    check_may_manage(user, body.role)
+    created = users.create_user(
+        session, body.username, role=body.role or "annotator", password=body.password, gender=body.gender,
+        age_band=body.age_band, region=body.region, languages=body.languages, background=body.background,
+        actor_id=user.id,
+    )
+    session.commit()
+    return user_view(created)
+
+
+@router.get("/annotators/{user_id}")
+def get_annotator(user_id: int, session: SessionDep) -> dict[str, Any]:
+    return user_view(get_user_by_id(session, user_id))
+
+
+@router.patch("/annotators/{user_id}")
+def update_annotator(user_id: int, body: ProfileIn, session: SessionDep, user: CuratorUser) -> dict[str, Any]:
+    target = get_user_by_id(session, user_id)
+    check_may_manage(user, body.role, target)
+    users.update_profile(session, target, actor_id=user.id, **body.model_dump(exclude_unset=True))
+    session.commit()
+    return user_view(target)
+
+
+@router.post("/annotators/{user_id}/pause")
+def pause(user_id: int, body: PauseIn, session: SessionDep, project: ProjectDep, user: CuratorUser) -> dict[str, Any]:
+    curator.pause_annotator(session, project, user, user_id, paused=body.paused, reason=body.reason)
+    session.commit()
+    return user_view(get_user_by_id(session, user_id))
+
+
+@router.post("/annotators/{user_id}/exclude")
+def exclude(user_id: int, body: ExcludeIn, session: SessionDep, project: ProjectDep, user: CuratorUser) -> dict[str, Any]:
+    """Exclude all of an annotator's judgements and re-open the clips they affected (audited)."""
+    reopened = curator.exclude_annotator(session, project, user, user_id, reason=body.reason)
+    session.commit()
+    return {"annotator_id": user_id, "reopened_clips": reopened}
+
+
+@router.get("/clips")
+def clips(
+    session: SessionDep, project: ProjectDep,
+    status: str | None = Query(None, max_length=16), stage: int | None = Query(None, ge=1, le=3),
+    label: str | None = Query(None, max_length=64), max_agreement: float | None = Query(None, ge=0, le=1),
+    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    return {"clips": curator.list_clips(session, project, status=status, stage=stage, label=label,
+                                        max_agreement=max_agreement, limit=limit, offset=offset)}
+
+
+@router.get("/audit")
+def audit_trail(session: SessionDep, project: ProjectDep, limit: int = Query(200, ge=1, le=2000)) -> dict[str, Any]:
+    return {"entries": curator.audit_trail(session, project, limit=limit)}
+
+
+@router.get("/judgements.{fmt}")
+def export(fmt: Literal["csv", "parquet"], session: SessionDep, project: ProjectDep) -> Response:
+    """All judgements with annotator id, stage, time on task and timestamps."""
+    return export_response(session, project, fmt)

@@ -1,0 +1,49 @@
+"""Expert pages: the stage-3 queue and the adjudication page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from annotation_app.deps import ExpertUser, ProjectDep, SessionDep, require_expert, verify_csrf
+from annotation_app.models import Clip
+from annotation_app.routers.common import label_views, media_sources, render
+from annotation_app.routers.schemas import AdjudicateIn
+from annotation_app.services import adjudication
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/expert", tags=["pages"], dependencies=[Depends(require_expert), Depends(verify_csrf)])
+
+
+@router.get("")
+def queue_page(request: Request, session: SessionDep, project: ProjectDep) -> Response:
+    return render(request, "expert_queue.html", {
+        "project": project, "queue": adjudication.expert_queue(session, project),
+    })
+
+
+@router.get("/clips/{clip_id}")
+def clip_page(clip_id: int, request: Request, session: SessionDep, project: ProjectDep, user: ExpertUser) -> Response:
+    evidence = adjudication.clip_evidence(session, project, clip_id)
+    clip = session.get(Clip, clip_id)
+    return render(request, "expert_clip.html", {
+        "project": project,
+        "clip_id": clip_id,
+        "evidence": evidence,
+        "labels": label_views(project, user),
+        "sources": media_sources(request, clip_id, clip.media_path if clip else None),
+    })
+
+
+@router.post("/clips/{clip_id}")
+def adjudicate_form(
+    clip_id: int, form: Annotated[AdjudicateIn, Form()], session: SessionDep, project: ProjectDep, user: ExpertUser
+) -> Response:
+    adjudication.adjudicate(
+        session, project, user, clip_id=clip_id, label=form.label, discard=form.discard, reason=form.reason
+    )
+    session.commit()
+    return RedirectResponse("/expert", status_code=303)

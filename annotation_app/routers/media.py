@@ -1,0 +1,33 @@
+"""Clip media for the player: only for the annotator the clip is leased to, or experts and curators."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from annotation_app.deps import CurrentUser, SessionDep, require_annotator
+from annotation_app.errors import NotFoundError, PermissionDeniedError
+from annotation_app.media import media_response, resolve_media
+from annotation_app.models import Clip, Role
+from annotation_app.services import work
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/media", tags=["media"], dependencies=[Depends(require_annotator)])
+
+
+@router.get("/clips/{clip_id}")
+def clip_media(
+    clip_id: int, request: Request, session: SessionDep, user: CurrentUser, rendition: str | None = None
+) -> Response:
+    """The clip's media file; honours ``Range`` (206 / 416) so the player can seek."""
+    if not work.can_access_clip(session, user, clip_id):
+        if user.role != Role.annotator:
+            raise NotFoundError(f"no clip {clip_id}")  # experts may see any clip: this one does not exist
+        raise PermissionDeniedError("this clip is not leased to you")
+    clip = session.get(Clip, clip_id)
+    if clip is None:
+        raise NotFoundError(f"no clip {clip_id}")
+    path = resolve_media(request.app.state.settings.media_dir, clip.media_path, rendition=rendition)
+    session.close()  # the file streams for a while; the connection goes back to the pool now
+    return media_response(path)

@@ -1,0 +1,162 @@
+"""Server-rendered pages: front page (with and without a project), labelling page, form fallbacks,
+recent judgements and corrections, expert and curator pages."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from annotation_app.db import make_engine, make_sessionmaker
+from annotation_app.main import create_app
+from annotation_app.models import Judgement, User
+from annotation_app.services import users
+from annotation_app.settings import Settings
+from tests.annotation_app._http import PASSWORD, Env, copy_sqlite, env_fixture, page_csrf, tiny_video  # noqa: F401
+
+
+@pytest.fixture
+def env(tmp_path: Path, sqlite_url: str, tiny_video: Path) -> Iterator[Env]:  # noqa: F811
+    yield from env_fixture(tmp_path, sqlite_url, tiny_video, n_clips=3, overlap_k=3,
+                           languages={"annotator1": ["zh", "en"]})
+
+
+def boot(page_html: str) -> dict:
+    match = re.search(r'<script id="boot" type="application/json">(.*?)</script>', page_html, re.S)
+    assert match
+    return json.loads(match.group(1))
+
+
+def test_front_page_without_a_project_is_friendly(tmp_path: Path, sqlite_url: str) -> None:
+    db = tmp_path / "empty.sqlite3"
+    copy_sqlite(sqlite_url, db)
+    url = f"sqlite:///{db}"
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session:
+        users.create_user(session, "solo", role="curator", password=PASSWORD)
+        session.commit()
+    engine.dispose()
+    app = create_app(Settings(data_dir=tmp_path, database_url=url, secret_key="e" * 40))
+    with TestClient(app, follow_redirects=False) as client:
+        assert client.get("/").headers["location"].startswith("/login")
+        csrf = page_csrf(client.get("/login"))
+        assert client.post("/login", data={"username": "solo", "password": PASSWORD, "csrf_token": csrf}).status_code == 303
+        page = client.get("/")
+        assert page.status_code == 200 and "No project yet" in page.text and "curate demo" in page.text
+        api = client.get("/api/work/next")
+        assert api.status_code == 404 and "no project yet" in api.json()["detail"]
+
+
+def test_front_page_shows_progress_and_role_links(env: Env) -> None:
+    page = env.login("annotator").get("/")
+    assert page.status_code == 200 and "Start labelling" in page.text and "/curator" not in page.text
+    assert 'href="/curator"' in env.login("curator").get("/").text
+
+
+def test_labelling_page_has_player_labels_in_language_and_controls(env: Env) -> None:
+    client = env.login("annotator")  # languages zh, en
+    page = client.get("/annotate")
+    assert page.status_code == 200
+    html = page.text
+    item = boot(html)["item"]
+    assert item is not None and f'src="/media/clips/{item["clip_id"]}"' in html
+    assert '<video id="player"' in html and 'type="video/mp4"' in html
+    for hotkey, zh in zip("123456", ["兴奋", "恐惧", "中性", "放松", "悲伤", "紧张"], strict=True):
+        assert re.search(rf'data-hotkey="{hotkey}">\s*<input type="radio" name="label" value="\w+" data-hotkey="{hotkey}">\s*<kbd>{hotkey}</kbd><span class="name">{zh}</span>', html)
+    assert 'id="speed"' in html and 'value="0.5"' in html and 'value="2"' in html
+    assert 'name="confidence" value="5"' in html and 'id="cant_judge"' in html and 'id="broken"' in html
+    english = env.login("annotator2").get("/annotate").text
+    assert '<span class="name">Fear</span>' in english and "恐惧" not in english
+
+
+def test_form_fallback_submit_then_recent_and_correction(env: Env) -> None:
+    client = env.login("annotator")
+    csrf = client.headers["X-CSRF-Token"]
+    item = boot(client.get("/annotate").text)["item"]
+    response = client.post("/annotate/submit", data={
+        "csrf_token": csrf, "assignment_id": item["assignment_id"], "label": "Fear", "confidence": "2",
+        "time_on_task_s": "4.5", "client_request_id": uuid.uuid4().hex})
+    assert response.status_code == 303 and response.headers["location"] == "/annotate"
+    recent = client.get("/annotate/recent")
+    assert recent.status_code == 200 and "Fear" in recent.text
+    judgement_id = int(re.search(r"/annotate/judgements/(\d+)/correct", recent.text).group(1))  # type: ignore[union-attr]
+    fixed = client.post(f"/annotate/judgements/{judgement_id}/correct", data={
+        "csrf_token": csrf, "label": "Tension", "client_request_id": uuid.uuid4().hex})
+    assert fixed.status_code == 303
+    with env.session() as session:
+        rows = session.scalars(select(Judgement).order_by(Judgement.id)).all()
+        assert [(r.label.name, r.live, r.replaces_id) for r in rows] == [("Fear", None, None), ("Tension", True, rows[0].id)]
+        assert rows[0].time_on_task_s == 4.5 and rows[0].confidence == 2
+
+
+def test_flag_form_needs_a_reason(env: Env) -> None:
+    client = env.login("annotator")
+    item = boot(client.get("/annotate").text)["item"]
+    response = client.post("/annotate/submit", data={
+        "csrf_token": client.headers["X-CSRF-Token"], "assignment_id": item["assignment_id"], "broken": "true",
+        "client_request_id": uuid.uuid4().hex})
+    assert response.status_code == 422 and "say why the clip is flagged" in response.text
+
+
+def test_paused_annotator_sees_why(env: Env) -> None:
+    cur = env.login("curator")
+    cur.post(f"/api/curator/annotators/{env.user_ids['annotator2']}/pause", json={"paused": True, "reason": "check"})
+    page = env.login("annotator2").get("/annotate")
+    assert page.status_code == 200 and boot(page.text)["item"] is None
+    assert "paused" in page.text.lower()
+
+
+def test_expert_and_curator_pages_render(env: Env) -> None:
+    expert = env.login("expert")
+    assert "expert queue is empty" in expert.get("/expert").text
+    cur = env.login("curator")
+    for path, marker in [("/curator", "Progress"), ("/curator/settings", "overlap k"),
+                         ("/curator/annotators", "New annotator"), ("/curator/clips", "Filter"),
+                         ("/curator/audit", "Audit trail"),
+                         (f"/curator/annotators/{env.user_ids['annotator']}", "Exclude their judgements")]:
+        page = cur.get(path)
+        assert page.status_code == 200 and marker in page.text, path
+    csrf = cur.headers["X-CSRF-Token"]
+    saved = cur.post("/curator/settings", data={"csrf_token": csrf, "daily_cap": "42", "overlap_k": "3",
+                                                "consensus_threshold": "0.6", "balance_attributes": "gender"})
+    assert saved.status_code == 303
+    assert 'value="42"' in cur.get("/curator/settings").text
+    created = cur.post("/curator/annotators", data={"csrf_token": csrf, "username": "pageuser",
+                                                    "password": "long-enough-2", "role": "annotator",
+                                                    "languages": "zh, en", "gender": "f"})
+    assert created.status_code == 303
+    with env.session() as session:
+        user = session.scalar(select(User).where(User.username == "pageuser"))
+        assert user is not None and user.languages == ["zh", "en"]
+    refused = cur.post("/curator/annotators", data={"csrf_token": csrf, "username": "boss", "password": "long-enough-2",
+                                                    "role": "admin"})
+    assert refused.status_code == 403 and "only an admin" in refused.text
+    assert cur.get("/curator/clips", params={"status": "active", "stage": "1", "label": "", "max_agreement": ""}).status_code == 200
+    csv_export = cur.get("/curator/judgements.csv")
+    assert csv_export.status_code == 200 and "attachment" in csv_export.headers["content-disposition"]
+
+
+def test_create_app_without_arguments_reads_the_environment(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from annotation_app.settings import get_settings
+
+    db = tmp_path / "env.sqlite3"
+    copy_sqlite(sqlite_url, db)
+    monkeypatch.setenv("EMOTIONS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("EMOTIONS_DATABASE_URL", f"sqlite:///{db}")
+    get_settings.cache_clear()
+    try:
+        app = create_app()  # what `curate serve` / `uvicorn --factory` do
+        assert app.state.settings.database_url == f"sqlite:///{db}"
+        with TestClient(app) as client:
+            assert client.get("/healthz").json() == {"status": "ok"}
+        assert (tmp_path / "secret_key").exists()  # made at startup, kept beside the data
+    finally:
+        get_settings.cache_clear()
