@@ -48,7 +48,7 @@ def expected_figures(database_url: str, project: str = "demo") -> Expected:
     try:
         with Session(engine) as session:
             clips = clips_table(session, project)
-            judgements = judgements_table(session, project)
+            judgements = judgements_table(session, project, include_qualification=True)
             queue = adjudication.expert_queue(session, get_project(session, project))
             project_id = get_project(session, project).id
             n_live = session.scalar(select(func.count()).select_from(Judgement).where(
