@@ -7,6 +7,7 @@ see each other's rows; ``test_isolation.py`` proves it on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,15 @@ def require_postgres() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"PostgreSQL is required under CI=true but {PG_ADMIN_URL} does not answer")
     pytest.skip(f"no PostgreSQL answers at {PG_ADMIN_URL}")
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module() -> Iterator[None]:
+    """Streamlit's AppTest installs the page script as ``sys.modules["__main__"]`` and leaves it there;
+    a later ``spawn`` process pool would re-run that script in every worker and die. Put it back."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")

@@ -110,3 +110,4 @@ def dashboard_env(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]
     st.cache_data.clear()
     yield demo
     st.cache_data.clear()
+
