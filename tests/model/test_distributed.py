@@ -12,11 +12,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+# Each rank writes its own summary file: two ranks printing to one pipe can interleave their lines.
 SCRIPT = """
-import json, sys
+import json, os, sys
+from pathlib import Path
 from model.train import TrainConfig, main
 summary = main(TrainConfig.tiny(export=sys.argv[1], out=sys.argv[2], epochs=1, batch_size=2))
-print("SUMMARY " + json.dumps({"best_epoch": summary["best_epoch"], "has_test": "test" in summary}))
+Path(sys.argv[3], "summary-rank" + os.environ["RANK"] + ".json").write_text(
+    json.dumps({"best_epoch": summary["best_epoch"], "has_test": "test" in summary}))
 """
 
 
@@ -28,11 +31,11 @@ def test_torchrun_with_two_processes_trains_and_rank_zero_writes(tiny_export: Pa
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(tiny_export), str(run)],
+         str(script), str(tiny_export), str(run), str(tmp_path)],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summaries = [json.loads(line.split(" ", 1)[1]) for line in result.stdout.splitlines() if line.startswith("SUMMARY ")]
+    summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("summary-rank*.json"))]
     assert len(summaries) == 2  # both ranks finish; only rank 0 evaluates the test split
     assert sorted(s["has_test"] for s in summaries) == [False, True]
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
