@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import select
@@ -48,6 +48,8 @@ __all__ = [
     "CuratorUser",
     "AdminUser",
     "ProjectDep",
+    "current_project_snapshot",
+    "ProjectSnapshotDep",
 ]
 
 # Roles in order of trust; who may use an area is a set of roles (below), not a rank.
@@ -232,3 +234,54 @@ def current_project(request: Request, session: SessionDep, project: str | None =
 
 
 ProjectDep = Annotated[Project, Depends(current_project)]
+
+
+def _project_snapshot(request: Request, session: Session, row: Any) -> Project:
+    """The app's shared, detached copy of a project whose row reads ``row``; reloaded when it differs."""
+    snapshots: dict[int, tuple[tuple[Any, ...], Project]] = request.app.state._state.setdefault("project_snapshots", {})
+    values = tuple(row)
+    cached = snapshots.get(row.id)
+    if cached is not None and cached[0] == values:
+        return cached[1]
+    fresh = session.get(Project, row.id, options=[selectinload(Project.labels)], populate_existing=True)
+    if fresh is None:
+        raise NotFoundError(f"project {row.id} was removed")
+    # Detached from this request's session, so no rollback or close of it can expire what other
+    # requests read; labels never change after a project is created, settings are in ``values``.
+    for label in fresh.labels:
+        session.expunge(label)
+    session.expunge(fresh)
+    snapshots[row.id] = (values, fresh)
+    return fresh
+
+
+def current_project_snapshot(request: Request, session: SessionDep, project: str | None = None) -> Project:
+    """:func:`current_project` for handlers that only read the project (the annotator's queue).
+
+    The same choice of project, but the project's row is read with one plain query and compared
+    with the app's cached copy: the labels and ORM objects are loaded again only when a setting
+    changed. The result is detached and shared between requests: read it, never change it.
+    """
+    table = Project.__table__
+    try:
+        if project:
+            row = session.execute(select(table).where(table.c.name == project)).first()
+            if row is None:
+                raise NotFoundError(f"no project named {project!r}")
+            return _project_snapshot(request, session, row)
+        data = session_data(request)
+        if data is not None and data.project_id is not None:
+            row = session.execute(select(table).where(table.c.id == data.project_id)).first()
+            if row is not None:
+                return _project_snapshot(request, session, row)
+        rows = session.execute(select(table).order_by(table.c.id).limit(2)).all()
+        if not rows:
+            raise NotFoundError("no project yet: create one with `curate project create NAME` or `curate demo`")
+        if len(rows) > 1:
+            return get_project(session, None)  # raises: several projects, name one
+        return _project_snapshot(request, session, rows[0])
+    finally:
+        _end_read(session)
+
+
+ProjectSnapshotDep = Annotated[Project, Depends(current_project_snapshot)]

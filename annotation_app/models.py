@@ -256,7 +256,9 @@ class Clip(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "sha256", name="uq_clip_project_sha256"),
         CheckConstraint("stage BETWEEN 1 AND 3", name="stage_range"),
-        Index("ix_clips_project_status_stage", "project_id", "status", "stage"),
+        # ``id`` last: the allocator's "oldest open clips of a stage" walks this index in id order and
+        # stops after a window, instead of sorting every open clip (migration 0002).
+        Index("ix_clips_project_status_stage_id", "project_id", "status", "stage", "id"),
     )
 
 

@@ -8,8 +8,9 @@ Each case builds a fresh database (a SQLite file, or a throwaway PostgreSQL data
 64 annotators of varied profiles, then runs N client threads — each with its own session — that
 loop ``next_item`` → ``submit`` → ``commit`` until no work is left for anybody. Labels are drawn so
 that about a fifth of the clips go to stage 2. Reported: submissions, wall seconds, submissions per
-second, and the ratio to the single-client run on the same backend (the baseline). The HTTP-level
-benchmark is ``bench_annotation_http.py``. Results print as a table and go to
+second, the ratio to the single-client run on the same backend (the baseline), SQL statements per
+submission (every statement of next_item + submit, SAVEPOINTs included, COMMITs not, the idle polling
+at the end included) and the 1-minute load average. The HTTP-level benchmark is ``bench_annotation_http.py``. Results print as a table and go to
 ``bench/results/bench_allocation.json``. Our machines are shared: compare ratios, not absolutes.
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import create_engine, event, func, select, text  # noqa: E402
 
 from annotation_app import migrations  # noqa: E402
 from annotation_app.db import make_engine, make_sessionmaker  # noqa: E402
@@ -75,6 +76,13 @@ def run_case(backend: str, n_clients: int, n_clips: int, tmp: Path) -> dict[str,
             session.commit()
             project_id, ids = project.id, [a.id for a in annotators]
         errors: list[str] = []
+        # Statements sent during the run (SAVEPOINTs included, COMMITs not), per submission.
+        statements = [0]
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _count(*_: Any) -> None:
+            statements[0] += 1
+
         # n_clients threads share the 64 annotators: client i plays annotators i, i+n, i+2n, ...
         roles = [ids[i::n_clients] for i in range(n_clients)]
 
@@ -111,10 +119,12 @@ def run_case(backend: str, n_clients: int, n_clips: int, tmp: Path) -> dict[str,
         for t in threads:
             t.join()
         seconds = time.perf_counter() - start
+        event.remove(engine, "before_cursor_execute", _count)
         with maker() as session:
             n = session.scalar(select(func.count()).select_from(Judgement).where(Judgement.project_id == project_id))
         return {"backend": backend, "clients": n_clients, "clips": n_clips, "submissions": int(n),
-                "seconds": round(seconds, 2), "per_second": round(n / seconds, 1), "errors": errors[:3]}
+                "seconds": round(seconds, 2), "per_second": round(n / seconds, 1),
+                "statements_per_submission": round(statements[0] / max(int(n), 1), 1), "errors": errors[:3]}
     finally:
         engine.dispose()
         drop()
@@ -135,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                 base = base or row["per_second"]
                 row["ratio_to_1_client"] = round(row["per_second"] / base, 2) if base else None
                 rows.append(row)
+                row["load_1min"] = round(os.getloadavg()[0], 2)
                 print(f"{row['backend']:9} clients={row['clients']:3} submissions={row['submissions']:5} "
-                      f"{row['seconds']:7.2f}s {row['per_second']:8.1f}/s  ×{row['ratio_to_1_client']}"
+                      f"{row['seconds']:7.2f}s {row['per_second']:8.1f}/s  ×{row['ratio_to_1_client']}  "
+                      f"{row['statements_per_submission']:5.1f} statements/submission  load {row['load_1min']}"
                       + (f"  errors: {row['errors']}" if row["errors"] else ""), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {"machine": platform.platform(), "cpus": os.cpu_count(),

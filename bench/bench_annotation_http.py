@@ -347,6 +347,7 @@ def sqlite_ceiling(workdir: Path, seconds: float) -> dict[str, Any]:
 
 def run_case(backend: str, clients: int, seconds: float, warmup: float, workers: int, workdir: Path) -> dict[str, Any]:
     tag = f"{backend}_{clients}"
+    load_before = os.getloadavg()[0]
     url, drop = make_database(backend, workdir, tag)
     try:
         # Enough clips that nobody runs dry: generous submissions/s × duration × k slots.
@@ -357,7 +358,11 @@ def run_case(backend: str, clients: int, seconds: float, warmup: float, workers:
         proc, port, log = start_server(url, workdir, workers)
         try:
             health: list[float] = []
-            tally, _, _ = asyncio.run(run_load(port, tokens, seconds, warmup))
+            try:
+                tally, _, _ = asyncio.run(run_load(port, tokens, seconds, warmup))
+            except ConnectionError:
+                print(f"server log tail:\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+                raise
             _, health, _ = asyncio.run(run_load(port, tokens, min(5.0, seconds), 1.0, healthz=True))
         finally:
             stop_server(proc)
@@ -377,6 +382,8 @@ def run_case(backend: str, clients: int, seconds: float, warmup: float, workers:
         "submit_p50_ms": pct(tally.submit_ms, 0.50), "submit_p99_ms": pct(tally.submit_ms, 0.99),
         "healthz_per_s": len(health) / min(5.0, seconds), "errors": tally.errors, "empty_queue": tally.empty,
         "server_exceptions": server_errors,
+        # 1-minute load average before and after the case: other jobs on the machine show here.
+        "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "audit": result,
     }
 
@@ -408,21 +415,25 @@ def main() -> None:
                 print(f"… {backend}, {clients} clients, {seconds:.0f} s", file=sys.stderr, flush=True)
                 rows.append(run_case(backend, clients, seconds, args.warmup, args.workers, workdir))
 
-    header = f"{'backend':9} {'clients':>7} {'subm/s':>8} {'next p50':>9} {'next p99':>9} {'subm p50':>9} {'subm p99':>9} {'healthz/s':>9}  audit"
+    header = (f"{'backend':9} {'clients':>7} {'subm/s':>8} {'next p50':>9} {'next p99':>9} {'subm p50':>9} "
+              f"{'subm p99':>9} {'healthz/s':>9} {'load':>11}  audit")
     print(header)
     print("-" * len(header))
     for r in rows:
         a = r["audit"]
         print(f"{r['backend']:9} {r['clients']:>7} {r['submissions_per_s']:>8.0f} {r['next_p50_ms']:>8.1f}m "
               f"{r['next_p99_ms']:>8.1f}m {r['submit_p50_ms']:>8.1f}m {r['submit_p99_ms']:>8.1f}m "
-              f"{r['healthz_per_s']:>9.0f}  {'ok' if a['ok'] else 'FAILED'} ({a['acknowledged']} acked, {a['stored']} stored)"
+              f"{r['healthz_per_s']:>9.0f} {r['load_1min'][0]:>5.1f}→{r['load_1min'][1]:<5.1f}  {'ok' if a['ok'] else 'FAILED'} ({a['acknowledged']} acked, {a['stored']} stored)"
               + (f" errors={r['errors']}" if r["errors"] else "")
               + (f" server exceptions={r['server_exceptions']}" if r["server_exceptions"] else ""))
-    print("\nceilings (same run, same machine):")
+    print(f"\nuvicorn workers: {args.workers}; CPUs: {os.cpu_count()}; load average now: "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print("ceilings (same run, same machine):")
     for name, c in ceilings.items():
         if c:
             print(f"  {name:18} {c['tps']:8.0f} tx/s   ({c['script']})")
     out = {"cpu_count": os.cpu_count(), "python": platform.python_version(), "workers": args.workers,
+           "load_average_end": os.getloadavg(), "command": " ".join(sys.argv),
            "rows": rows, "ceilings": ceilings, "note": "shared 2-core machine; other engineers' jobs add noise"}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2, default=str))

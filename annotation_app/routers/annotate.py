@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from annotation_app.deps import CurrentUser, ProjectDep, SessionDep, require_annotator, verify_csrf
+from annotation_app.deps import CurrentUser, ProjectSnapshotDep, SessionDep, require_annotator, verify_csrf
 from annotation_app.routers.common import item_view, label_views, render
 from annotation_app.routers.schemas import CorrectIn, SubmitIn
 from annotation_app.services import work
@@ -22,9 +22,10 @@ router = APIRouter(
 
 
 @router.get("")
-def labelling_page(request: Request, session: SessionDep, project: ProjectDep, user: CurrentUser) -> Response:
+def labelling_page(request: Request, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser) -> Response:
     item = work.next_item(session, project, user)
-    progress = work.progress(session, project, user)
+    # next_item locked and re-read the user row in this transaction: progress need not read it again.
+    progress = work.progress(session, project, user, fresh=True)
     session.commit()
     view = item_view(request, item)
     return render(request, "label.html", {
@@ -40,7 +41,7 @@ def labelling_page(request: Request, session: SessionDep, project: ProjectDep, u
 
 @router.post("/submit")
 def submit_form(
-    form: Annotated[SubmitIn, Form()], session: SessionDep, project: ProjectDep, user: CurrentUser
+    form: Annotated[SubmitIn, Form()], session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser
 ) -> Response:
     """The no-JavaScript path: same validation and service as ``POST /api/work/submit``."""
     work.submit(
@@ -54,7 +55,7 @@ def submit_form(
 
 
 @router.get("/recent")
-def recent_page(request: Request, session: SessionDep, project: ProjectDep, user: CurrentUser) -> Response:
+def recent_page(request: Request, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser) -> Response:
     return render(request, "recent.html", {
         "project": project,
         "labels": label_views(project, user),
@@ -65,7 +66,7 @@ def recent_page(request: Request, session: SessionDep, project: ProjectDep, user
 
 @router.post("/judgements/{judgement_id}/correct")
 def correct_form(
-    judgement_id: int, form: Annotated[CorrectIn, Form()], session: SessionDep, project: ProjectDep, user: CurrentUser
+    judgement_id: int, form: Annotated[CorrectIn, Form()], session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser
 ) -> Response:
     work.correct(
         session, project, user, judgement_id=judgement_id, label=form.label, confidence=form.confidence,

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from annotation_app.deps import CurrentUser, ProjectDep, SessionDep, require_annotator, verify_csrf
+from annotation_app.deps import CurrentUser, ProjectSnapshotDep, SessionDep, require_annotator, verify_csrf
 from annotation_app.routers.common import item_view, label_views
 from annotation_app.routers.schemas import CorrectIn, SubmitIn
 from annotation_app.services import work
@@ -23,22 +23,23 @@ def submit_result_view(result: Any) -> dict[str, Any]:
 
 
 @router.get("/labels")
-def labels(project: ProjectDep, user: CurrentUser) -> dict[str, Any]:
+def labels(project: ProjectSnapshotDep, user: CurrentUser) -> dict[str, Any]:
     """The project's labels with display names in the annotator's first language."""
     return {"project": project.name, "labels": label_views(project, user)}
 
 
 @router.get("/next")
-def next_clip(request: Request, session: SessionDep, project: ProjectDep, user: CurrentUser) -> dict[str, Any]:
+def next_clip(request: Request, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser) -> dict[str, Any]:
     """The annotator's live lease, or a newly allocated clip; ``item`` is null when nothing is available."""
     item = work.next_item(session, project, user)
-    progress = work.progress(session, project, user)
+    # next_item locked and re-read the user row in this transaction: progress need not read it again.
+    progress = work.progress(session, project, user, fresh=True)
     session.commit()
     return {"item": item_view(request, item), "progress": progress}
 
 
 @router.post("/submit")
-def submit(body: SubmitIn, session: SessionDep, project: ProjectDep, user: CurrentUser) -> dict[str, Any]:
+def submit(body: SubmitIn, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser) -> dict[str, Any]:
     """Record a judgement on a leased clip; idempotent by ``client_request_id``."""
     result = work.submit(
         session, project, user,
@@ -51,19 +52,19 @@ def submit(body: SubmitIn, session: SessionDep, project: ProjectDep, user: Curre
 
 
 @router.get("/progress")
-def progress(session: SessionDep, project: ProjectDep, user: CurrentUser) -> dict[str, Any]:
+def progress(session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser) -> dict[str, Any]:
     return work.progress(session, project, user)
 
 
 @router.get("/recent")
-def recent(session: SessionDep, project: ProjectDep, user: CurrentUser, limit: int = 20) -> dict[str, Any]:
+def recent(session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser, limit: int = 20) -> dict[str, Any]:
     """The annotator's own recent judgements (never anyone else's)."""
     return {"judgements": work.recent_judgements(session, project, user, limit=max(1, min(limit, 100)))}
 
 
 @router.post("/judgements/{judgement_id}/correct")
 def correct(
-    judgement_id: int, body: CorrectIn, session: SessionDep, project: ProjectDep, user: CurrentUser
+    judgement_id: int, body: CorrectIn, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Correct an own judgement while its clip's stage is open: a new row pointing at the old one."""
     result = work.correct(

@@ -167,18 +167,23 @@ def refusal(person: Person, clip: ClipState, pool: Sequence[Person], attributes:
     return None
 
 
-def _deficit(person: Person, clip: ClipState, pool: Sequence[Person], attribute: str | None) -> float:
+def _shares(pool: Sequence[Person], attribute: str | None) -> dict[str, float]:
+    """Each group's share of the pool members who have a value for ``attribute``."""
+    if attribute is None:
+        return {}
+    known = Counter(g for p in pool if (g := p.groups.get(attribute)) is not None)
+    total = sum(known.values())
+    return {g: n / total for g, n in known.items()} if total else {}
+
+
+def _deficit(person: Person, clip: ClipState, shares: dict[str, float], attribute: str | None) -> float:
     """How many slots short of its pool share the person's group is on this clip (> 0: needed)."""
     if attribute is None:
         return 0.0
     group = person.groups.get(attribute)
-    if group is None:
+    if group is None or not shares:
         return 0.0
-    known = [p.groups.get(attribute) for p in pool if p.groups.get(attribute) is not None]
-    if not known:
-        return 0.0
-    share = sum(1 for g in known if g == group) / len(known)
-    return len(clip.live) * share - _live_counts(clip, attribute)[group]
+    return len(clip.live) * shares.get(group, 0.0) - _live_counts(clip, attribute)[group]
 
 
 def rank_clips(
@@ -187,11 +192,13 @@ def rank_clips(
     """The clips ``person`` may take, best first (see the module docstring for the order)."""
     primary = attributes[0] if attributes else None
     admissible = [c for c in clips if refusal(person, c, pool, attributes) is None]
+    # The pool's group shares are the same for every clip: computed once, not once per clip.
+    shares = _shares(pool, primary)
 
     def key(c: ClipState) -> tuple[Any, ...]:
         needs_speaker = bool(
             c.language and person.speaks(c.language) and not any(p.speaks(c.language) for p in c.live)
         )
-        return (-c.stage, -int(needs_speaker), -round(_deficit(person, c, pool, primary), 6), -(c.filled or 0), c.clip_id)
+        return (-c.stage, -int(needs_speaker), -round(_deficit(person, c, shares, primary), 6), -(c.filled or 0), c.clip_id)
 
     return sorted(admissible, key=key)

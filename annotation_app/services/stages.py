@@ -123,11 +123,17 @@ def _label_id(project: Project, name: str) -> int:
     return next(lab.id for lab in project.labels if lab.name == name)
 
 
-def advance(session: Session, project: Project, clip: Clip, *, now: datetime) -> StageOutcome:
-    """Apply the rules to an open clip after its judgements changed (clip row locked by the caller)."""
+def advance(
+    session: Session, project: Project, clip: Clip, *, now: datetime, flags_changed: bool = True
+) -> StageOutcome:
+    """Apply the rules to an open clip after its judgements changed (clip row locked by the caller).
+
+    ``flags_changed=False`` (a new judgement without a broken flag): the broken-flag count cannot
+    have grown since the last call, which already applied the broken rule, so it is not re-counted.
+    """
     if clip.status != ClipStatus.active or clip.stage not in OPEN_STAGES:
         return StageOutcome(clip.id, "waiting", clip.stage)
-    if _broken_flags(session, clip.id) >= BROKEN_FLAGS:
+    if flags_changed and _broken_flags(session, clip.id) >= BROKEN_FLAGS:
         clip.status = ClipStatus.broken
         release_leases(session, clip.id)
         session.flush()

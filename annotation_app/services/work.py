@@ -11,14 +11,21 @@ Order of work for ``next_item`` (DESIGN §3):
 
 Concurrency: every function here takes the annotator's user row lock first (their own requests
 queue up), then at most one clip row lock, then assignment rows (the lock order in
-``_common``). Allocation reads candidate clips without locks, then locks one with
-``FOR NO KEY UPDATE SKIP LOCKED`` (a busy clip is skipped, and tried again with a waiting lock only
-if nothing else fits), re-reads its slots under the lock and re-applies the rules before inserting the
+``_common``). Allocation reads candidate clips without locks, ranks them, then locks the first
+ranked clip no other worker holds in one ``FOR NO KEY UPDATE SKIP LOCKED`` query
+(``_common.lock_first_clip``; busy clips are tried again with a waiting lock only if nothing else
+fits), re-reads its slots under the lock and re-applies the rules before inserting the
 lease — so two workers can never overfill a clip. Leases that ran out on that clip are marked
 expired under the same lock, which makes expiry a database fact rather than a reading of each
 worker's clock. On SQLite the engine serialises writers instead. Races on the named unique
 constraints are caught in savepoints: ``uq_assignment_clip_annotator`` makes the allocator move on,
 ``uq_judgement_request`` turns a concurrent retry into the first result.
+
+The eligible pool (who could still balance a clip) is cached per process and project: it is
+reused while a one-query fingerprint of the eligible people and passed qualifications is unchanged
+and for at most ``POOL_TTL_S`` seconds, so a profile edit or a daily cap reached shows in the balance
+rules within that time (at once after :func:`invalidate_pool_cache`). The re-check under the clip
+lock reads the clip's own annotators fresh.
 
 The daily cap counts the annotator's stage-1/2 leases taken since midnight UTC that are live or
 submitted (qualification items do not count; expired leases give the count back).
@@ -29,13 +36,16 @@ submitted (qualification items do not count; expired leases give the count back)
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from annotation_app.errors import ConflictError, InvalidInputError, LeaseError, NotFoundError
 from annotation_app.models import (
@@ -46,6 +56,7 @@ from annotation_app.models import (
     GoldItem,
     Judgement,
     Project,
+    Qualification,
     Role,
     User,
 )
@@ -58,6 +69,7 @@ from annotation_app.services._common import (
     lease_end,
     live_slot,
     lock_clip,
+    lock_first_clip,
     lock_user,
     utc_now,
     violates,
@@ -75,6 +87,8 @@ __all__ = [
     "can_access_clip",
     "reclaim_expired",
     "blocked_reason",
+    "invalidate_pool_cache",
+    "POOL_TTL_S",
 ]
 
 ANNOTATING_ROLES = (Role.annotator, Role.expert)
@@ -120,6 +134,19 @@ def _served_today(session: Session, project: Project, annotator_id: int, now: da
     ) or 0)
 
 
+def _served(session: Session, project: Project, annotator_id: int, now: datetime) -> tuple[int, int]:
+    """(stage-1/2 slots counted against today's cap, stage-1/2 items ever served) in one query."""
+    today = and_(Assignment.leased_at >= day_start(now), live_slot(now))
+    row = session.execute(
+        select(func.coalesce(func.sum(case((today, 1), else_=0)), 0), func.count()).where(
+            Assignment.project_id == project.id,
+            Assignment.annotator_id == annotator_id,
+            Assignment.stage >= 1,
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
 def _live_lease(session: Session, project: Project, annotator_id: int, now: datetime) -> Assignment | None:
     return session.scalars(
         select(Assignment).where(
@@ -132,7 +159,8 @@ def _live_lease(session: Session, project: Project, annotator_id: int, now: date
 
 
 def _blocked(
-    session: Session, project: Project, user: User, now: datetime, state: dict[str, Any] | None = None
+    session: Session, project: Project, user: User, now: datetime, state: dict[str, Any] | None = None,
+    served_today: int | None = None,
 ) -> str | None:
     if not user.is_active:
         return "account is inactive"
@@ -144,7 +172,9 @@ def _blocked(
         state = gold.qualification_state(session, project, user.id)
     if state["passed"] is False:
         return f"qualification not passed ({state['correct']}/{state['answered']} correct)"
-    if _served_today(session, project, user.id, now) >= project.daily_cap:
+    if served_today is None:
+        served_today = _served_today(session, project, user.id, now)
+    if served_today >= project.daily_cap:
         return f"daily cap of {project.daily_cap} clips reached"
     return None
 
@@ -184,30 +214,88 @@ class _Profile:
 _PROFILE_COLUMNS = (User.id, User.gender, User.age_band, User.region, User.background, User.languages)
 
 
-def _eligible_pool(
+# The eligible pool, per (database, project): the balance rules compare every clip against it, and it
+# changes rarely (people join, are paused, pass qualification, reach their cap). An entry is reused
+# while its fingerprint — eligible people's count, highest id and latest creation time; passed
+# qualifications' count and latest completion — is unchanged and it is younger than ``POOL_TTL_S``:
+# profile edits (gender, languages) and daily caps reached are picked up within that time, or at
+# once after :func:`invalidate_pool_cache`.
+POOL_TTL_S = 5.0
+_pool_cache: dict[
+    tuple[str, int, datetime],
+    tuple[tuple[Any, ...], float, list[allocation.Person], frozenset[int], dict[int, allocation.Person]],
+] = {}
+_pool_lock = threading.Lock()
+
+
+def invalidate_pool_cache(project_id: int | None = None) -> None:
+    """Forget cached eligible pools (of one project, or all): the next allocation reloads them."""
+    with _pool_lock:
+        for key in [k for k in _pool_cache if project_id is None or k[1] == project_id]:
+            del _pool_cache[key]
+
+
+def _annotating_users() -> tuple[ColumnElement[bool], ...]:
+    return (User.is_active.is_(True), User.paused.is_(False), User.role.in_(ANNOTATING_ROLES))
+
+
+def _pool_fingerprint(session: Session, project: Project, required: int) -> tuple[Any, ...]:
+    # Creation and completion times, not just counts and ids: ids can be reused after a rollback.
+    users = select(func.count(User.id), func.max(User.id), func.max(User.created_at)).where(*_annotating_users())
+    if required == 0:
+        return tuple(session.execute(users).one())
+    passed = (Qualification.project_id == project.id, Qualification.passed.is_(True))
+    n_passed = select(func.count()).select_from(Qualification).where(*passed).scalar_subquery()
+    last_passed = select(func.max(Qualification.completed_at)).where(*passed).scalar_subquery()
+    return tuple(session.execute(users.add_columns(n_passed, last_passed)).one())
+
+
+def _load_pool(
     session: Session, project: Project, attributes: list[str], now: datetime, required: int
-) -> list[allocation.Person]:
-    """Everyone who could take a slot now: the pool the balance rules compare against."""
-    users = [_Profile(*row) for row in session.execute(select(*_PROFILE_COLUMNS).where(
-        User.is_active.is_(True), User.paused.is_(False), User.role.in_(ANNOTATING_ROLES)))]
+) -> tuple[list[allocation.Person], frozenset[int]]:
+    """(everyone active, unpaused and qualified, ids of those at their daily cap)."""
+    users = [_Profile(*row) for row in session.execute(select(*_PROFILE_COLUMNS).where(*_annotating_users()))]
     qualified = gold.qualified_ids(session, project, required=required)
-    today = dict(session.execute(
-        select(Assignment.annotator_id, func.count()).where(
+    capped = frozenset(int(a) for a in session.scalars(
+        select(Assignment.annotator_id).where(
             Assignment.project_id == project.id, Assignment.stage >= 1,
             Assignment.leased_at >= day_start(now), live_slot(now),
-        ).group_by(Assignment.annotator_id)
-    ).all())
-    return [
-        allocation.person_from_user(u, attributes) for u in users
-        if (qualified is None or u.id in qualified) and today.get(u.id, 0) < project.daily_cap
-    ]
+        ).group_by(Assignment.annotator_id).having(func.count() >= project.daily_cap)
+    ))
+    people = [allocation.person_from_user(u, attributes) for u in users if qualified is None or u.id in qualified]
+    return people, capped
+
+
+def _eligible_pool(
+    session: Session, project: Project, attributes: list[str], now: datetime, required: int
+) -> tuple[list[allocation.Person], dict[int, allocation.Person]]:
+    """Everyone who could take a slot now (the pool the balance rules compare against), and the
+    allocator's view of each qualified, active person by id (capped ones included)."""
+    key = (str(session.get_bind().engine.url), project.id, project.created_at)
+    fingerprint = (_pool_fingerprint(session, project, required), tuple(attributes), project.daily_cap,
+                   day_start(now))
+    with _pool_lock:
+        cached = _pool_cache.get(key)
+    if cached is not None and cached[0] == fingerprint and time.monotonic() - cached[1] < POOL_TTL_S:
+        people, capped, by_id = cached[2], cached[3], cached[4]
+    else:
+        people, capped = _load_pool(session, project, attributes, now, required)
+        by_id = {p.id: p for p in people}
+        with _pool_lock:
+            _pool_cache[key] = (fingerprint, time.monotonic(), people, capped, by_id)
+    return [p for p in people if p.id not in capped], by_id
 
 
 def _clip_states(
     session: Session, project: Project, clips: list[tuple[int, int, str | None]], attributes: list[str],
-    now: datetime,
+    now: datetime, expired: set[int] | None = None, known: dict[int, allocation.Person] | None = None,
 ) -> dict[int, allocation.ClipState]:
-    """Allocator view of clips given as (id, stage, language), from their assignment rows."""
+    """Allocator view of clips given as (id, stage, language), from their assignment rows.
+
+    ``expired``, when given, collects the ids of clips with leases past their end still marked leased.
+    ``known``: people already built (the cached pool, for ranking); only the others' profiles are read.
+    Without it every profile is read fresh (the re-check under the clip lock does that).
+    """
     k, m = project.overlap_k, project.stage2_extra
     states = {
         cid: allocation.ClipState(
@@ -218,31 +306,45 @@ def _clip_states(
     }
     if not states:
         return states
-    rows = session.execute(
-        select(Assignment.clip_id, Assignment.stage, Assignment.status, Assignment.lease_expires_at,
-               *_PROFILE_COLUMNS)
-        .join(User, User.id == Assignment.annotator_id)
-        .where(Assignment.clip_id.in_(list(states)))
-    ).all()
-    for cid, stage, status, expires, *profile in rows:
-        user = _Profile(*profile)
+    slots = (Assignment.clip_id, Assignment.stage, Assignment.status, Assignment.lease_expires_at)
+    if known is None:
+        rows = [
+            (cid, stage, status, expires, allocation.person_from_user(_Profile(*profile), attributes))
+            for cid, stage, status, expires, *profile in session.execute(
+                select(*slots, *_PROFILE_COLUMNS).join(User, User.id == Assignment.annotator_id)
+                .where(Assignment.clip_id.in_(list(states))))
+        ]
+    else:
+        plain = session.execute(select(*slots, Assignment.annotator_id).where(
+            Assignment.clip_id.in_(list(states)))).all()
+        missing = {int(aid) for *_, aid in plain if aid not in known}
+        if missing:
+            known = {**known, **{
+                int(row[0]): allocation.person_from_user(_Profile(*row), attributes)
+                for row in session.execute(select(*_PROFILE_COLUMNS).where(User.id.in_(missing)))
+            }}
+        rows = [(cid, stage, status, expires, known[int(aid)]) for cid, stage, status, expires, aid in plain]
+    for cid, stage, status, expires, person in rows:
         state = states[cid]
-        state.ever.add(user.id)
+        state.ever.add(person.id)
         live = status == AssignmentStatus.submitted or (
             status == AssignmentStatus.leased and aware(expires) > now)
+        if expired is not None and status == AssignmentStatus.leased and not live:
+            expired.add(cid)
         if live and 1 <= stage <= state.stage:
-            state.live.append(allocation.person_from_user(user, attributes))
+            state.live.append(person)
             if stage == state.stage:
                 state.filled = (state.filled or 0) + 1
     return states
 
 
 def _candidates(
-    session: Session, project: Project, annotator_id: int, attributes: list[str], now: datetime, offset: int
+    session: Session, project: Project, annotator_id: int, attributes: list[str], now: datetime, offset: int,
+    known: dict[int, allocation.Person] | None = None,
 ) -> tuple[dict[int, allocation.ClipState], bool]:
     """The oldest open clips of each stage that still need slots and this annotator never had.
 
-    One query per stage, in id order, so the database walks ``ix_clips_project_status_stage`` and
+    One query per stage, in id order, so the database walks ``ix_clips_project_status_stage_id`` and
     stops after ``_WINDOW`` matches instead of counting slots on every open clip (28k clips:
     milliseconds, not a scan). Returns the states and whether any window came back full (more may
     follow at the next offset). The allocator ranks within the windows.
@@ -252,7 +354,9 @@ def _candidates(
         .where(Assignment.clip_id == Clip.id, Assignment.stage == Clip.stage, live_slot(now))
         .correlate(Clip).scalar_subquery()
     )
-    seen = exists().where(Assignment.clip_id == Clip.id, Assignment.annotator_id == annotator_id)
+    # NOT IN over the annotator's own (few hundred) assignments: PostgreSQL hashes them once. The
+    # NOT EXISTS form was planned as a merge anti-join over the whole clip/annotator index.
+    seen = Clip.id.in_(select(Assignment.clip_id).where(Assignment.annotator_id == annotator_id))
     rows: list[tuple[int, int, str | None]] = []
     more = False
     for stage in (2, 1):
@@ -268,17 +372,25 @@ def _candidates(
         ).all()
         rows.extend((int(cid), int(st), lang) for cid, st, lang in window)
         more = more or len(window) == _WINDOW
-    return _clip_states(session, project, rows, attributes, now), more
+    return _clip_states(session, project, rows, attributes, now, known=known), more
 
 
 def _lease(
     session: Session, project: Project, annotator_id: int, clip_id: int, *, stage: int, is_gold: bool,
-    now: datetime,
+    now: datetime, savepoint: bool = True,
 ) -> Assignment | None:
+    """Insert a lease; None when the annotator already had the clip (``uq_assignment_clip_annotator``).
+
+    ``savepoint=False``: the caller already runs in a savepoint and handles the IntegrityError.
+    """
     assignment = Assignment(
         project_id=project.id, clip_id=clip_id, annotator_id=annotator_id, stage=stage, is_gold=is_gold,
         status=AssignmentStatus.leased, leased_at=now, lease_expires_at=lease_end(project, now),
     )
+    if not savepoint:
+        session.add(assignment)
+        session.flush()
+        return assignment
     try:
         with session.begin_nested():
             session.add(assignment)
@@ -297,29 +409,37 @@ def _take(
     """Lease a slot of a clip locked by the caller, if the rules still allow it on fresh state."""
     if clip.project_id != project.id or clip.status != ClipStatus.active or clip.stage not in stages.OPEN_STAGES:
         return None
-    expire_clip_leases(session, clip.id, now)
-    state = _clip_states(session, project, [(clip.id, clip.stage, clip.language)], attributes, now)[clip.id]
+    expired: set[int] = set()
+    state = _clip_states(session, project, [(clip.id, clip.stage, clip.language)], attributes, now, expired)[clip.id]
+    if expired:
+        # Under the clip lock, so a late submit for such a lease finds it expired (see _common).
+        expire_clip_leases(session, clip.id, now)
     if allocation.refusal(me, state, pool, attributes) is not None:
         return None
-    return _lease(session, project, me.id, clip.id, stage=clip.stage, is_gold=False, now=now)
+    return _lease(session, project, me.id, clip.id, stage=clip.stage, is_gold=False, now=now, savepoint=False)
 
 
 def _allocate(session: Session, project: Project, user: User, now: datetime, required: int) -> WorkItem | None:
     attributes = [str(a) for a in (project.balance_attributes or [])]
-    pool = _eligible_pool(session, project, attributes, now, required)
+    pool, known = _eligible_pool(session, project, attributes, now, required)
     me = allocation.person_from_user(user, attributes)
     if all(p.id != me.id for p in pool):
         pool.append(me)
     busy: list[int] = []
     offset = 0
     while True:
-        states, more = _candidates(session, project, user.id, attributes, now, offset)
-        for state in allocation.rank_clips(me, states.values(), pool, attributes):
-            item = _try_clip(session, project, me, state.clip_id, pool, attributes, now, wait=False)
-            if item == "busy":
-                busy.append(state.clip_id)
-            elif item is not None:
+        states, more = _candidates(session, project, user.id, attributes, now, offset, known)
+        ranked = [state.clip_id for state in allocation.rank_clips(me, states.values(), pool, attributes)]
+        while ranked:
+            item, taken = _try_first(session, project, me, ranked, pool, attributes, now)
+            if item is not None:
                 return item
+            if taken is None:  # every remaining clip of the window is locked by another worker
+                busy.extend(ranked)
+                break
+            at = ranked.index(taken)
+            busy.extend(ranked[:at])  # skipped: locked by another worker
+            ranked = ranked[at + 1:]
         if not more:
             break
         offset += _WINDOW
@@ -329,6 +449,38 @@ def _allocate(session: Session, project: Project, user: User, now: datetime, req
         if isinstance(item, WorkItem):
             return item
     return None
+
+
+def _try_first(
+    session: Session, project: Project, me: allocation.Person, ranked: list[int], pool: list[allocation.Person],
+    attributes: list[str], now: datetime,
+) -> tuple[WorkItem | None, int | None]:
+    """Lock the first clip of ``ranked`` no other worker holds and lease a slot of it.
+
+    One ``FOR NO KEY UPDATE SKIP LOCKED`` query walks the ranked clips in order and locks the
+    first free one: under load most of the best-ranked clips are locked by workers serving other
+    annotators, and probing them one by one cost three round trips each. Returns (the item or
+    None, the id of the clip locked and tried, or None when every clip was locked). A refused
+    clip's savepoint is rolled back, which drops its lock at once (see :func:`_try_clip`).
+    """
+    savepoint = session.begin_nested()
+    clip: Clip | None = None
+    try:
+        clip = lock_first_clip(session, ranked)
+        assignment = None if clip is None else _take(session, project, me, clip, pool, attributes, now)
+    except IntegrityError as exc:
+        savepoint.rollback()
+        if violates(exc, "uq_assignment_clip_annotator", "assignments.clip_id", "assignments.annotator_id"):
+            return None, ranked[0] if clip is None else clip.id
+        raise
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if assignment is None or clip is None:
+        savepoint.rollback()
+        return None, None if clip is None else clip.id
+    savepoint.commit()
+    return _item(assignment, clip), clip.id
 
 
 def _try_clip(
@@ -345,6 +497,12 @@ def _try_clip(
     try:
         clip = lock_clip(session, clip_id, skip_locked=not wait)
         assignment = None if clip is None else _take(session, project, me, clip, pool, attributes, now)
+    except IntegrityError as exc:
+        # The lease insert runs in this savepoint (not one of its own: two round trips fewer).
+        savepoint.rollback()
+        if violates(exc, "uq_assignment_clip_annotator", "assignments.clip_id", "assignments.annotator_id"):
+            return None
+        raise
     except BaseException:
         savepoint.rollback()
         raise
@@ -388,16 +546,14 @@ def _next(session: Session, project: Project, user: User, now: datetime) -> Work
         current.status = AssignmentStatus.released
         session.flush()
     state = gold.qualification_state(session, project, user.id)
-    if _blocked(session, project, user, now, state) is not None:
+    served_today, n_served = _served(session, project, user.id, now)
+    if _blocked(session, project, user, now, state, served_today) is not None:
         return None
     if state["passed"] is None:  # the qualification round is open
         qualification = gold.next_qualification_item(session, project, user.id, state=state)
         # None: out of qualification gold clips; the curator must add some.
         return None if qualification is None else _gold_item(session, project, user, qualification, 0, now)
     if project.gold_rate > 0:
-        n_served = int(session.scalar(select(func.count()).select_from(Assignment).where(
-            Assignment.project_id == project.id, Assignment.annotator_id == user.id,
-            Assignment.stage >= 1)) or 0)
         hidden = gold.draw_hidden_gold(session, project, user.id, n_served)
         # Gold is mixed into real work, never served alone when there is none.
         if hidden is not None and session.scalar(select(exists().where(
@@ -566,7 +722,8 @@ def submit(
     if assignment.is_gold:
         qualification = gold.record_answer(session, project, assignment, judgement, now=now)
     else:
-        stages.advance(session, project, clip, now=now)
+        # A judgement without a broken flag cannot tip the clip into "broken": skip that count.
+        stages.advance(session, project, clip, now=now, flags_changed=bool(broken))
     return SubmitResult(judgement_id=judgement.id, duplicate=False, qualification=qualification)
 
 
@@ -662,23 +819,39 @@ def recent_judgements(session: Session, project: Project, annotator: User, *, li
     return out
 
 
-def progress(session: Session, project: Project, annotator: User, *, now: datetime | None = None) -> dict[str, Any]:
-    """Counts for the annotator's page: today, cap, total, qualification round, why blocked."""
+def progress(
+    session: Session, project: Project, annotator: User, *, now: datetime | None = None, fresh: bool = False
+) -> dict[str, Any]:
+    """Counts for the annotator's page: today, cap, total, qualification round, why blocked.
+
+    ``fresh=True``: ``annotator`` was read in this transaction already (``next_item`` locks and
+    re-reads the user row), so it is not read again.
+    """
     now = utc_now(now)
-    user = session.get(User, annotator.id, populate_existing=True) or annotator
+    user = annotator if fresh else (session.get(User, annotator.id, populate_existing=True) or annotator)
     mine = (Judgement.project_id == project.id, Judgement.annotator_id == user.id,
             Judgement.replaces_id.is_(None), Judgement.stage >= 1)
-    done_today = int(session.scalar(select(func.count()).select_from(Judgement).where(
-        *mine, Judgement.submitted_at >= day_start(now))) or 0)
-    total = int(session.scalar(select(func.count()).select_from(Judgement).where(*mine)) or 0)
-    served = _served_today(session, project, user.id, now)
+    today = Judgement.submitted_at >= day_start(now)
+    # One round trip for the three counts (this runs on every "next clip" request).
+    served_today = (
+        select(func.count()).select_from(Assignment).where(
+            Assignment.project_id == project.id, Assignment.annotator_id == user.id, Assignment.stage >= 1,
+            Assignment.leased_at >= day_start(now), live_slot(now),
+        ).scalar_subquery()
+    )
+    done_today, total, served = session.execute(
+        select(func.coalesce(func.sum(case((today, 1), else_=0)), 0), func.count(), served_today)
+        .select_from(Judgement).where(*mine)
+    ).one()
+    done_today, total, served = int(done_today), int(total), int(served)
+    state = gold.qualification_state(session, project, user.id)
     return {
         "done_today": done_today,
         "daily_cap": project.daily_cap,
         "remaining_today": max(project.daily_cap - served, 0),
         "total_done": total,
-        "qualification": gold.qualification_state(session, project, user.id),
-        "blocked_reason": _blocked(session, project, user, now),
+        "qualification": state,
+        "blocked_reason": _blocked(session, project, user, now, state, served),
     }
 
 
