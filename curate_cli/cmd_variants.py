@@ -93,7 +93,7 @@ def build_variants_command(
     """Build the full, category-balanced and test-oriented variants with leakage-free splits and exports."""
     from curate_cli.common import console, err_console, progress_bar
     from curation.aggregation import resolve
-    from curation.export import MEDIA_MODES, file_sha256, table_sha256
+    from curation.export import MEDIA_MODES, sha256_file, table_sha256
     from curation.variants import (
         build_variants,
         candidate_clips,
@@ -111,8 +111,8 @@ def build_variants_command(
     if judgements is not None and clips is not None:
         judgement_table, clip_table, label_set = _load_from_files(judgements, clips, labels)
         root = media_root or clips.parent
-        inputs["judgements"] = {"file": judgements.name, "sha256": file_sha256(judgements), "rows": len(judgement_table)}
-        inputs["clips"] = {"file": clips.name, "sha256": file_sha256(clips), "rows": len(clip_table)}
+        inputs["judgements"] = {"file": judgements.name, "sha256": sha256_file(judgements), "rows": len(judgement_table)}
+        inputs["clips"] = {"file": clips.name, "sha256": sha256_file(clips), "rows": len(clip_table)}
         source = "files"
     else:
         judgement_table, clip_table, label_set, app_media = _load_from_database(project, labels)
@@ -121,7 +121,7 @@ def build_variants_command(
         inputs["clips"] = {"table": "database", "sha256": table_sha256(clip_table), "rows": len(clip_table)}
         source = "database"
     if labels is not None:
-        inputs["labels"] = {"file": labels.name, "sha256": file_sha256(labels)}
+        inputs["labels"] = {"file": labels.name, "sha256": sha256_file(labels)}
     names = [d["name"] for d in label_set]
     if has_final_decisions(clip_table):
         resolution = resolution_from_clips(clip_table, resolve(judgement_table, labels=names) if len(judgement_table) else None)

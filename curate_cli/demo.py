@@ -18,7 +18,8 @@ from annotation_app.services.projects import create_project
 from annotation_app.services.users import create_user
 from annotation_app.settings import Settings
 from curate_cli.common import open_session, progress_bar
-from curation.demo import ConfusionModel, SimulatedAnnotator, demo_clip_specs, render_demo_clip, sha256_file
+from curation.demo import ConfusionModel, SimulatedAnnotator, demo_clip_specs, render_demo_clip
+from curation.ingest.hashing import sha256_file
 
 __all__ = ["build_demo", "demo_logins", "DEMO_PASSWORD"]
 

@@ -9,7 +9,6 @@ the time, and a few careless annotators answer at random or nearly always the sa
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ __all__ = [
     "render_demo_clip",
     "SimulatedAnnotator",
     "ConfusionModel",
-    "sha256_file",
 ]
 
 PLATFORMS = ("douyin", "kuaishou", "tiktok")
@@ -124,13 +122,6 @@ def render_demo_clip(
     tmp.replace(out_path)
     return out_path
 
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.errors import CurationError, InvalidTableError, MediaError
+from curation.ingest.hashing import sha256_file
 from curation.splits import SPLITS
 
 __all__ = [
@@ -50,7 +51,7 @@ __all__ = [
     "manifest_table",
     "export_variant",
     "hash_uploader",
-    "file_sha256",
+    "sha256_file",
     "table_sha256",
     "tool_versions",
 ]
@@ -73,7 +74,6 @@ _PARQUET_SCHEMA = pa.schema([
 ])
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MARKER = "build_info.json"
-_CHUNK = 1 << 20
 _MAX_LISTED = 5
 
 
@@ -95,12 +95,6 @@ def _safe_names(values: pd.Series) -> pd.Series:
     return safe.where(safe != "", "_")
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def table_sha256(table: pd.DataFrame) -> str:
@@ -360,7 +354,7 @@ def export_variant(
             for label, row in manifest.groupby(["label", "split"]).size().unstack(fill_value=0)
             .reindex(columns=list(SPLITS), fill_value=0).iterrows()
         }
-        info["files"] = {name: file_sha256(staging / name) for name in ("manifest.csv", "manifest.parquet")}
+        info["files"] = {name: sha256_file(staging / name) for name in ("manifest.csv", "manifest.parquet")}
         _write_text(staging / _MARKER, json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         _swap_in(staging, dest)
     except BaseException:
