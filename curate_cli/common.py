@@ -6,11 +6,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
-from annotation_app.db import make_engine, make_sessionmaker
+from annotation_app.db import session_scope
 from annotation_app.errors import AppError
 from annotation_app.settings import Settings, get_settings
 
@@ -34,22 +41,14 @@ def open_session(cfg: Settings | None = None) -> Iterator[Session]:
     cfg = cfg or settings()
     if cfg.is_sqlite:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(cfg.database_url, busy_timeout_ms=cfg.sqlite_busy_timeout_ms)
-    try:
+    with session_scope(cfg) as session:
+        engine = session.get_bind()
         if not inspect(engine).has_table("alembic_version"):
             raise DatabaseNotReadyError(
                 f"the database at {engine.url.render_as_string(hide_password=True)} is not initialised: "
                 "run `curate db upgrade`"
             )
-        with make_sessionmaker(engine)() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-    finally:
-        engine.dispose()
+        yield session
 
 
 def progress_bar(**kwargs) -> Progress:  # type: ignore[no-untyped-def]
