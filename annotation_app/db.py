@@ -40,7 +40,10 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+    # No pre-ping: it cost a round trip per checkout on every request. A connection the server
+    # dropped (a restart) fails the one statement that meets it; SQLAlchemy then invalidates the
+    # whole pool, so the requests after it reconnect.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

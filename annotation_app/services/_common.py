@@ -9,14 +9,15 @@ serialises writers (``BEGIN IMMEDIATE``), so the ``FOR UPDATE`` clauses compile 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Integer, and_, any_, bindparam, case, func, or_, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from annotation_app.models import Assignment, AssignmentStatus, Clip, Project, User
+from annotation_app.services import _queries as sql
 
 __all__: list[str] = []  # private module
 
@@ -46,44 +47,42 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+_LOCK_USER = select(User).where(User.id == bindparam("user_id")).with_for_update(key_share=True)
+_LOCK_CLIP = {
+    skip: select(Clip).where(Clip.id == bindparam("clip_id")).with_for_update(key_share=True, skip_locked=skip)
+    for skip in (False, True)
+}
+_FRESH = {"populate_existing": True}
+
+
 def lock_user(session: Session, user_id: int) -> User | None:
     """The user row, fresh and locked (FOR NO KEY UPDATE on PostgreSQL) for this transaction."""
-    return session.scalar(
-        select(User).where(User.id == user_id).with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
+    return session.scalar(_LOCK_USER, {"user_id": user_id}, execution_options=_FRESH)
 
 
 def lock_clip(session: Session, clip_id: int, *, skip_locked: bool = False) -> Clip | None:
     """The clip row, fresh and locked; None if it is gone (or, with ``skip_locked``, busy)."""
-    return session.scalar(
-        select(Clip).where(Clip.id == clip_id).with_for_update(key_share=True, skip_locked=skip_locked)
-        .execution_options(populate_existing=True)
-    )
+    return session.scalar(_LOCK_CLIP[skip_locked], {"clip_id": clip_id}, execution_options=_FRESH)
 
 
-def lock_first_clip(session: Session, clip_ids: list[int]) -> Clip | None:
-    """The first clip of ``clip_ids`` (in that order) no other transaction holds, fresh and locked.
+def lock_first_clip(session: Session, clip_ids: list[int]) -> Any:
+    """The first clip of ``clip_ids`` (in that order) no other transaction holds, locked; None when
+    all are held (or gone). A row of id, project_id, status, stage, language and media_path.
 
     On PostgreSQL one query whatever the number of busy clips: it sorts by the position in the
-    given list (one array parameter: building a 128-branch CASE cost more Python than the query),
-    skips rows other transactions hold (``SKIP LOCKED``) and stops at the first it can lock; None
-    when all are held (or gone). On SQLite (serialised writers) it is the first clip that exists.
+    given list, skips rows other transactions hold (``SKIP LOCKED``) and stops at the first it can
+    lock. On SQLite (serialised writers) it is the first clip that exists.
     """
     if not clip_ids:
         return None
+    conn = session.connection()
     if not is_postgres(session):
         for clip_id in clip_ids:
-            clip = lock_clip(session, clip_id)
+            clip = conn.execute(sql.LOCK_CLIP, {"clip_id": clip_id}).first()
             if clip is not None:
                 return clip
         return None
-    ids = bindparam("ranked_clip_ids", list(clip_ids), type_=postgresql.ARRAY(Integer))
-    return session.scalar(
-        select(Clip).where(Clip.id == any_(ids)).order_by(func.array_position(ids, Clip.id)).limit(1)
-        .with_for_update(key_share=True, skip_locked=True)
-        .execution_options(populate_existing=True)
-    )
+    return conn.execute(sql.LOCK_FIRST_FREE_CLIP, {"ranked_clip_ids": list(clip_ids)}).first()
 
 
 def live_slot(now: datetime) -> ColumnElement[bool]:
@@ -116,12 +115,8 @@ def expire_clip_leases(session: Session, clip_id: int, now: datetime) -> int:
 def stage_slot_counts(session: Session, clip_id: int, stage: int, now: datetime) -> tuple[int, int]:
     """(live slots, submitted slots) of a clip in a stage, gold and qualification work excluded."""
     # One round trip: both counts over the same few rows of the clip.
-    live, submitted = session.execute(
-        select(
-            func.coalesce(func.sum(case((live_slot(now), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((Assignment.status == AssignmentStatus.submitted, 1), else_=0)), 0),
-        ).where(Assignment.clip_id == clip_id, Assignment.stage == stage)
-    ).one()
+    live, submitted = session.connection().execute(
+        sql.STAGE_SLOT_COUNTS, {"clip_id": clip_id, "stage": stage, "now": now}).one()
     return int(live), int(submitted)
 
 

@@ -56,7 +56,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Person", "ClipState", "person_from_user", "refusal", "rank_clips", "group_of"]
+__all__ = ["Person", "ClipState", "PoolIndex", "person_from_user", "refusal", "rank_clips", "group_of"]
 
 
 @dataclass(frozen=True)
@@ -120,27 +120,61 @@ def person_from_user(user: Any, attributes: Sequence[str]) -> Person:
     )
 
 
-def _remaining(pool: Iterable[Person], clip: ClipState, attribute: str) -> Counter[str]:
-    """Per group, eligible people who have never been on this clip (who could still balance it)."""
-    out: Counter[str] = Counter()
-    for p in pool:
-        g = p.groups.get(attribute)
-        if g is not None and p.id not in clip.ever:
-            out[g] += 1
-    return out
+class PoolIndex:
+    """The eligible pool, indexed once for many :func:`refusal` calls.
+
+    The balance and language rules ask, per clip, how many eligible people of each group (and which
+    speakers) have never been on it. Walking the whole pool for every clip of a window cost more
+    than the rest of the allocation; with the pool's group totals and speaker sets counted once, a
+    clip costs a walk over its own few annotators instead.
+    """
+
+    def __init__(self, pool: Iterable[Person], attributes: Sequence[str]) -> None:
+        self.people: dict[int, Person] = {p.id: p for p in pool}
+        self.attributes = tuple(attributes)
+        self.totals: dict[str, Counter[str]] = {
+            a: Counter(g for p in self.people.values() if (g := p.groups.get(a)) is not None) for a in attributes
+        }
+        self.speakers: dict[str, set[int]] = {}
+        for p in self.people.values():
+            for lang in p.languages:
+                self.speakers.setdefault(lang, set()).add(p.id)
+        primary = self.attributes[0] if self.attributes else None
+        known = self.totals.get(primary, Counter()) if primary else Counter()
+        total = sum(known.values())
+        # Each group's share of the pool members who have a value for the first attribute.
+        self.shares: dict[str, float] = {g: n / total for g, n in known.items()} if total else {}
+
+    def remaining(self, clip: ClipState, attribute: str) -> Counter[str]:
+        """Per group, eligible people who have never been on this clip (who could still balance it)."""
+        out = Counter(self.totals[attribute])
+        for pid in clip.ever:
+            person = self.people.get(pid)
+            if person is not None and (g := person.groups.get(attribute)) is not None:
+                out[g] -= 1
+        return out
+
+    def has_unassigned_speaker(self, clip: ClipState, language: str) -> bool:
+        return any(pid not in clip.ever for pid in self.speakers.get(_norm_lang(language), ()))
 
 
 def _live_counts(clip: ClipState, attribute: str) -> Counter[str]:
     return Counter(g for p in clip.live if (g := p.groups.get(attribute)) is not None)
 
 
-def refusal(person: Person, clip: ClipState, pool: Sequence[Person], attributes: Sequence[str]) -> str | None:
-    """Why ``person`` may not take a slot of ``clip`` now (the first rule broken), or None."""
+def refusal(
+    person: Person, clip: ClipState, pool: Sequence[Person] | PoolIndex, attributes: Sequence[str]
+) -> str | None:
+    """Why ``person`` may not take a slot of ``clip`` now (the first rule broken), or None.
+
+    ``pool``: the eligible people, or a :class:`PoolIndex` of them (for many calls over one pool).
+    """
     if person.id in clip.ever:
         return "already assigned this clip"
     filled = clip.filled or 0
     if filled >= clip.needed:
         return "no open slot in this stage"
+    index = pool if isinstance(pool, PoolIndex) else None
     ceiling = math.ceil(clip.slots_total / 2)
     for attribute in attributes:
         group = person.groups.get(attribute)
@@ -148,7 +182,8 @@ def refusal(person: Person, clip: ClipState, pool: Sequence[Person], attributes:
             continue
         counts = _live_counts(clip, attribute)
         if counts[group] + 1 > ceiling:
-            remaining = _remaining(pool, clip, attribute)
+            index = index or PoolIndex(pool, attributes)  # type: ignore[arg-type]
+            remaining = index.remaining(clip, attribute)
             if any(n > 0 for g, n in remaining.items() if g != group):
                 return f"group {attribute}={group} would exceed {ceiling} of {clip.slots_total} slots"
     if clip.stage >= 2 and attributes:
@@ -156,24 +191,18 @@ def refusal(person: Person, clip: ClipState, pool: Sequence[Person], attributes:
         group = person.groups.get(primary)
         if group is not None:
             counts = _live_counts(clip, primary)
-            remaining = _remaining(pool, clip, primary)
+            index = index or PoolIndex(pool, attributes)  # type: ignore[arg-type]
+            remaining = index.remaining(clip, primary)
             fewer = [g for g, n in remaining.items() if g != group and n > 0 and counts[g] < counts[group]]
             if fewer:
                 return f"stage 2 draws from under-represented groups ({primary}={', '.join(sorted(fewer))})"
     if clip.language and not person.speaks(clip.language) and not any(p.speaks(clip.language) for p in clip.live):
         open_after = clip.needed - filled - 1
-        if open_after < 1 and any(p.speaks(clip.language) and p.id not in clip.ever for p in pool):
-            return f"last slot kept for a speaker of {clip.language}"
+        if open_after < 1:
+            index = index or PoolIndex(pool, attributes)  # type: ignore[arg-type]
+            if index.has_unassigned_speaker(clip, clip.language):
+                return f"last slot kept for a speaker of {clip.language}"
     return None
-
-
-def _shares(pool: Sequence[Person], attribute: str | None) -> dict[str, float]:
-    """Each group's share of the pool members who have a value for ``attribute``."""
-    if attribute is None:
-        return {}
-    known = Counter(g for p in pool if (g := p.groups.get(attribute)) is not None)
-    total = sum(known.values())
-    return {g: n / total for g, n in known.items()} if total else {}
 
 
 def _deficit(person: Person, clip: ClipState, shares: dict[str, float], attribute: str | None) -> float:
@@ -187,13 +216,14 @@ def _deficit(person: Person, clip: ClipState, shares: dict[str, float], attribut
 
 
 def rank_clips(
-    person: Person, clips: Iterable[ClipState], pool: Sequence[Person], attributes: Sequence[str]
+    person: Person, clips: Iterable[ClipState], pool: Sequence[Person] | PoolIndex, attributes: Sequence[str]
 ) -> list[ClipState]:
     """The clips ``person`` may take, best first (see the module docstring for the order)."""
     primary = attributes[0] if attributes else None
-    admissible = [c for c in clips if refusal(person, c, pool, attributes) is None]
-    # The pool's group shares are the same for every clip: computed once, not once per clip.
-    shares = _shares(pool, primary)
+    # The pool is indexed once for the whole window, not walked once per clip.
+    index = pool if isinstance(pool, PoolIndex) else PoolIndex(pool, attributes)
+    admissible = [c for c in clips if refusal(person, c, index, attributes) is None]
+    shares = index.shares
 
     def key(c: ClipState) -> tuple[Any, ...]:
         needs_speaker = bool(

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from annotation_app.models import (
@@ -72,19 +72,22 @@ def slots_needed(project: Project, stage: int) -> int:
     return 0
 
 
+_VOTES = (
+    select(Judgement.annotator_id, Label.name)
+    .join(Label, Label.id == Judgement.label_id)
+    .where(
+        Judgement.clip_id == bindparam("clip_id"),
+        Judgement.live.is_(True),
+        Judgement.excluded.is_(False),
+        Judgement.stage.between(1, bindparam("max_stage")),
+    )
+    .order_by(Judgement.id)
+)
+
+
 def votes(session: Session, clip_id: int, *, max_stage: int = 2) -> list[tuple[int, str]]:
     """(annotator id, label name) of the clip's live, non-excluded labelled judgements up to a stage."""
-    rows = session.execute(
-        select(Judgement.annotator_id, Label.name)
-        .join(Label, Label.id == Judgement.label_id)
-        .where(
-            Judgement.clip_id == clip_id,
-            Judgement.live.is_(True),
-            Judgement.excluded.is_(False),
-            Judgement.stage.between(1, max_stage),
-        )
-        .order_by(Judgement.id)
-    ).all()
+    rows = session.connection().execute(_VOTES, {"clip_id": clip_id, "max_stage": max_stage}).all()
     return [(int(a), str(n)) for a, n in rows]
 
 

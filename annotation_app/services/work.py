@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -56,10 +57,10 @@ from annotation_app.models import (
     GoldItem,
     Judgement,
     Project,
-    Qualification,
     Role,
     User,
 )
+from annotation_app.services import _queries as sql
 from annotation_app.services import allocation, gold, stages
 from annotation_app.services._common import (
     aware,
@@ -89,11 +90,14 @@ __all__ = [
     "blocked_reason",
     "invalidate_pool_cache",
     "POOL_TTL_S",
+    "NextResult",
+    "serve_next",
+    "RECLAIM_INTERVAL_S",
 ]
 
 ANNOTATING_ROLES = (Role.annotator, Role.expert)
 # Candidate clips read per round; most requests are served from the first window.
-_WINDOW = 64
+_WINDOW = 16
 _RECLAIM_BATCH = 500
 
 
@@ -122,29 +126,46 @@ class SubmitResult:
 # Reading state
 
 
-def _served_today(session: Session, project: Project, annotator_id: int, now: datetime) -> int:
-    return int(session.scalar(
-        select(func.count()).select_from(Assignment).where(
-            Assignment.project_id == project.id,
-            Assignment.annotator_id == annotator_id,
-            Assignment.stage >= 1,
-            Assignment.leased_at >= day_start(now),
-            live_slot(now),
-        )
-    ) or 0)
+@dataclass(frozen=True)
+class _State:
+    """What one request needs to know about the annotator, read in one statement (``_queries.STATE``)."""
+
+    lease_id: int | None
+    served_today: int  # stage-1/2 slots counted against today's cap
+    served_total: int  # stage-1/2 items ever served (the hidden-gold draw's counter)
+    done_today: int
+    done_total: int
+    qualification: dict[str, Any]
+    pool_fingerprint: tuple[Any, ...]
 
 
-def _served(session: Session, project: Project, annotator_id: int, now: datetime) -> tuple[int, int]:
-    """(stage-1/2 slots counted against today's cap, stage-1/2 items ever served) in one query."""
-    today = and_(Assignment.leased_at >= day_start(now), live_slot(now))
-    row = session.execute(
-        select(func.coalesce(func.sum(case((today, 1), else_=0)), 0), func.count()).where(
-            Assignment.project_id == project.id,
-            Assignment.annotator_id == annotator_id,
-            Assignment.stage >= 1,
-        )
-    ).one()
-    return int(row[0]), int(row[1])
+def _read_state(session: Session, project: Project, annotator_id: int, now: datetime) -> _State:
+    row = _run(session, sql.STATE, project_id=project.id, user_id=annotator_id, now=now,
+               day_start=day_start(now)).one()
+    required = min(project.qualification_size, int(row.gold_for_round)) if project.qualification_size > 0 else 0
+    if required == 0:
+        qualification = {"required": 0, "answered": 0, "correct": 0, "passed": True}
+    else:
+        qualification = {"required": required, "answered": row.round_answered or 0,
+                         "correct": row.round_correct or 0, "passed": row.round_passed}
+    fingerprint: tuple[Any, ...] = (row.pool_people, row.pool_max_id, row.pool_last_created)
+    if required:
+        fingerprint += (row.pool_passed, row.pool_last_passed)
+    return _State(
+        lease_id=row.lease_id, served_today=int(row.served_today), served_total=int(row.served_total),
+        done_today=int(row.done_today), done_total=int(row.done_total), qualification=qualification,
+        pool_fingerprint=fingerprint,
+    )
+
+
+def _run(session: Session, statement: Any, **params: Any) -> Any:
+    """A prebuilt Core statement on the session's connection (no ORM layer: see ``_queries``)."""
+    return session.connection().execute(statement, params)
+
+
+def _lock_user_row(session: Session, user_id: int) -> Any:
+    """The user's row (role, state, profile), locked FOR NO KEY UPDATE for this transaction."""
+    return _run(session, sql.LOCK_USER, user_id=user_id).first()
 
 
 def _live_lease(session: Session, project: Project, annotator_id: int, now: datetime) -> Assignment | None:
@@ -158,22 +179,15 @@ def _live_lease(session: Session, project: Project, annotator_id: int, now: date
     ).first()
 
 
-def _blocked(
-    session: Session, project: Project, user: User, now: datetime, state: dict[str, Any] | None = None,
-    served_today: int | None = None,
-) -> str | None:
+def _blocked(project: Project, user: Any, state: dict[str, Any], served_today: int) -> str | None:
     if not user.is_active:
         return "account is inactive"
     if user.role not in ANNOTATING_ROLES:
         return f"role {user.role.value} does not annotate"
     if user.paused:
         return f"paused: {user.pause_reason}" if user.pause_reason else "paused"
-    if state is None:
-        state = gold.qualification_state(session, project, user.id)
     if state["passed"] is False:
         return f"qualification not passed ({state['correct']}/{state['answered']} correct)"
-    if served_today is None:
-        served_today = _served_today(session, project, user.id, now)
     if served_today >= project.daily_cap:
         return f"daily cap of {project.daily_cap} clips reached"
     return None
@@ -181,10 +195,12 @@ def _blocked(
 
 def blocked_reason(session: Session, project: Project, annotator: User, *, now: datetime | None = None) -> str | None:
     """Why ``annotator`` gets no work now, or None."""
-    return _blocked(session, project, annotator, utc_now(now))
+    now = utc_now(now)
+    state = _read_state(session, project, annotator.id, now)
+    return _blocked(project, annotator, state.qualification, state.served_today)
 
 
-def _item(assignment: Assignment, clip: Clip) -> WorkItem:
+def _item(assignment: Assignment, clip: Any) -> WorkItem:
     return WorkItem(
         assignment_id=assignment.id,
         clip_id=assignment.clip_id,
@@ -211,7 +227,13 @@ class _Profile:
     languages: list[str] | None
 
 
-_PROFILE_COLUMNS = (User.id, User.gender, User.age_band, User.region, User.background, User.languages)
+@dataclass(frozen=True)
+class _Pool:
+    """The eligible pool as the allocator uses it (see ``_eligible_pool``)."""
+
+    eligible: list[allocation.Person]  # active, unpaused, qualified and under their daily cap
+    index: allocation.PoolIndex  # of ``eligible``
+    known: dict[int, allocation.Person]  # every active, qualified person, capped ones included
 
 
 # The eligible pool, per (database, project): the balance rules compare every clip against it, and it
@@ -219,12 +241,9 @@ _PROFILE_COLUMNS = (User.id, User.gender, User.age_band, User.region, User.backg
 # while its fingerprint — eligible people's count, highest id and latest creation time; passed
 # qualifications' count and latest completion — is unchanged and it is younger than ``POOL_TTL_S``:
 # profile edits (gender, languages) and daily caps reached are picked up within that time, or at
-# once after :func:`invalidate_pool_cache`.
+# once after :func:`invalidate_pool_cache`. The fingerprint comes with the request's state read.
 POOL_TTL_S = 5.0
-_pool_cache: dict[
-    tuple[str, int, datetime],
-    tuple[tuple[Any, ...], float, list[allocation.Person], frozenset[int], dict[int, allocation.Person]],
-] = {}
+_pool_cache: dict[tuple[str, int, datetime], tuple[tuple[Any, ...], float, _Pool]] = {}
 _pool_lock = threading.Lock()
 
 
@@ -239,22 +258,8 @@ def _annotating_users() -> tuple[ColumnElement[bool], ...]:
     return (User.is_active.is_(True), User.paused.is_(False), User.role.in_(ANNOTATING_ROLES))
 
 
-def _pool_fingerprint(session: Session, project: Project, required: int) -> tuple[Any, ...]:
-    # Creation and completion times, not just counts and ids: ids can be reused after a rollback.
-    users = select(func.count(User.id), func.max(User.id), func.max(User.created_at)).where(*_annotating_users())
-    if required == 0:
-        return tuple(session.execute(users).one())
-    passed = (Qualification.project_id == project.id, Qualification.passed.is_(True))
-    n_passed = select(func.count()).select_from(Qualification).where(*passed).scalar_subquery()
-    last_passed = select(func.max(Qualification.completed_at)).where(*passed).scalar_subquery()
-    return tuple(session.execute(users.add_columns(n_passed, last_passed)).one())
-
-
-def _load_pool(
-    session: Session, project: Project, attributes: list[str], now: datetime, required: int
-) -> tuple[list[allocation.Person], frozenset[int]]:
-    """(everyone active, unpaused and qualified, ids of those at their daily cap)."""
-    users = [_Profile(*row) for row in session.execute(select(*_PROFILE_COLUMNS).where(*_annotating_users()))]
+def _load_pool(session: Session, project: Project, attributes: list[str], now: datetime, required: int) -> _Pool:
+    users = [_Profile(*row) for row in session.execute(select(*sql.PROFILE_COLUMNS).where(*_annotating_users()))]
     qualified = gold.qualified_ids(session, project, required=required)
     capped = frozenset(int(a) for a in session.scalars(
         select(Assignment.annotator_id).where(
@@ -263,116 +268,89 @@ def _load_pool(
         ).group_by(Assignment.annotator_id).having(func.count() >= project.daily_cap)
     ))
     people = [allocation.person_from_user(u, attributes) for u in users if qualified is None or u.id in qualified]
-    return people, capped
+    eligible = [p for p in people if p.id not in capped]
+    return _Pool(eligible, allocation.PoolIndex(eligible, attributes), {p.id: p for p in people})
 
 
 def _eligible_pool(
-    session: Session, project: Project, attributes: list[str], now: datetime, required: int
-) -> tuple[list[allocation.Person], dict[int, allocation.Person]]:
-    """Everyone who could take a slot now (the pool the balance rules compare against), and the
-    allocator's view of each qualified, active person by id (capped ones included)."""
+    session: Session, project: Project, attributes: list[str], now: datetime, required: int, state: _State,
+) -> _Pool:
+    """Everyone who could take a slot now (the pool the balance rules compare against), indexed,
+    and the allocator's view of each qualified, active person by id (capped ones included)."""
     key = (str(session.get_bind().engine.url), project.id, project.created_at)
-    fingerprint = (_pool_fingerprint(session, project, required), tuple(attributes), project.daily_cap,
-                   day_start(now))
+    fingerprint = (state.pool_fingerprint, tuple(attributes), project.daily_cap, day_start(now))
     with _pool_lock:
         cached = _pool_cache.get(key)
     if cached is not None and cached[0] == fingerprint and time.monotonic() - cached[1] < POOL_TTL_S:
-        people, capped, by_id = cached[2], cached[3], cached[4]
-    else:
-        people, capped = _load_pool(session, project, attributes, now, required)
-        by_id = {p.id: p for p in people}
-        with _pool_lock:
-            _pool_cache[key] = (fingerprint, time.monotonic(), people, capped, by_id)
-    return [p for p in people if p.id not in capped], by_id
+        return cached[2]
+    pool = _load_pool(session, project, attributes, now, required)
+    with _pool_lock:
+        _pool_cache[key] = (fingerprint, time.monotonic(), pool)
+    return pool
 
 
 def _clip_states(
-    session: Session, project: Project, clips: list[tuple[int, int, str | None]], attributes: list[str],
-    now: datetime, expired: set[int] | None = None, known: dict[int, allocation.Person] | None = None,
+    project: Project, rows: list[Any], now: datetime, people: Callable[[int], allocation.Person],
+    expired: set[int] | None = None,
 ) -> dict[int, allocation.ClipState]:
-    """Allocator view of clips given as (id, stage, language), from their assignment rows.
+    """Allocator view of clips from rows of (clip id, clip stage, language, annotator id, slot stage,
+    slot status, lease end); a clip without assignments comes as one row with NULL slot columns.
 
-    ``expired``, when given, collects the ids of clips with leases past their end still marked leased.
-    ``known``: people already built (the cached pool, for ranking); only the others' profiles are read.
-    Without it every profile is read fresh (the re-check under the clip lock does that).
+    ``people`` maps an annotator id to the allocator's view of them. ``expired``, when given,
+    collects the ids of clips with leases past their end still marked leased.
     """
     k, m = project.overlap_k, project.stage2_extra
-    states = {
-        cid: allocation.ClipState(
-            clip_id=cid, stage=stage, needed=stages.slots_needed(project, stage),
-            slots_total=k if stage == 1 else k + m, language=language, filled=0,
-        )
-        for cid, stage, language in clips
-    }
-    if not states:
-        return states
-    slots = (Assignment.clip_id, Assignment.stage, Assignment.status, Assignment.lease_expires_at)
-    if known is None:
-        rows = [
-            (cid, stage, status, expires, allocation.person_from_user(_Profile(*profile), attributes))
-            for cid, stage, status, expires, *profile in session.execute(
-                select(*slots, *_PROFILE_COLUMNS).join(User, User.id == Assignment.annotator_id)
-                .where(Assignment.clip_id.in_(list(states))))
-        ]
-    else:
-        plain = session.execute(select(*slots, Assignment.annotator_id).where(
-            Assignment.clip_id.in_(list(states)))).all()
-        missing = {int(aid) for *_, aid in plain if aid not in known}
-        if missing:
-            known = {**known, **{
-                int(row[0]): allocation.person_from_user(_Profile(*row), attributes)
-                for row in session.execute(select(*_PROFILE_COLUMNS).where(User.id.in_(missing)))
-            }}
-        rows = [(cid, stage, status, expires, known[int(aid)]) for cid, stage, status, expires, aid in plain]
-    for cid, stage, status, expires, person in rows:
-        state = states[cid]
-        state.ever.add(person.id)
+    states: dict[int, allocation.ClipState] = {}
+    for cid, clip_stage, language, annotator_id, stage, status, expires in rows:
+        state = states.get(cid)
+        if state is None:
+            state = states[cid] = allocation.ClipState(
+                clip_id=cid, stage=clip_stage, needed=stages.slots_needed(project, clip_stage),
+                slots_total=k if clip_stage == 1 else k + m, language=language, filled=0,
+            )
+        if annotator_id is None:
+            continue
+        state.ever.add(annotator_id)
         live = status == AssignmentStatus.submitted or (
             status == AssignmentStatus.leased and aware(expires) > now)
         if expired is not None and status == AssignmentStatus.leased and not live:
             expired.add(cid)
         if live and 1 <= stage <= state.stage:
-            state.live.append(person)
+            state.live.append(people(annotator_id))
             if stage == state.stage:
                 state.filled = (state.filled or 0) + 1
     return states
 
 
 def _candidates(
-    session: Session, project: Project, annotator_id: int, attributes: list[str], now: datetime, offset: int,
-    known: dict[int, allocation.Person] | None = None,
+    session: Session, project: Project, annotator_id: int, pool: _Pool, attributes: list[str], now: datetime,
+    offset: int,
 ) -> tuple[dict[int, allocation.ClipState], bool]:
     """The oldest open clips of each stage that still need slots and this annotator never had.
 
-    One query per stage, in id order, so the database walks ``ix_clips_project_status_stage_id`` and
-    stops after ``_WINDOW`` matches instead of counting slots on every open clip (28k clips:
-    milliseconds, not a scan). Returns the states and whether any window came back full (more may
-    follow at the next offset). The allocator ranks within the windows.
+    One statement (``_queries.candidates``): a window of ``_WINDOW`` clips per open stage, in id
+    order, with their assignment rows. Returns the states and whether any window came back full
+    (more may follow at the next offset). The allocator ranks within the windows.
     """
-    filled = (
-        select(func.count()).select_from(Assignment)
-        .where(Assignment.clip_id == Clip.id, Assignment.stage == Clip.stage, live_slot(now))
-        .correlate(Clip).scalar_subquery()
-    )
-    # NOT IN over the annotator's own (few hundred) assignments: PostgreSQL hashes them once. The
-    # NOT EXISTS form was planned as a merge anti-join over the whole clip/annotator index.
-    seen = Clip.id.in_(select(Assignment.clip_id).where(Assignment.annotator_id == annotator_id))
-    rows: list[tuple[int, int, str | None]] = []
-    more = False
-    for stage in (2, 1):
-        needed = stages.slots_needed(project, stage)
-        if needed <= 0:
-            continue
-        window = session.execute(
-            select(Clip.id, Clip.stage, Clip.language)
-            .where(Clip.project_id == project.id, Clip.status == ClipStatus.active, Clip.stage == stage,
-                   ~seen, filled < needed)
-            .order_by(Clip.id)
-            .limit(_WINDOW).offset(offset)
-        ).all()
-        rows.extend((int(cid), int(st), lang) for cid, st, lang in window)
-        more = more or len(window) == _WINDOW
-    return _clip_states(session, project, rows, attributes, now, known=known), more
+    needed = {stage: stages.slots_needed(project, stage) for stage in (2, 1)}
+    open_stages = tuple(stage for stage, n in needed.items() if n > 0)
+    if not open_stages:
+        return {}, False
+    rows = _run(session, sql.candidates(open_stages), project_id=project.id, user_id=annotator_id, now=now,
+                window=_WINDOW, offset=offset, **{f"needed_{s}": needed[s] for s in open_stages}).all()
+    known = pool.known
+    missing = {aid for *_, aid, _, _, _ in rows if aid is not None and aid not in known}
+    if missing:
+        # People no longer in the pool (paused, capped out of it, ...) who were on these clips.
+        known = {**known, **{
+            int(row[0]): allocation.person_from_user(_Profile(*row), attributes)
+            for row in _run(session, sql.PROFILES, user_ids=sorted(missing))
+        }}
+    states = _clip_states(project, rows, now, known.__getitem__)
+    per_stage: dict[int, int] = {}
+    for state in states.values():
+        per_stage[state.stage] = per_stage.get(state.stage, 0) + 1
+    return states, any(n == _WINDOW for n in per_stage.values())
 
 
 def _lease(
@@ -403,33 +381,48 @@ def _lease(
 
 
 def _take(
-    session: Session, project: Project, me: allocation.Person, clip: Clip, pool: list[allocation.Person],
-    attributes: list[str], now: datetime,
-) -> Assignment | None:
+    session: Session, project: Project, me: allocation.Person, clip: Any, pool: _Pool, attributes: list[str],
+    now: datetime,
+) -> WorkItem | None:
     """Lease a slot of a clip locked by the caller, if the rules still allow it on fresh state."""
     if clip.project_id != project.id or clip.status != ClipStatus.active or clip.stage not in stages.OPEN_STAGES:
         return None
     expired: set[int] = set()
-    state = _clip_states(session, project, [(clip.id, clip.stage, clip.language)], attributes, now, expired)[clip.id]
+    profiles: dict[int, allocation.Person] = {}
+    rows = []
+    # Every profile read fresh under the lock: the cached pool may be up to POOL_TTL_S old.
+    for _, stage, status, expires, *profile in _run(session, sql.CLIP_SLOTS, clip_id=clip.id):
+        person = allocation.person_from_user(_Profile(*profile), attributes)
+        profiles[person.id] = person
+        rows.append((clip.id, clip.stage, clip.language, person.id, stage, status, expires))
+    state = _clip_states(project, rows or [(clip.id, clip.stage, clip.language, None, None, None, None)], now,
+                         profiles.__getitem__, expired)[clip.id]
     if expired:
         # Under the clip lock, so a late submit for such a lease finds it expired (see _common).
         expire_clip_leases(session, clip.id, now)
-    if allocation.refusal(me, state, pool, attributes) is not None:
+    if allocation.refusal(me, state, pool.index, attributes) is not None:
         return None
-    return _lease(session, project, me.id, clip.id, stage=clip.stage, is_gold=False, now=now, savepoint=False)
+    expires = lease_end(project, now)
+    assignment_id = _run(session, sql.INSERT_LEASE, project_id=project.id, clip_id=clip.id, user_id=me.id,
+                         stage=clip.stage, now=now, expires=expires).scalar_one()
+    return WorkItem(assignment_id=assignment_id, clip_id=clip.id, stage=clip.stage, lease_expires_at=aware(expires),
+                    media_path=clip.media_path, is_qualification=False)
 
 
-def _allocate(session: Session, project: Project, user: User, now: datetime, required: int) -> WorkItem | None:
+def _allocate(
+    session: Session, project: Project, user: Any, now: datetime, required: int, state: _State
+) -> WorkItem | None:
     attributes = [str(a) for a in (project.balance_attributes or [])]
-    pool, known = _eligible_pool(session, project, attributes, now, required)
+    pool = _eligible_pool(session, project, attributes, now, required, state)
     me = allocation.person_from_user(user, attributes)
-    if all(p.id != me.id for p in pool):
-        pool.append(me)
+    if me.id not in pool.index.people:
+        eligible = [*pool.eligible, me]
+        pool = _Pool(eligible, allocation.PoolIndex(eligible, attributes), pool.known)
     busy: list[int] = []
     offset = 0
     while True:
-        states, more = _candidates(session, project, user.id, attributes, now, offset, known)
-        ranked = [state.clip_id for state in allocation.rank_clips(me, states.values(), pool, attributes)]
+        states, more = _candidates(session, project, user.id, pool, attributes, now, offset)
+        ranked = [s.clip_id for s in allocation.rank_clips(me, states.values(), pool.index, attributes)]
         while ranked:
             item, taken = _try_first(session, project, me, ranked, pool, attributes, now)
             if item is not None:
@@ -452,7 +445,7 @@ def _allocate(session: Session, project: Project, user: User, now: datetime, req
 
 
 def _try_first(
-    session: Session, project: Project, me: allocation.Person, ranked: list[int], pool: list[allocation.Person],
+    session: Session, project: Project, me: allocation.Person, ranked: list[int], pool: _Pool,
     attributes: list[str], now: datetime,
 ) -> tuple[WorkItem | None, int | None]:
     """Lock the first clip of ``ranked`` no other worker holds and lease a slot of it.
@@ -464,10 +457,10 @@ def _try_first(
     clip's savepoint is rolled back, which drops its lock at once (see :func:`_try_clip`).
     """
     savepoint = session.begin_nested()
-    clip: Clip | None = None
+    clip: Any = None
     try:
         clip = lock_first_clip(session, ranked)
-        assignment = None if clip is None else _take(session, project, me, clip, pool, attributes, now)
+        item = None if clip is None else _take(session, project, me, clip, pool, attributes, now)
     except IntegrityError as exc:
         savepoint.rollback()
         if violates(exc, "uq_assignment_clip_annotator", "assignments.clip_id", "assignments.annotator_id"):
@@ -476,15 +469,15 @@ def _try_first(
     except BaseException:
         savepoint.rollback()
         raise
-    if assignment is None or clip is None:
+    if item is None or clip is None:
         savepoint.rollback()
         return None, None if clip is None else clip.id
     savepoint.commit()
-    return _item(assignment, clip), clip.id
+    return item, clip.id
 
 
 def _try_clip(
-    session: Session, project: Project, me: allocation.Person, clip_id: int, pool: list[allocation.Person],
+    session: Session, project: Project, me: allocation.Person, clip_id: int, pool: _Pool,
     attributes: list[str], now: datetime, *, wait: bool,
 ) -> WorkItem | str | None:
     """Lock one clip and lease a slot of it; "busy" when it is locked and ``wait`` is False.
@@ -495,8 +488,8 @@ def _try_clip(
     """
     savepoint = session.begin_nested()
     try:
-        clip = lock_clip(session, clip_id, skip_locked=not wait)
-        assignment = None if clip is None else _take(session, project, me, clip, pool, attributes, now)
+        clip = _run(session, sql.LOCK_CLIP if wait else sql.LOCK_CLIP_SKIP_LOCKED, clip_id=clip_id).first()
+        item = None if clip is None else _take(session, project, me, clip, pool, attributes, now)
     except IntegrityError as exc:
         # The lease insert runs in this savepoint (not one of its own: two round trips fewer).
         savepoint.rollback()
@@ -506,14 +499,14 @@ def _try_clip(
     except BaseException:
         savepoint.rollback()
         raise
-    if assignment is None or clip is None:
+    if item is None or clip is None:
         savepoint.rollback()
         return "busy" if clip is None and not wait else None
     savepoint.commit()
-    return _item(assignment, clip)
+    return item
 
 
-def _gold_item(session: Session, project: Project, user: User, item: GoldItem, stage: int, now: datetime) -> WorkItem | None:
+def _gold_item(session: Session, project: Project, user: Any, item: GoldItem, stage: int, now: datetime) -> WorkItem | None:
     assignment = _lease(session, project, user.id, item.clip_id, stage=stage, is_gold=True, now=now)
     if assignment is None:
         return None
@@ -521,47 +514,98 @@ def _gold_item(session: Session, project: Project, user: User, item: GoldItem, s
     return None if clip is None else _item(assignment, clip)
 
 
+@dataclass(frozen=True)
+class NextResult:
+    """:func:`serve_next`'s answer: the item (None when nothing is available) and the progress counts."""
+
+    item: WorkItem | None
+    progress: dict[str, Any]
+
+
 def next_item(session: Session, project: Project, annotator: User, *, now: datetime | None = None) -> WorkItem | None:
     """The annotator's live lease, else a newly leased slot; None when nothing is available.
 
     Does not commit: the caller's unit of work commits the lease.
     """
+    return serve_next(session, project, annotator, now=now).item
+
+
+def serve_next(session: Session, project: Project, annotator: User, *, now: datetime | None = None) -> NextResult:
+    """:func:`next_item` and :func:`progress` after it, in one pass over the annotator's state.
+
+    Does not commit: the caller's unit of work commits the lease.
+    """
     now = utc_now(now)
-    user = lock_user(session, annotator.id)
+    user = _lock_user_row(session, annotator.id)
     if user is None:
         raise NotFoundError(f"no user with id {annotator.id}")
-    item = _next(session, project, user, now)
+    state = _read_state(session, project, user.id, now)
+    item, counted = _next(session, project, user, state, now)
     # Last, so the SKIP LOCKED row locks it takes are never held while waiting for a clip.
-    reclaim_expired(session, now=now)
-    return item
+    _reclaim_now_and_then(session, now)
+    if counted is None:  # a path that changed more than one new slot: count again
+        return NextResult(item, progress(session, project, user, now=now, fresh=True))
+    return NextResult(item, _progress_view(project, user, state, served_today=state.served_today + counted))
 
 
-def _next(session: Session, project: Project, user: User, now: datetime) -> WorkItem | None:
-    current = _live_lease(session, project, user.id, now)
-    if current is not None:
-        clip = lock_clip(session, current.clip_id)
-        if clip is not None and clip.status == (ClipStatus.gold if current.is_gold else ClipStatus.active):
-            return _item(current, clip)
-        # The curator took the clip out of labelling meanwhile: give the slot back, serve another.
-        current.status = AssignmentStatus.released
-        session.flush()
-    state = gold.qualification_state(session, project, user.id)
-    served_today, n_served = _served(session, project, user.id, now)
-    if _blocked(session, project, user, now, state, served_today) is not None:
+def _next(session: Session, project: Project, user: Any, state: _State, now: datetime) -> tuple[WorkItem | None, int | None]:
+    """(the item, how many slots it added to today's count: 0 or 1, None when unsure)."""
+    if state.lease_id is not None:
+        current = _live_lease(session, project, user.id, now)
+        if current is not None:
+            clip = lock_clip(session, current.clip_id)
+            if clip is not None and clip.status == (ClipStatus.gold if current.is_gold else ClipStatus.active):
+                return _item(current, clip), 0
+            # The curator took the clip out of labelling meanwhile: give the slot back, serve another.
+            current.status = AssignmentStatus.released
+            session.flush()
+        item = _next_new(session, project, user, state, now)
+        return item, None
+    item = _next_new(session, project, user, state, now)
+    if item is None:
+        return None, 0
+    if item.is_qualification:
+        return item, None  # the round's state may have been created meanwhile
+    return item, 1
+
+
+def _next_new(session: Session, project: Project, user: Any, state: _State, now: datetime) -> WorkItem | None:
+    qualification = state.qualification
+    served_today = state.served_today
+    if state.lease_id is not None:  # the lease was released above: read the counts again
+        state = _read_state(session, project, user.id, now)
+        served_today = state.served_today
+    if _blocked(project, user, qualification, served_today) is not None:
         return None
-    if state["passed"] is None:  # the qualification round is open
-        qualification = gold.next_qualification_item(session, project, user.id, state=state)
+    if qualification["passed"] is None:  # the qualification round is open
+        gold_next = gold.next_qualification_item(session, project, user.id, state=qualification)
         # None: out of qualification gold clips; the curator must add some.
-        return None if qualification is None else _gold_item(session, project, user, qualification, 0, now)
+        return None if gold_next is None else _gold_item(session, project, user, gold_next, 0, now)
     if project.gold_rate > 0:
-        hidden = gold.draw_hidden_gold(session, project, user.id, n_served)
+        hidden = gold.draw_hidden_gold(session, project, user.id, state.served_total)
         # Gold is mixed into real work, never served alone when there is none.
         if hidden is not None and session.scalar(select(exists().where(
                 Clip.project_id == project.id, Clip.status == ClipStatus.active))):
             item = _gold_item(session, project, user, hidden, 1, now)
             if item is not None:
                 return item
-    return _allocate(session, project, user, now, state["required"])
+    return _allocate(session, project, user, now, qualification["required"], state)
+
+
+# Housekeeping cadence: every next-clip request marking expired leases cost a statement per
+# request; once in a while per process is as good, since allocation ignores leases past their end
+# and a clip's own expired leases are marked under its lock when a slot of it is taken.
+RECLAIM_INTERVAL_S = 10.0
+_last_reclaim: dict[str, float] = {}
+
+
+def _reclaim_now_and_then(session: Session, now: datetime) -> None:
+    key = str(session.get_bind().engine.url)
+    clock = time.monotonic()
+    if clock - _last_reclaim.get(key, float("-inf")) < RECLAIM_INTERVAL_S:
+        return
+    _last_reclaim[key] = clock
+    reclaim_expired(session, now=now)
 
 
 def reclaim_expired(session: Session, *, now: datetime | None = None) -> int:
@@ -631,23 +675,6 @@ def _duplicate(session: Session, project: Project, first: Judgement) -> SubmitRe
     return SubmitResult(judgement_id=first.id, duplicate=True, qualification=qualification)
 
 
-def _insert_judgement(session: Session, project: Project, judgement: Judgement) -> SubmitResult | None:
-    """Insert in a savepoint; a concurrent twin of the same request id yields the first result."""
-    try:
-        with session.begin_nested():
-            session.add(judgement)
-            session.flush()
-    except IntegrityError as exc:
-        if violates(exc, "uq_judgement_request", "judgements.client_request_id"):
-            first = _by_request(session, judgement.annotator_id, judgement.client_request_id or "")
-            if first is not None:
-                return _duplicate(session, project, first)
-        if violates(exc, "uq_judgement_live", "judgements.stage", "judgements.live"):
-            raise ConflictError(f"clip {judgement.clip_id} already has your judgement in stage {judgement.stage}") from None
-        raise
-    return None
-
-
 def submit(
     session: Session,
     project: Project,
@@ -668,63 +695,107 @@ def submit(
     Errors: ``InvalidInputError`` (unknown label, bad values), ``NotFoundError`` (no such
     assignment, or its clip was removed / withdrawn), ``LeaseError`` (not your lease, already
     submitted under another request id, expired or released). Does not commit.
+
+    Locks: the clip row, then the lease (a gold answer may pause the annotator, so it takes the
+    user row first, as ``_common`` orders them). Two submits of one lease queue on the clip lock;
+    the second finds the lease taken and returns the first result when the request id matches.
     """
     now = utc_now(now)
     _check_request_id(client_request_id)
-    user = lock_user(session, annotator.id)
-    if user is None:
-        raise NotFoundError(f"no user with id {annotator.id}")
-    first = _by_request(session, user.id, client_request_id)
-    if first is not None:
-        return _duplicate(session, project, first)
+    ids = {"user_id": annotator.id, "request_id": client_request_id}
+    peek = _run(session, sql.PEEK_ASSIGNMENT, assignment_id=assignment_id, **ids).first()
+    duplicate_of = peek.duplicate_of if peek is not None else _run(session, sql.JUDGEMENT_BY_REQUEST, **ids).scalar()
+    if duplicate_of is not None:
+        return _duplicate(session, project, _judgement(session, duplicate_of))
     label_id = _validated_label(project, label, confidence, cant_judge, broken, time_on_task_s)
-
-    peek = session.get(Assignment, assignment_id)
     if peek is None:
         raise NotFoundError(f"no assignment {assignment_id}: its clip may have been removed")
-    if peek.annotator_id != user.id or peek.project_id != project.id:
+    if peek.annotator_id != annotator.id or peek.project_id != project.id:
         raise LeaseError(f"assignment {assignment_id} is not leased to you")
+    if peek.is_gold and _lock_user_row(session, annotator.id) is None:
+        raise NotFoundError(f"no user with id {annotator.id}")
     clip = lock_clip(session, peek.clip_id)
     if clip is None:
         raise NotFoundError(f"clip {peek.clip_id} was removed")
-    assignment = session.scalar(
-        select(Assignment).where(Assignment.id == assignment_id).with_for_update(key_share=True)
-        .execution_options(populate_existing=True))
+    lease = None
+    # Not "clip.stage == lease stage": after a curator re-opened a clip at an earlier stage, a
+    # lease taken in the later stage still holds a slot of that stage and may be submitted.
+    if clip.status == (ClipStatus.gold if peek.is_gold else ClipStatus.active):
+        lease = _run(session, sql.SUBMIT_LEASE, assignment_id=assignment_id, now=now).first()
+    if lease is None:
+        return _refused_submit(session, project, annotator.id, assignment_id, client_request_id, clip, now)
+    _forget(session, Assignment, assignment_id)
+    try:
+        judgement_id = _run(
+            session, sql.INSERT_JUDGEMENT[session.get_bind().dialect.name], project_id=project.id, clip_id=clip.id,
+            assignment_id=assignment_id, stage=lease.stage, label_id=label_id, confidence=confidence,
+            cant_judge=bool(cant_judge), broken=bool(broken), flag_reason=flag_reason,
+            time_on_task_s=time_on_task_s, now=now, **ids,
+        ).scalar()
+    except IntegrityError as exc:
+        if violates(exc, "uq_judgement_live", "judgements.stage", "judgements.live"):
+            raise ConflictError(f"clip {clip.id} already has your judgement in stage {lease.stage}") from None
+        raise
+    if judgement_id is None:
+        # A twin request with this id stored its judgement for another lease first: give this
+        # lease back untouched and answer with the first result.
+        _run(session, sql.UNSUBMIT_LEASE, assignment_id=assignment_id)
+        return _duplicate(session, project, _judgement(session, _run(session, sql.JUDGEMENT_BY_REQUEST, **ids).scalar_one()))
+    qualification = None
+    if peek.is_gold:
+        answer = _Answer(id=judgement_id, label_id=label_id, cant_judge=bool(cant_judge))
+        qualification = gold.record_answer(session, project, lease, answer, now=now)
+    else:
+        # A judgement without a broken flag cannot tip the clip into "broken": skip that count.
+        stages.advance(session, project, clip, now=now, flags_changed=bool(broken))
+    return SubmitResult(judgement_id=judgement_id, duplicate=False, qualification=qualification)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A stored judgement as gold scoring reads it."""
+
+    id: int
+    label_id: int | None
+    cant_judge: bool
+
+
+def _judgement(session: Session, judgement_id: int) -> Judgement:
+    found = session.get(Judgement, judgement_id, populate_existing=True)
+    if found is None:  # pragma: no cover - rows are never deleted while their clip exists
+        raise NotFoundError(f"judgement {judgement_id} is gone")
+    return found
+
+
+def _forget(session: Session, entity: type, ident: int) -> None:
+    """Expire the session's copy of a row a Core statement just changed, if it holds one."""
+    obj = session.identity_map.get(session.identity_key(entity, ident))
+    if obj is not None:
+        session.expire(obj)
+
+
+def _refused_submit(
+    session: Session, project: Project, annotator_id: int, assignment_id: int, client_request_id: str, clip: Clip,
+    now: datetime,
+) -> SubmitResult:
+    """Why the lease could not be taken (under the clip lock), as the specific error; or, when a
+    twin request with the same id took it first, that request's result."""
+    first = _by_request(session, annotator_id, client_request_id)
+    if first is not None:
+        return _duplicate(session, project, first)
+    assignment = session.get(Assignment, assignment_id, populate_existing=True)
     if assignment is None:
         raise NotFoundError(f"no assignment {assignment_id}: its clip may have been removed")
-    open_status = ClipStatus.gold if assignment.is_gold else ClipStatus.active
     if assignment.status == AssignmentStatus.submitted:
         done = session.scalar(select(Judgement.id).where(
             Judgement.assignment_id == assignment.id, Judgement.replaces_id.is_(None)))
         raise LeaseError(f"assignment {assignment_id} was already submitted (judgement {done}); correct it instead")
-    # Not "clip.stage == assignment.stage": after a curator re-opened a clip at an earlier stage, a
-    # lease taken in the later stage still holds a slot of that stage and may be submitted.
-    if clip.status != open_status:
+    if clip.status != (ClipStatus.gold if assignment.is_gold else ClipStatus.active):
         raise NotFoundError(f"clip {clip.id} is no longer open for labelling (status {clip.status.value})")
     if assignment.status == AssignmentStatus.released:
         raise LeaseError(f"your lease on clip {clip.id} was released")
-    if assignment.status == AssignmentStatus.expired or aware(assignment.lease_expires_at) <= now:
-        raise LeaseError(f"your lease on clip {clip.id} expired at {aware(assignment.lease_expires_at):%H:%M:%S} UTC; "
-                         "ask for the next clip")
-
-    judgement = Judgement(
-        project_id=project.id, clip_id=clip.id, annotator_id=user.id, assignment_id=assignment.id,
-        stage=assignment.stage, label_id=label_id, confidence=confidence, cant_judge=bool(cant_judge),
-        broken=bool(broken), flag_reason=flag_reason, time_on_task_s=time_on_task_s,
-        client_request_id=client_request_id, live=True, submitted_at=now,
-    )
-    if (dup := _insert_judgement(session, project, judgement)) is not None:
-        return dup
-    assignment.status = AssignmentStatus.submitted
-    assignment.submitted_at = now
-    session.flush()
-    qualification = None
-    if assignment.is_gold:
-        qualification = gold.record_answer(session, project, assignment, judgement, now=now)
-    else:
-        # A judgement without a broken flag cannot tip the clip into "broken": skip that count.
-        stages.advance(session, project, clip, now=now, flags_changed=bool(broken))
-    return SubmitResult(judgement_id=judgement.id, duplicate=False, qualification=qualification)
+    raise LeaseError(f"your lease on clip {clip.id} expired at {aware(assignment.lease_expires_at):%H:%M:%S} UTC; "
+                     "ask for the next clip")
 
 
 def correct(
@@ -824,34 +895,22 @@ def progress(
 ) -> dict[str, Any]:
     """Counts for the annotator's page: today, cap, total, qualification round, why blocked.
 
-    ``fresh=True``: ``annotator`` was read in this transaction already (``next_item`` locks and
-    re-reads the user row), so it is not read again.
+    ``fresh=True``: ``annotator`` was read in this transaction already, so it is not read again.
     """
     now = utc_now(now)
-    user = annotator if fresh else (session.get(User, annotator.id, populate_existing=True) or annotator)
-    mine = (Judgement.project_id == project.id, Judgement.annotator_id == user.id,
-            Judgement.replaces_id.is_(None), Judgement.stage >= 1)
-    today = Judgement.submitted_at >= day_start(now)
-    # One round trip for the three counts (this runs on every "next clip" request).
-    served_today = (
-        select(func.count()).select_from(Assignment).where(
-            Assignment.project_id == project.id, Assignment.annotator_id == user.id, Assignment.stage >= 1,
-            Assignment.leased_at >= day_start(now), live_slot(now),
-        ).scalar_subquery()
-    )
-    done_today, total, served = session.execute(
-        select(func.coalesce(func.sum(case((today, 1), else_=0)), 0), func.count(), served_today)
-        .select_from(Judgement).where(*mine)
-    ).one()
-    done_today, total, served = int(done_today), int(total), int(served)
-    state = gold.qualification_state(session, project, user.id)
+    user = annotator if fresh else (_run(session, sql.USER, user_id=annotator.id).first() or annotator)
+    state = _read_state(session, project, user.id, now)
+    return _progress_view(project, user, state, served_today=state.served_today)
+
+
+def _progress_view(project: Project, user: Any, state: _State, *, served_today: int) -> dict[str, Any]:
     return {
-        "done_today": done_today,
+        "done_today": state.done_today,
         "daily_cap": project.daily_cap,
-        "remaining_today": max(project.daily_cap - served, 0),
-        "total_done": total,
-        "qualification": state,
-        "blocked_reason": _blocked(session, project, user, now, state, served),
+        "remaining_today": max(project.daily_cap - served_today, 0),
+        "total_done": state.done_total,
+        "qualification": state.qualification,
+        "blocked_reason": _blocked(project, user, state.qualification, served_today),
     }
 
 

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from annotation_app import migrations
 from annotation_app.db import make_engine, make_sessionmaker
-from annotation_app.models import Clip
 from annotation_app.services import work
 from annotation_app.services._common import lock_clip, lock_first_clip
 from tests.annotation_app.factories import make_annotator, make_clips, make_project
@@ -90,12 +89,13 @@ def test_lock_first_clip_skips_clips_other_transactions_hold(pg_committed: str) 
     try:
         with maker() as setup:
             project = make_project(setup)
-            ids = [c.id for c in make_clips(setup, project, 3)]
+            clips = make_clips(setup, project, 3)
+            ids, paths = [c.id for c in clips], [c.media_path for c in clips]
             setup.commit()
         with maker() as holder, maker() as other:
             assert lock_clip(holder, ids[1]) is not None
             first = lock_first_clip(other, [ids[1], ids[2], ids[0]])  # ranked order, not id order
-            assert isinstance(first, Clip) and first.id == ids[2]
+            assert first is not None and (first.id, first.media_path) == (ids[2], paths[2])
             assert lock_first_clip(other, [ids[1]]) is None  # every ranked clip is held
             other.rollback()
             holder.rollback()

@@ -1,0 +1,256 @@
+"""The annotator queue's SQL, built once: every statement ``next`` and ``submit`` run per request.
+
+Building a SQLAlchemy statement costs more Python than running it (coercing each operand, each
+clause: about a millisecond for the allocator's window query), and the ORM adds identity-map and
+unit-of-work work on top. The hot path therefore runs these prebuilt Core statements with bound
+parameters on the session's connection: SQLAlchemy compiles each once per dialect and caches it,
+and psycopg prepares it on the server after a few runs. They read and write the same tables and
+take the same locks as the ORM code elsewhere (lock order in ``_common``).
+
+Parameters are named: ``project_id``, ``user_id``, ``now``, ``day_start`` (midnight UTC of
+``now``), ``clip_id``, ``assignment_id``, ``request_id``, and per statement as documented.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import Executable
+
+from annotation_app.models import (
+    Assignment,
+    AssignmentStatus,
+    Clip,
+    ClipStatus,
+    GoldItem,
+    GoldPurpose,
+    Judgement,
+    Qualification,
+    Role,
+    User,
+)
+
+__all__: list[str] = []  # private module
+
+A = Assignment.__table__
+C = Clip.__table__
+J = Judgement.__table__
+U = User.__table__
+Q = Qualification.__table__
+G = GoldItem.__table__
+
+NOW = bindparam("now", type_=DateTime(timezone=True))
+DAY_START = bindparam("day_start", type_=DateTime(timezone=True))
+PROJECT_ID = bindparam("project_id", type_=Integer)
+USER_ID = bindparam("user_id", type_=Integer)
+CLIP_ID = bindparam("clip_id", type_=Integer)
+ASSIGNMENT_ID = bindparam("assignment_id", type_=Integer)
+REQUEST_ID = bindparam("request_id", type_=String(64))
+
+ANNOTATING_ROLES = (Role.annotator, Role.expert)
+QUALIFICATION_PURPOSES = (GoldPurpose.qualification, GoldPurpose.both)
+PROFILE_COLUMNS = (U.c.id, U.c.gender, U.c.age_band, U.c.region, U.c.background, U.c.languages)
+
+
+def _live(table: Any = A) -> Any:
+    """An assignment holds a slot at ``now``: submitted, or leased and not expired (``_common.live_slot``)."""
+    return or_(
+        table.c.status == AssignmentStatus.submitted,
+        and_(table.c.status == AssignmentStatus.leased, table.c.lease_expires_at > NOW),
+    )
+
+
+def _count(*where: Any, table: Any) -> Any:
+    return select(func.count()).select_from(table).where(*where).scalar_subquery()
+
+
+# -- next: the user row, locked; everything else the request needs, in one round trip ------------
+
+LOCK_USER = (
+    select(U.c.id, U.c.role, U.c.is_active, U.c.paused, U.c.pause_reason, U.c.is_simulated,
+           *PROFILE_COLUMNS[1:])
+    .where(U.c.id == USER_ID)
+    .with_for_update(key_share=True)
+)
+
+
+def _state() -> Executable:
+    mine = (A.c.project_id == PROJECT_ID, A.c.annotator_id == USER_ID)
+    counted = and_(A.c.stage >= 1, A.c.leased_at >= DAY_START, _live())
+    my_judgements = (J.c.project_id == PROJECT_ID, J.c.annotator_id == USER_ID, J.c.replaces_id.is_(None),
+                     J.c.stage >= 1)
+    my_round = (Q.c.project_id == PROJECT_ID, Q.c.annotator_id == USER_ID)
+    annotating = (U.c.is_active.is_(True), U.c.paused.is_(False), U.c.role.in_(ANNOTATING_ROLES))
+    passed = (Q.c.project_id == PROJECT_ID, Q.c.passed.is_(True))
+    return select(
+        # The annotator's own assignments, one pass: their live lease, today's slots, all slots.
+        func.min(case((and_(A.c.status == AssignmentStatus.leased, A.c.lease_expires_at > NOW), A.c.id)))
+        .label("lease_id"),
+        func.coalesce(func.sum(case((counted, 1), else_=0)), 0).label("served_today"),
+        func.coalesce(func.sum(case((A.c.stage >= 1, 1), else_=0)), 0).label("served_total"),
+        # Their judgements, for the progress counts.
+        _count(*my_judgements, J.c.submitted_at >= DAY_START, table=J).label("done_today"),
+        _count(*my_judgements, table=J).label("done_total"),
+        # The qualification round: gold clips available for it, and this annotator's round.
+        _count(G.c.project_id == PROJECT_ID, G.c.purpose.in_(QUALIFICATION_PURPOSES), table=G)
+        .label("gold_for_round"),
+        select(Q.c.answered).where(*my_round).scalar_subquery().label("round_answered"),
+        select(Q.c.correct).where(*my_round).scalar_subquery().label("round_correct"),
+        select(Q.c.passed).where(*my_round).scalar_subquery().label("round_passed"),
+        # The eligible pool's fingerprint (``work._eligible_pool``): creation and completion times,
+        # not just counts and ids, because ids can be reused after a rollback.
+        _count(*annotating, table=U).label("pool_people"),
+        select(func.max(U.c.id)).where(*annotating).scalar_subquery().label("pool_max_id"),
+        select(func.max(U.c.created_at)).where(*annotating).scalar_subquery().label("pool_last_created"),
+        _count(*passed, table=Q).label("pool_passed"),
+        select(func.max(Q.c.completed_at)).where(*passed).scalar_subquery().label("pool_last_passed"),
+    ).where(*mine)
+
+
+STATE = _state()
+
+
+@functools.cache
+def candidates(stages: tuple[int, ...]) -> Executable:
+    """The oldest open clips of each stage in ``stages`` that still need slots and the annotator never
+    had, each with its assignment rows (one row per assignment; NULLs for a clip with none).
+
+    Parameters besides the common ones: ``window``, ``offset``, ``needed_<stage>``. One window
+    per stage, in id order, so the database walks ``ix_clips_project_status_stage_id`` and stops
+    after ``window`` matches instead of counting slots on every open clip.
+    """
+    window, offset = bindparam("window", type_=Integer), bindparam("offset", type_=Integer)
+    # NOT IN over the annotator's own (few hundred) assignments: PostgreSQL hashes them once. The
+    # NOT EXISTS form was planned as a merge anti-join over the whole clip/annotator index.
+    seen = C.c.id.in_(select(A.c.clip_id).where(A.c.annotator_id == USER_ID))
+    filled = (
+        select(func.count()).select_from(A)
+        .where(A.c.clip_id == C.c.id, A.c.stage == C.c.stage, _live())
+        .correlate(C).scalar_subquery()
+    )
+    windows = [
+        select(C.c.id, C.c.stage, C.c.language)
+        .where(C.c.project_id == PROJECT_ID, C.c.status == ClipStatus.active, C.c.stage == stage, ~seen,
+               filled < bindparam(f"needed_{stage}", type_=Integer))
+        .order_by(C.c.id).limit(window).offset(offset)
+        .subquery(f"stage{stage}")
+        for stage in stages
+    ]
+    # SQLite refuses LIMIT inside a compound SELECT's members: each window is its own subquery.
+    members = [select(w.c.id, w.c.stage, w.c.language) for w in windows]
+    cand = (members[0] if len(members) == 1 else union_all(*members)).subquery("cand")
+    slot = A.alias("slot")
+    return (
+        select(cand.c.id, cand.c.stage, cand.c.language, slot.c.annotator_id, slot.c.stage.label("slot_stage"),
+               slot.c.status, slot.c.lease_expires_at)
+        .select_from(cand.outerjoin(slot, slot.c.clip_id == cand.c.id))
+    )
+
+
+# The clip's assignment rows with their annotators' profiles, read fresh under the clip lock.
+CLIP_SLOTS = (
+    select(A.c.clip_id, A.c.stage, A.c.status, A.c.lease_expires_at, *PROFILE_COLUMNS)
+    .join(U, U.c.id == A.c.annotator_id)
+    .where(A.c.clip_id == CLIP_ID)
+)
+
+PROFILES = select(*PROFILE_COLUMNS).where(U.c.id.in_(bindparam("user_ids", expanding=True)))
+
+_LOCKED_CLIP_COLUMNS = (C.c.id, C.c.project_id, C.c.status, C.c.stage, C.c.language, C.c.media_path)
+
+# The first of a ranked list of clips no other transaction holds (PostgreSQL): ordered by the
+# position in the one array parameter ``ranked_clip_ids`` (a 128-branch CASE cost more Python).
+_RANKED = bindparam("ranked_clip_ids", type_=postgresql.ARRAY(Integer))
+LOCK_FIRST_FREE_CLIP = (
+    select(*_LOCKED_CLIP_COLUMNS)
+    .where(C.c.id == any_(_RANKED))
+    .order_by(func.array_position(_RANKED, C.c.id))
+    .limit(1)
+    .with_for_update(key_share=True, skip_locked=True)
+)
+LOCK_CLIP = select(*_LOCKED_CLIP_COLUMNS).where(C.c.id == CLIP_ID).with_for_update(key_share=True)
+LOCK_CLIP_SKIP_LOCKED = (
+    select(*_LOCKED_CLIP_COLUMNS).where(C.c.id == CLIP_ID).with_for_update(key_share=True, skip_locked=True)
+)
+
+INSERT_LEASE = (
+    insert(A)
+    .values(project_id=PROJECT_ID, clip_id=CLIP_ID, annotator_id=USER_ID, stage=bindparam("stage", type_=Integer),
+            is_gold=False, status=AssignmentStatus.leased, leased_at=NOW,
+            lease_expires_at=bindparam("expires", type_=DateTime(timezone=True)))
+    .returning(A.c.id)
+)
+
+
+# -- submit -------------------------------------------------------------------------------------
+
+# The assignment as the request names it, and the judgement already stored under this request id.
+PEEK_ASSIGNMENT = select(
+    A.c.annotator_id, A.c.project_id, A.c.clip_id, A.c.is_gold,
+    select(J.c.id).where(J.c.annotator_id == USER_ID, J.c.client_request_id == REQUEST_ID)
+    .scalar_subquery().label("duplicate_of"),
+).where(A.c.id == ASSIGNMENT_ID)
+
+JUDGEMENT_BY_REQUEST = select(J.c.id).where(J.c.annotator_id == USER_ID, J.c.client_request_id == REQUEST_ID)
+
+# Taking the lease and checking it in one statement: a lease that was submitted, released or
+# expired meanwhile (by a twin request, a curator, the reclaim) matches no row.
+SUBMIT_LEASE = (
+    update(A)
+    .where(A.c.id == ASSIGNMENT_ID, A.c.status == AssignmentStatus.leased, A.c.lease_expires_at > NOW)
+    .values(status=AssignmentStatus.submitted, submitted_at=NOW)
+    .returning(A.c.id, A.c.clip_id, A.c.stage, A.c.annotator_id)
+)
+UNSUBMIT_LEASE = (
+    update(A).where(A.c.id == ASSIGNMENT_ID).values(status=AssignmentStatus.leased, submitted_at=None)
+)
+
+
+def _insert_judgement(dialect: Any) -> Executable:
+    values = dict(
+        project_id=PROJECT_ID, clip_id=CLIP_ID, annotator_id=USER_ID, assignment_id=ASSIGNMENT_ID,
+        stage=bindparam("stage", type_=Integer), label_id=bindparam("label_id", type_=Integer),
+        confidence=bindparam("confidence", type_=Integer), cant_judge=bindparam("cant_judge"),
+        broken=bindparam("broken"), flag_reason=bindparam("flag_reason"),
+        time_on_task_s=bindparam("time_on_task_s"), client_request_id=REQUEST_ID, replaces_id=None, live=True,
+        excluded=False, submitted_at=NOW,
+    )
+    # A twin request with the same id (committed, or waited for) inserts nothing instead of
+    # aborting the transaction; any other constraint still raises.
+    return (
+        dialect.insert(J).values(**values)
+        .on_conflict_do_nothing(index_elements=[J.c.annotator_id, J.c.client_request_id])
+        .returning(J.c.id)
+    )
+
+
+INSERT_JUDGEMENT = {"postgresql": _insert_judgement(postgresql), "sqlite": _insert_judgement(sqlite)}
+
+# -- stages -------------------------------------------------------------------------------------
+
+STAGE = bindparam("stage", type_=Integer)
+STAGE_SLOT_COUNTS = select(
+    func.coalesce(func.sum(case((_live(), 1), else_=0)), 0),
+    func.coalesce(func.sum(case((A.c.status == AssignmentStatus.submitted, 1), else_=0)), 0),
+).where(A.c.clip_id == CLIP_ID, A.c.stage == STAGE)
+
+# -- the annotator as pages show them (progress without a lock) ---------------------------------
+
+USER = select(U.c.id, U.c.role, U.c.is_active, U.c.paused, U.c.pause_reason).where(U.c.id == USER_ID)
