@@ -7,12 +7,13 @@ router-level dependencies so no route of an area can forget them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import select
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, selectinload
 
 from annotation_app.errors import AuthenticationError, NotFoundError, PermissionDeniedError
@@ -50,7 +51,12 @@ __all__ = [
     "ProjectDep",
     "current_project_snapshot",
     "ProjectSnapshotDep",
+    "caller_id",
+    "CallerId",
+    "in_unit_of_work",
 ]
+
+T = TypeVar("T")
 
 # Roles in order of trust; who may use an area is a set of roles (below), not a rank.
 ROLE_RANK = {Role.annotator: 0, Role.expert: 1, Role.curator: 2, Role.admin: 3}
@@ -113,22 +119,27 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def optional_user(request: Request, session: SessionDep) -> User | None:
-    if "user" in request.state._state:
-        return request.state.user
-    user_id: int | None = None
+def _caller_id(request: Request) -> int | None:
+    """The user id the request's bearer token or session cookie names (verified signature, no DB)."""
     token = _bearer(request)
     if token is not None:
-        user_id = request.app.state.codec.load_token(token)
         request.state.auth_via = "bearer"
+        user_id = request.app.state.codec.load_token(token)
         if user_id is None:
             raise LoginRequiredError("invalid or expired API token")
-    else:
-        data = session_data(request)
-        user_id = data.user_id if data else None
-        request.state.auth_via = "cookie"
+        return user_id
+    request.state.auth_via = "cookie"
+    data = session_data(request)
+    return data.user_id if data else None
+
+
+def _load_user(request: Request, session: Session, user_id: int | None) -> User | None:
+    """The caller's row, if it may act (active, not simulated); cached on the request."""
     user = session.get(User, user_id) if user_id is not None else None
-    _end_read(session)
+    return _admit(request, user)
+
+
+def _admit(request: Request, user: Any) -> Any:
     if user is not None and (not user.is_active or user.is_simulated):
         user = None
     request.state.user = user
@@ -137,6 +148,14 @@ def optional_user(request: Request, session: SessionDep) -> User | None:
         Viewer(id=user.id, username=user.username, role=user.role, languages=list(user.languages or []))
         if user is not None else None
     )
+    return user
+
+
+def optional_user(request: Request, session: SessionDep) -> User | None:
+    if "user" in request.state._state:
+        return request.state.user
+    user = _load_user(request, session, _caller_id(request))
+    _end_read(session)
     return user
 
 
@@ -262,26 +281,88 @@ def current_project_snapshot(request: Request, session: SessionDep, project: str
     with the app's cached copy: the labels and ORM objects are loaded again only when a setting
     changed. The result is detached and shared between requests: read it, never change it.
     """
-    table = Project.__table__
     try:
-        if project:
-            row = session.execute(select(table).where(table.c.name == project)).first()
-            if row is None:
-                raise NotFoundError(f"no project named {project!r}")
-            return _project_snapshot(request, session, row)
-        data = session_data(request)
-        if data is not None and data.project_id is not None:
-            row = session.execute(select(table).where(table.c.id == data.project_id)).first()
-            if row is not None:
-                return _project_snapshot(request, session, row)
-        rows = session.execute(select(table).order_by(table.c.id).limit(2)).all()
-        if not rows:
-            raise NotFoundError("no project yet: create one with `curate project create NAME` or `curate demo`")
-        if len(rows) > 1:
-            return get_project(session, None)  # raises: several projects, name one
-        return _project_snapshot(request, session, rows[0])
+        return _choose_project_snapshot(request, session, project)
     finally:
         _end_read(session)
 
 
+_PROJECTS = Project.__table__
+_PROJECT_BY_NAME = select(_PROJECTS).where(_PROJECTS.c.name == bindparam("name"))
+_PROJECT_BY_ID = select(_PROJECTS).where(_PROJECTS.c.id == bindparam("id"))
+_FIRST_PROJECTS = select(_PROJECTS).order_by(_PROJECTS.c.id).limit(2)
+
+
+def _choose_project_snapshot(request: Request, session: Session, project: str | None) -> Project:
+    # Prebuilt statements: building a SELECT costs more than running it, on every queue request.
+    conn = session.connection()
+    if project:
+        row = conn.execute(_PROJECT_BY_NAME, {"name": project}).first()
+        if row is None:
+            raise NotFoundError(f"no project named {project!r}")
+        return _project_snapshot(request, session, row)
+    data = session_data(request)
+    if data is not None and data.project_id is not None:
+        row = conn.execute(_PROJECT_BY_ID, {"id": data.project_id}).first()
+        if row is not None:
+            return _project_snapshot(request, session, row)
+    rows = conn.execute(_FIRST_PROJECTS).all()
+    if not rows:
+        raise NotFoundError("no project yet: create one with `curate project create NAME` or `curate demo`")
+    if len(rows) > 1:
+        return get_project(session, None)  # raises: several projects, name one
+    return _project_snapshot(request, session, rows[0])
+
+
 ProjectSnapshotDep = Annotated[Project, Depends(current_project_snapshot)]
+
+
+# -- The annotator's queue: one unit of work per request ------------------------------------------
+
+
+async def caller_id(request: Request) -> int:
+    """The authenticated caller's user id, from the token or cookie alone (no database).
+
+    For routes that run their whole request as one :func:`in_unit_of_work`: the user's row is
+    checked there, in the same transaction as the work.
+    """
+    user_id = _caller_id(request)
+    if user_id is None:
+        raise LoginRequiredError("log in first")
+    return user_id
+
+
+CallerId = Annotated[int, Depends(caller_id)]
+
+_USERS = User.__table__
+# The columns the queue's services and the error pages read of the caller (a row, not an ORM object).
+_CALLER = select(
+    _USERS.c.id, _USERS.c.username, _USERS.c.role, _USERS.c.languages, _USERS.c.is_active, _USERS.c.is_simulated,
+    _USERS.c.gender, _USERS.c.age_band, _USERS.c.region, _USERS.c.background,
+).where(_USERS.c.id == bindparam("id"))
+
+
+async def in_unit_of_work(
+    request: Request, user_id: int, project: str | None, work: Callable[[Session, Any, Project], T]
+) -> T:
+    """Run ``work(session, user, project)`` and commit, as one thread-pool call on one connection.
+
+    The annotator's queue answers most requests of the app. Sync dependencies each cost a
+    thread-pool hop and a connection checkout of their own (and, on a 2-core machine, the GIL
+    handoffs between threads cost more than the queries); here the caller's row, the project and
+    the work share one hop and one transaction. The caller must be a user who may act
+    (:func:`current_user`'s rule: active, not simulated); every role annotates. ``work`` gets the
+    caller as a row of id, username, role, languages and profile columns, not an ORM ``User``.
+    """
+
+    def unit() -> T:
+        with request.app.state.sessionmaker() as session:
+            user = _admit(request, session.connection().execute(_CALLER, {"id": user_id}).first())
+            if user is None or user.role not in ANNOTATING_ROLES:
+                raise LoginRequiredError("log in first")
+            chosen = _choose_project_snapshot(request, session, project)
+            result = work(session, user, chosen)
+            session.commit()
+            return result
+
+    return await run_in_threadpool(unit)

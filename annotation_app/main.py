@@ -42,18 +42,19 @@ from annotation_app.routers import (
 from annotation_app.security import SessionCodec
 from annotation_app.settings import Settings, get_settings
 
-__all__ = ["create_app", "MAX_BODY_BYTES", "WORKER_THREADS"]
+__all__ = ["create_app", "MAX_BODY_BYTES"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Forms and JSON bodies here are tiny; anything larger is refused before it is parsed.
 MAX_BODY_BYTES = 64 * 1024
-# Handlers are sync (SQLAlchemy) and run in a thread pool. Fewer threads than the engine's
-# connection pool (10 + 20 overflow) means no request ever waits for a connection while holding
-# a thread; and on a 2-core machine more threads only add GIL contention. Excess requests wait
-# in the event loop, which costs nothing.
-WORKER_THREADS = 16
-
-
+# Handlers are sync (SQLAlchemy) and run in a thread pool of ``settings.app_threads`` per worker
+# process. Few threads: each request holds the GIL for most of its time (PostgreSQL answers in well
+# under a millisecond), so extra threads only hand the GIL around. Measured with
+# bench/bench_annotation_http.py (2 workers, 200 clients, PostgreSQL, 2 cores): 16 threads 81
+# submissions/s, 4 threads 117, 2 threads 141, 1 thread 142. Two keep a worker serving while one
+# request waits on a row lock or streams a file. Fewer threads than the engine's connection pool
+# (10 + 20 overflow) means no request ever waits for a connection while holding a thread. Excess
+# requests wait in the event loop, which costs nothing.
 class _BodyLimit:
     """Answer 413 to a request body over ``limit`` bytes (declared or streamed)."""
 
@@ -199,7 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.codec = SessionCodec(settings.session_secret())
-        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.app_threads
         try:
             yield
         finally:
@@ -227,7 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (
         home.router, auth.router, annotate.router, expert.router, curator.router, media.router,
-        api_auth.router, api_work.router, api_expert.router, api_curator.router,
+        api_auth.router, api_work.queue_router, api_work.router, api_expert.router, api_curator.router,
     ):
         app.include_router(router)
 

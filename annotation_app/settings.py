@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     )
     cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only.")
     sqlite_busy_timeout_ms: int = 30_000
+    app_threads: int = Field(
+        2, ge=1, le=64,
+        description="Thread-pool size of each app worker process (sync handlers and each request's unit of work).",
+    )
     login_attempts_per_minute: int = 10
 
     @model_validator(mode="after")

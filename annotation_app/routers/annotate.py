@@ -23,11 +23,9 @@ router = APIRouter(
 
 @router.get("")
 def labelling_page(request: Request, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser) -> Response:
-    item = work.next_item(session, project, user)
-    # next_item locked and re-read the user row in this transaction: progress need not read it again.
-    progress = work.progress(session, project, user, fresh=True)
+    result = work.serve_next(session, project, user)
     session.commit()
-    view = item_view(request, item)
+    view, progress = item_view(request, result.item), result.progress
     return render(request, "label.html", {
         "project": project,
         "labels": label_views(project, user),
