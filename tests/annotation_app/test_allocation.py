@@ -226,3 +226,56 @@ def test_a_labelled_project_is_balanced_and_language_covered(session: Session) -
         assert max(Counter(p.age_band for p in team).values()) <= 3
         if clip.language:
             assert any(clip.language in p.languages for p in team), f"no {clip.language} speaker on clip {clip.id}"
+
+
+def test_pool_index_answers_like_a_walk_over_the_pool() -> None:
+    # PoolIndex replaced a walk over the whole pool per clip; the rules must not change.
+    import random
+
+    from annotation_app.services.allocation import PoolIndex
+
+    rng = random.Random(7)
+    genders, ages, langs = ["f", "m", None], ["18-29", "30-44", None], ["zh", "en", "es"]
+    for _ in range(300):
+        pool = [Person(i, {"gender": rng.choice(genders), "age_band": rng.choice(ages)},
+                       frozenset(rng.sample(langs, rng.randint(0, 2)))) for i in range(rng.randint(1, 12))]
+        clip = ClipState(clip_id=1, stage=rng.choice([1, 2]), needed=rng.randint(1, 3), slots_total=5,
+                         language=rng.choice([None, "zh", "en"]))
+        on_clip = rng.sample(pool, rng.randint(0, len(pool)))
+        clip.ever = {p.id for p in on_clip} | {1000}  # someone who left the pool was on it too
+        clip.live = on_clip[: rng.randint(0, len(on_clip))]
+        clip.filled = min(len(clip.live), clip.needed)
+        index = PoolIndex(pool, ["gender", "age_band"])
+        for attribute in ("gender", "age_band"):
+            walked = Counter(g for p in pool if (g := p.groups.get(attribute)) is not None and p.id not in clip.ever)
+            assert +index.remaining(clip, attribute) == walked
+        if clip.language:
+            walked_speaker = any(p.speaks(clip.language) and p.id not in clip.ever for p in pool)
+            assert index.has_unassigned_speaker(clip, clip.language) == walked_speaker
+        for person in pool:
+            assert refusal(person, clip, index, ["gender", "age_band"]) == refusal(person, clip, pool, ["gender", "age_band"])
+
+
+def test_next_item_reclaims_expired_leases_now_and_then(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sweep moved off the per-request path; it still runs from next_item once an interval passed.
+    project = make_project(session)
+    make_clips(session, project, 4)
+    slow, other = make_annotator(session), make_annotator(session)
+    item = work.next_item(session, project, slow, now=T0)
+    sweeps: list[datetime] = []
+    real = work.reclaim_expired
+
+    def counted(session: Session, *, now: datetime | None = None) -> int:
+        sweeps.append(now)
+        return real(session, now=now)
+
+    monkeypatch.setattr(work, "reclaim_expired", counted)
+    monkeypatch.setattr(work, "_last_reclaim", {})
+    monkeypatch.setattr(work, "RECLAIM_INTERVAL_S", 3600.0)
+    work.next_item(session, project, other, now=T0 + timedelta(minutes=20))  # the interval's first call sweeps
+    assert session.get(Assignment, item.assignment_id, populate_existing=True).status == AssignmentStatus.expired
+    work.next_item(session, project, make_annotator(session), now=T0 + timedelta(minutes=21))
+    assert len(sweeps) == 1  # within the interval: no sweep
+    monkeypatch.setattr(work, "RECLAIM_INTERVAL_S", 0.0)
+    work.next_item(session, project, make_annotator(session), now=T0 + timedelta(minutes=22))
+    assert len(sweeps) == 2

@@ -111,3 +111,56 @@ def test_lock_first_clip_on_sqlite_takes_the_first_that_exists(sqlite_session: S
     first = lock_first_clip(sqlite_session, [10_000_000, ids[1], ids[0]])
     assert first is not None and first.id == ids[1]
     assert lock_first_clip(sqlite_session, []) is None
+
+
+def test_a_twin_request_id_committed_meanwhile_leaves_the_second_lease_untouched(pg_committed: str) -> None:
+    # Two leases submitted under one client request id at the same time: the second insert waits for
+    # the first (ON CONFLICT DO NOTHING), then answers with the first result and gives its own
+    # lease back as it was, so the slot is neither lost nor filled without a judgement.
+    import threading
+    import time
+
+    from sqlalchemy import func, select
+
+    from annotation_app.models import Assignment, AssignmentStatus, Judgement, Project, User
+
+    engine = make_engine(pg_committed)
+    maker = make_sessionmaker(engine)
+    try:
+        with maker() as setup:
+            project = make_project(setup, overlap_k=3, stage2_extra=0, balance_attributes=[])
+            make_clips(setup, project, 2)
+            annotator = make_annotator(setup)
+            first = work.next_item(setup, project, annotator, now=T0)
+            setup.commit()
+            # A second lease of the same annotator (the first is resumed by next_item otherwise).
+            setup.get(Assignment, first.assignment_id).status = AssignmentStatus.released
+            setup.commit()
+            second = work.next_item(setup, project, annotator, now=T0)
+            setup.get(Assignment, first.assignment_id).status = AssignmentStatus.leased
+            setup.commit()
+            ids = (project.id, annotator.id)
+        assert second is not None and second.clip_id != first.clip_id
+        results = {}
+
+        def submit(name: str, assignment_id: int, hold: float) -> None:
+            with maker() as session:
+                proj, user = session.get(Project, ids[0]), session.get(User, ids[1])
+                results[name] = work.submit(session, proj, user, assignment_id=assignment_id, label="Fear",
+                                            client_request_id="same-request", now=T0)
+                time.sleep(hold)
+                session.commit()
+
+        one = threading.Thread(target=submit, args=("one", first.assignment_id, 0.5))
+        one.start()
+        time.sleep(0.2)  # "one" has inserted its judgement and holds it uncommitted
+        submit("two", second.assignment_id, 0.0)
+        one.join()
+        assert results["one"].duplicate is False
+        assert results["two"].duplicate is True and results["two"].judgement_id == results["one"].judgement_id
+        with maker() as check:
+            assert check.get(Assignment, second.assignment_id).status == AssignmentStatus.leased
+            assert check.get(Assignment, first.assignment_id).status == AssignmentStatus.submitted
+            assert check.scalar(select(func.count()).select_from(Judgement)) == 1
+    finally:
+        engine.dispose()

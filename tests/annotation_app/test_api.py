@@ -182,3 +182,36 @@ def test_cant_judge_and_broken_flags_are_stored_with_their_reason(env: Env) -> N
         with env.session() as session:
             row = session.get(Judgement, response.json()["judgement_id"])
             assert row.label_id is None and getattr(row, flag) is True and row.flag_reason == reason
+
+
+def test_the_queue_refuses_a_deactivated_caller_and_a_bad_token(env: Env) -> None:
+    # Next and submit check the caller's row inside their one unit of work, not in a dependency:
+    # the rule must still be current_user's (active, not simulated), read fresh on every request.
+    client = env.login("annotator")
+    item = client.get("/api/work/next").json()["item"]
+    assert item is not None
+    with env.session() as session:
+        session.get(User, env.user_ids["annotator"]).is_active = False
+        session.commit()
+    body = {"assignment_id": item["assignment_id"], "label": "Fear", "client_request_id": rid()}
+    for response in (client.get("/api/work/next"), client.post("/api/work/submit", json=body)):
+        assert response.status_code == 401, response.text
+        assert response.json() == {"detail": "log in first"}
+    with env.session() as session:
+        assert session.scalar(select(func.count()).select_from(Judgement)) == 0
+    forged = env.client()
+    forged.headers["Authorization"] = "Bearer not-a-token"
+    response = forged.get("/api/work/next")
+    assert response.status_code == 401 and "invalid or expired API token" in response.text
+
+
+def test_next_reports_the_progress_a_fresh_read_gives(env: Env) -> None:
+    # serve_next computes the progress from the state it read before leasing; a separate
+    # /progress request must agree with it right after.
+    client = env.login("annotator")
+    for _ in range(2):
+        label_next(client, "Fear")
+    answer = client.get("/api/work/next").json()
+    assert answer["item"] is not None
+    assert answer["progress"] == client.get("/api/work/progress").json()
+    assert answer["progress"]["done_today"] == 2 and answer["progress"]["total_done"] == 2
