@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from annotation_app.errors import AuthenticationError, NotFoundError, PermissionDeniedError
@@ -257,20 +257,23 @@ ProjectDep = Annotated[Project, Depends(current_project)]
 
 def _project_snapshot(request: Request, session: Session, row: Any) -> Project:
     """The app's shared, detached copy of a project whose row reads ``row``; reloaded when it differs."""
+    return _snapshot_of(request, session, row.id, tuple(row))
+
+
+def _snapshot_of(request: Request, session: Session, project_id: int, values: tuple[Any, ...]) -> Project:
     snapshots: dict[int, tuple[tuple[Any, ...], Project]] = request.app.state._state.setdefault("project_snapshots", {})
-    values = tuple(row)
-    cached = snapshots.get(row.id)
+    cached = snapshots.get(project_id)
     if cached is not None and cached[0] == values:
         return cached[1]
-    fresh = session.get(Project, row.id, options=[selectinload(Project.labels)], populate_existing=True)
+    fresh = session.get(Project, project_id, options=[selectinload(Project.labels)], populate_existing=True)
     if fresh is None:
-        raise NotFoundError(f"project {row.id} was removed")
+        raise NotFoundError(f"project {project_id} was removed")
     # Detached from this request's session, so no rollback or close of it can expire what other
     # requests read; labels never change after a project is created, settings are in ``values``.
     for label in fresh.labels:
         session.expunge(label)
     session.expunge(fresh)
-    snapshots[row.id] = (values, fresh)
+    snapshots[project_id] = (values, fresh)
     return fresh
 
 
@@ -335,15 +338,69 @@ async def caller_id(request: Request) -> int:
 CallerId = Annotated[int, Depends(caller_id)]
 
 _USERS = User.__table__
-# The columns the queue's services and the error pages read of the caller (a row, not an ORM object).
-_CALLER = select(
+# The caller's columns the queue's services and the error pages read (a row, not an ORM object):
+# ``work.serve_next`` takes it as the user row it would otherwise lock and read itself.
+_CALLER_COLUMNS = (
     _USERS.c.id, _USERS.c.username, _USERS.c.role, _USERS.c.languages, _USERS.c.is_active, _USERS.c.is_simulated,
-    _USERS.c.gender, _USERS.c.age_band, _USERS.c.region, _USERS.c.background,
-).where(_USERS.c.id == bindparam("id"))
+    _USERS.c.paused, _USERS.c.pause_reason, _USERS.c.gender, _USERS.c.age_band, _USERS.c.region,
+    _USERS.c.background,
+)
+_PROJECT_COLUMNS = [c.label(f"project__{c.name}") for c in _PROJECTS.c]
+
+
+def _caller_and_project_statement(by: str, lock: bool) -> Any:
+    """The caller's row and the chosen project's row in one round trip (``by``: name, id or first).
+
+    A LEFT JOIN, so a missing project still returns the caller; ``first`` also counts the
+    projects (the choice needs exactly one). ``lock``: the caller's row FOR NO KEY UPDATE.
+    """
+    if by == "name":
+        on = _PROJECTS.c.name == bindparam("project_name")
+    elif by == "id":
+        on = _PROJECTS.c.id == bindparam("project_id")
+    else:
+        on = _PROJECTS.c.id == select(func.min(_PROJECTS.c.id)).scalar_subquery()
+    columns = [*_CALLER_COLUMNS, *_PROJECT_COLUMNS]
+    if by == "first":
+        columns.append(select(func.count()).select_from(_PROJECTS).scalar_subquery().label("n_projects"))
+    stmt = select(*columns).select_from(_USERS.outerjoin(_PROJECTS, on)).where(_USERS.c.id == bindparam("user_id"))
+    return stmt.with_for_update(key_share=True, of=_USERS) if lock else stmt
+
+
+_CALLER_AND_PROJECT = {(by, lock): _caller_and_project_statement(by, lock)
+                       for by in ("name", "id", "first") for lock in (False, True)}
+
+
+def _caller_and_project(request: Request, session: Session, user_id: int, project: str | None,
+                        lock: bool) -> tuple[Any, Project]:
+    """The admitted caller (else :class:`LoginRequiredError`) and the project the request names,
+    chosen as :func:`current_project_snapshot` chooses it."""
+    data = session_data(request)
+    if project:
+        by, params = "name", {"project_name": project}
+    elif data is not None and data.project_id is not None:
+        by, params = "id", {"project_id": data.project_id}
+    else:
+        by, params = "first", {}
+    row = session.connection().execute(_CALLER_AND_PROJECT[by, lock], {"user_id": user_id, **params}).first()
+    user = _admit(request, row)
+    if user is None or user.role not in ANNOTATING_ROLES:
+        raise LoginRequiredError("log in first")
+    values = tuple(row[len(_CALLER_COLUMNS):len(_CALLER_COLUMNS) + len(_PROJECT_COLUMNS)])
+    project_id = row.project__id
+    if by == "first" and row.n_projects > 1:
+        get_project(session, None)  # raises: several projects, name one
+    if project_id is None:
+        if by == "name":
+            raise NotFoundError(f"no project named {project!r}")
+        # The session's project was removed, or there is none: choose as the dependency does.
+        return user, _choose_project_snapshot(request, session, None if by == "id" else project)
+    return user, _snapshot_of(request, session, project_id, values)
 
 
 async def in_unit_of_work(
-    request: Request, user_id: int, project: str | None, work: Callable[[Session, Any, Project], T]
+    request: Request, user_id: int, project: str | None, work: Callable[[Session, Any, Project], T], *,
+    lock_caller: bool = False,
 ) -> T:
     """Run ``work(session, user, project)`` and commit, as one thread-pool call on one connection.
 
@@ -352,15 +409,14 @@ async def in_unit_of_work(
     handoffs between threads cost more than the queries); here the caller's row, the project and
     the work share one hop and one transaction. The caller must be a user who may act
     (:func:`current_user`'s rule: active, not simulated); every role annotates. ``work`` gets the
-    caller as a row of id, username, role, languages and profile columns, not an ORM ``User``.
+    caller as a row of id, username, role, languages, state and profile columns, not an ORM ``User``;
+    with ``lock_caller`` the row is locked FOR NO KEY UPDATE (``work.serve_next`` needs that lock
+    and then need not take it itself). The caller and the project come in one statement.
     """
 
     def unit() -> T:
         with request.app.state.sessionmaker() as session:
-            user = _admit(request, session.connection().execute(_CALLER, {"id": user_id}).first())
-            if user is None or user.role not in ANNOTATING_ROLES:
-                raise LoginRequiredError("log in first")
-            chosen = _choose_project_snapshot(request, session, project)
+            user, chosen = _caller_and_project(request, session, user_id, project, lock_caller)
             result = work(session, user, chosen)
             session.commit()
             return result

@@ -47,10 +47,10 @@ async def next_clip(request: Request, caller: CallerId, project: str | None = No
     """The annotator's live lease, or a newly allocated clip; ``item`` is null when nothing is available."""
 
     def serve(session: Session, user: Any, chosen: Project) -> dict[str, Any]:
-        result = work.serve_next(session, chosen, user)
+        result = work.serve_next(session, chosen, user, locked=True)
         return {"item": item_view(request, result.item), "progress": result.progress}
 
-    return await in_unit_of_work(request, caller, project, serve)
+    return await in_unit_of_work(request, caller, project, serve, lock_caller=True)
 
 
 @queue_router.post("/submit")

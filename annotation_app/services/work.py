@@ -530,13 +530,18 @@ def next_item(session: Session, project: Project, annotator: User, *, now: datet
     return serve_next(session, project, annotator, now=now).item
 
 
-def serve_next(session: Session, project: Project, annotator: User, *, now: datetime | None = None) -> NextResult:
+def serve_next(
+    session: Session, project: Project, annotator: Any, *, now: datetime | None = None, locked: bool = False
+) -> NextResult:
     """:func:`next_item` and :func:`progress` after it, in one pass over the annotator's state.
 
-    Does not commit: the caller's unit of work commits the lease.
+    ``locked``: ``annotator`` is the user's row as this transaction read it FOR NO KEY UPDATE, with
+    the columns of ``_queries.LOCK_USER`` (the queue route reads it together with the project);
+    otherwise the row is locked and read here. Does not commit: the caller's unit of work commits
+    the lease.
     """
     now = utc_now(now)
-    user = _lock_user_row(session, annotator.id)
+    user = annotator if locked else _lock_user_row(session, annotator.id)
     if user is None:
         raise NotFoundError(f"no user with id {annotator.id}")
     state = _read_state(session, project, user.id, now)

@@ -215,3 +215,26 @@ def test_next_reports_the_progress_a_fresh_read_gives(env: Env) -> None:
     assert answer["item"] is not None
     assert answer["progress"] == client.get("/api/work/progress").json()
     assert answer["progress"]["done_today"] == 2 and answer["progress"]["total_done"] == 2
+
+
+def test_the_queue_chooses_the_project_like_every_other_route(env: Env) -> None:
+    # Next reads the caller and the project in one statement; the choice must stay the
+    # dependency's: the named project, else the only one; several and none named is an error.
+    from annotation_app.services import projects
+
+    client = env.login("annotator")
+    with env.session() as session:
+        only = session.scalar(select(func.min(Clip.project_id)))
+        name = projects.get_project(session, None).name
+        assert session.get(projects.Project, only).name == name
+        projects.create_project(session, "second-campaign")
+        session.commit()
+    several = client.get("/api/work/next")
+    assert several.status_code == 422 and "several projects exist" in several.json()["detail"]
+    named = client.get("/api/work/next", params={"project": name})
+    assert named.status_code == 200 and named.json()["item"]["clip_id"] in env.clip_ids
+    empty = client.get("/api/work/next", params={"project": "second-campaign"})
+    assert empty.status_code == 200 and empty.json()["item"] is None
+    missing = client.get("/api/work/next", params={"project": "nope"})
+    assert missing.status_code == 404 and missing.json() == {"detail": "no project named 'nope'"}
+    assert client.get("/api/work/progress", params={"project": "nope"}).json() == missing.json()
