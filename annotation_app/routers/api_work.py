@@ -62,10 +62,10 @@ async def submit(request: Request, body: SubmitIn, caller: CallerId, project: st
             session, chosen, user,
             assignment_id=body.assignment_id, label=body.label, confidence=body.confidence,
             cant_judge=body.cant_judge, broken=body.broken, flag_reason=body.flag_reason,
-            time_on_task_s=body.time_on_task_s, client_request_id=body.client_request_id,
+            time_on_task_s=body.time_on_task_s, client_request_id=body.client_request_id, locked=True,
         ))
 
-    return await in_unit_of_work(request, caller, project, store)
+    return await in_unit_of_work(request, caller, project, store, lock_caller=True)
 
 
 @router.get("/progress")

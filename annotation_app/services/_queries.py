@@ -31,7 +31,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Executable
 
 from annotation_app.models import (
@@ -201,12 +201,19 @@ INSERT_LEASE = (
 
 # -- submit -------------------------------------------------------------------------------------
 
-# The assignment as the request names it, and the judgement already stored under this request id.
-PEEK_ASSIGNMENT = select(
-    A.c.annotator_id, A.c.project_id, A.c.clip_id, A.c.is_gold,
-    select(J.c.id).where(J.c.annotator_id == USER_ID, J.c.client_request_id == REQUEST_ID)
-    .scalar_subquery().label("duplicate_of"),
-).where(A.c.id == ASSIGNMENT_ID)
+# The clip an assignment belongs to, locked and loaded as an ORM object (the stage machine changes
+# it), with the assignment's owner and kind and the judgement already stored under this request id.
+# Run under the user lock: a twin request with the same id has committed by then, or not started.
+SUBMIT_TARGET = (
+    select(
+        Clip, A.c.annotator_id, A.c.project_id, A.c.is_gold,
+        select(J.c.id).where(J.c.annotator_id == USER_ID, J.c.client_request_id == REQUEST_ID)
+        .scalar_subquery().label("duplicate_of"),
+    )
+    .join(A, A.c.clip_id == Clip.id)
+    .where(A.c.id == ASSIGNMENT_ID)
+    .with_for_update(key_share=True, of=Clip)
+)
 
 JUDGEMENT_BY_REQUEST = select(J.c.id).where(J.c.annotator_id == USER_ID, J.c.client_request_id == REQUEST_ID)
 
@@ -218,13 +225,9 @@ SUBMIT_LEASE = (
     .values(status=AssignmentStatus.submitted, submitted_at=NOW)
     .returning(A.c.id, A.c.clip_id, A.c.stage, A.c.annotator_id)
 )
-UNSUBMIT_LEASE = (
-    update(A).where(A.c.id == ASSIGNMENT_ID).values(status=AssignmentStatus.leased, submitted_at=None)
-)
-
-
-def _insert_judgement(dialect: Any) -> Executable:
-    values = dict(
+INSERT_JUDGEMENT = (
+    insert(J)
+    .values(
         project_id=PROJECT_ID, clip_id=CLIP_ID, annotator_id=USER_ID, assignment_id=ASSIGNMENT_ID,
         stage=bindparam("stage", type_=Integer), label_id=bindparam("label_id", type_=Integer),
         confidence=bindparam("confidence", type_=Integer), cant_judge=bindparam("cant_judge"),
@@ -232,16 +235,8 @@ def _insert_judgement(dialect: Any) -> Executable:
         time_on_task_s=bindparam("time_on_task_s"), client_request_id=REQUEST_ID, replaces_id=None, live=True,
         excluded=False, submitted_at=NOW,
     )
-    # A twin request with the same id (committed, or waited for) inserts nothing instead of
-    # aborting the transaction; any other constraint still raises.
-    return (
-        dialect.insert(J).values(**values)
-        .on_conflict_do_nothing(index_elements=[J.c.annotator_id, J.c.client_request_id])
-        .returning(J.c.id)
-    )
-
-
-INSERT_JUDGEMENT = {"postgresql": _insert_judgement(postgresql), "sqlite": _insert_judgement(sqlite)}
+    .returning(J.c.id)
+)
 
 # -- stages -------------------------------------------------------------------------------------
 

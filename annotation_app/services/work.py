@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
@@ -98,7 +98,11 @@ __all__ = [
 ANNOTATING_ROLES = (Role.annotator, Role.expert)
 # Candidate clips read per round; most requests are served from the first window.
 _WINDOW = 16
+# Polling the busy clips when waiting for their locks is not safe (see _allocate).
+_BUSY_POLLS = 20
+_BUSY_POLL_S = 0.005
 _RECLAIM_BATCH = 500
+_FRESH = {"populate_existing": True}
 
 
 @dataclass(frozen=True)
@@ -419,6 +423,7 @@ def _allocate(
         eligible = [*pool.eligible, me]
         pool = _Pool(eligible, allocation.PoolIndex(eligible, attributes), pool.known)
     busy: list[int] = []
+    refused_locked = False  # a clip refused after locking it is still locked (no savepoint)
     offset = 0
     while True:
         states, more = _candidates(session, project, user.id, pool, attributes, now, offset)
@@ -430,6 +435,7 @@ def _allocate(
             if taken is None:  # every remaining clip of the window is locked by another worker
                 busy.extend(ranked)
                 break
+            refused_locked = True
             at = ranked.index(taken)
             busy.extend(ranked[:at])  # skipped: locked by another worker
             ranked = ranked[at + 1:]
@@ -437,10 +443,22 @@ def _allocate(
             break
         offset += _WINDOW
     # Every admissible clip was locked by another worker: wait for them rather than report no work.
-    for clip_id in busy:
-        item = _try_clip(session, project, me, clip_id, pool, attributes, now, wait=True)
-        if isinstance(item, WorkItem):
-            return item
+    # Holding a refused clip's lock, waiting could close a cycle with a worker that waits for it:
+    # then poll without waiting instead, a bounded number of times.
+    rounds = _BUSY_POLLS if refused_locked else 1
+    for attempt in range(rounds):
+        still_busy = []
+        for clip_id in busy:
+            item = _try_clip(session, project, me, clip_id, pool, attributes, now, wait=not refused_locked)
+            if isinstance(item, WorkItem):
+                return item
+            if item == "busy":
+                still_busy.append(clip_id)
+        busy = still_busy
+        if not busy:
+            break
+        if attempt + 1 < rounds:
+            time.sleep(_BUSY_POLL_S)
     return None
 
 
@@ -453,27 +471,18 @@ def _try_first(
     One ``FOR NO KEY UPDATE SKIP LOCKED`` query walks the ranked clips in order and locks the
     first free one: under load most of the best-ranked clips are locked by workers serving other
     annotators, and probing them one by one cost three round trips each. Returns (the item or
-    None, the id of the clip locked and tried, or None when every clip was locked). A refused
-    clip's savepoint is rolled back, which drops its lock at once (see :func:`_try_clip`).
+    None, the id of the clip locked and tried, or None when every clip was locked).
+
+    No savepoint (two round trips per request): a clip refused on its fresh state stays locked
+    until the transaction ends, which only makes other workers skip it for those milliseconds;
+    :func:`_allocate` then never waits for a lock (see :func:`_try_clip`). The lease insert cannot
+    meet ``uq_assignment_clip_annotator``: the user row lock serialises this annotator's
+    allocations and the clip's past annotators were read under the clip lock.
     """
-    savepoint = session.begin_nested()
-    clip: Any = None
-    try:
-        clip = lock_first_clip(session, ranked)
-        item = None if clip is None else _take(session, project, me, clip, pool, attributes, now)
-    except IntegrityError as exc:
-        savepoint.rollback()
-        if violates(exc, "uq_assignment_clip_annotator", "assignments.clip_id", "assignments.annotator_id"):
-            return None, ranked[0] if clip is None else clip.id
-        raise
-    except BaseException:
-        savepoint.rollback()
-        raise
-    if item is None or clip is None:
-        savepoint.rollback()
-        return None, None if clip is None else clip.id
-    savepoint.commit()
-    return item, clip.id
+    clip = lock_first_clip(session, ranked)
+    if clip is None:
+        return None, None
+    return _take(session, project, me, clip, pool, attributes, now), clip.id
 
 
 def _try_clip(
@@ -694,6 +703,7 @@ def submit(
     time_on_task_s: float | None = None,
     client_request_id: str,
     now: datetime | None = None,
+    locked: bool = False,
 ) -> SubmitResult:
     """Store the annotator's judgement for a leased slot; idempotent by ``client_request_id``.
 
@@ -701,51 +711,49 @@ def submit(
     assignment, or its clip was removed / withdrawn), ``LeaseError`` (not your lease, already
     submitted under another request id, expired or released). Does not commit.
 
-    Locks: the clip row, then the lease (a gold answer may pause the annotator, so it takes the
-    user row first, as ``_common`` orders them). Two submits of one lease queue on the clip lock;
-    the second finds the lease taken and returns the first result when the request id matches.
+    Locks, in ``_common``'s order: the user row (``locked``: the caller already holds it, as the
+    queue route does), then the clip row with the assignment read beside it, then the lease. Two
+    submits of one lease queue on the user lock; the second finds the lease taken and returns the
+    first result when the request id matches.
     """
     now = utc_now(now)
     _check_request_id(client_request_id)
+    if not locked and _lock_user_row(session, annotator.id) is None:
+        raise NotFoundError(f"no user with id {annotator.id}")
     ids = {"user_id": annotator.id, "request_id": client_request_id}
-    peek = _run(session, sql.PEEK_ASSIGNMENT, assignment_id=assignment_id, **ids).first()
-    duplicate_of = peek.duplicate_of if peek is not None else _run(session, sql.JUDGEMENT_BY_REQUEST, **ids).scalar()
+    # Under the user lock, so a twin request with this id has committed or not started.
+    target = session.execute(sql.SUBMIT_TARGET, {"assignment_id": assignment_id, **ids},
+                             execution_options=_FRESH).first()
+    duplicate_of = target.duplicate_of if target is not None else _run(session, sql.JUDGEMENT_BY_REQUEST, **ids).scalar()
     if duplicate_of is not None:
         return _duplicate(session, project, _judgement(session, duplicate_of))
     label_id = _validated_label(project, label, confidence, cant_judge, broken, time_on_task_s)
-    if peek is None:
+    if target is None:
         raise NotFoundError(f"no assignment {assignment_id}: its clip may have been removed")
+    clip, peek = target.Clip, target
     if peek.annotator_id != annotator.id or peek.project_id != project.id:
         raise LeaseError(f"assignment {assignment_id} is not leased to you")
-    if peek.is_gold and _lock_user_row(session, annotator.id) is None:
-        raise NotFoundError(f"no user with id {annotator.id}")
-    clip = lock_clip(session, peek.clip_id)
-    if clip is None:
-        raise NotFoundError(f"clip {peek.clip_id} was removed")
     lease = None
     # Not "clip.stage == lease stage": after a curator re-opened a clip at an earlier stage, a
     # lease taken in the later stage still holds a slot of that stage and may be submitted.
     if clip.status == (ClipStatus.gold if peek.is_gold else ClipStatus.active):
         lease = _run(session, sql.SUBMIT_LEASE, assignment_id=assignment_id, now=now).first()
     if lease is None:
-        return _refused_submit(session, project, annotator.id, assignment_id, client_request_id, clip, now)
+        _refused_submit(session, assignment_id, clip)
     _forget(session, Assignment, assignment_id)
     try:
         judgement_id = _run(
-            session, sql.INSERT_JUDGEMENT[session.get_bind().dialect.name], project_id=project.id, clip_id=clip.id,
-            assignment_id=assignment_id, stage=lease.stage, label_id=label_id, confidence=confidence,
-            cant_judge=bool(cant_judge), broken=bool(broken), flag_reason=flag_reason,
-            time_on_task_s=time_on_task_s, now=now, **ids,
-        ).scalar()
+            session, sql.INSERT_JUDGEMENT, project_id=project.id, clip_id=clip.id, assignment_id=assignment_id,
+            stage=lease.stage, label_id=label_id, confidence=confidence, cant_judge=bool(cant_judge),
+            broken=bool(broken), flag_reason=flag_reason, time_on_task_s=time_on_task_s, now=now, **ids,
+        ).scalar_one()
     except IntegrityError as exc:
         if violates(exc, "uq_judgement_live", "judgements.stage", "judgements.live"):
             raise ConflictError(f"clip {clip.id} already has your judgement in stage {lease.stage}") from None
+        if violates(exc, "uq_judgement_request", "judgements.client_request_id"):
+            # Only a caller that claimed the user lock without holding it can get here.
+            raise ConflictError(f"request {client_request_id} is being stored by another request; retry it") from None
         raise
-    if judgement_id is None:
-        # A twin request with this id stored its judgement for another lease first: give this
-        # lease back untouched and answer with the first result.
-        _run(session, sql.UNSUBMIT_LEASE, assignment_id=assignment_id)
-        return _duplicate(session, project, _judgement(session, _run(session, sql.JUDGEMENT_BY_REQUEST, **ids).scalar_one()))
     qualification = None
     if peek.is_gold:
         answer = _Answer(id=judgement_id, label_id=label_id, cant_judge=bool(cant_judge))
@@ -779,15 +787,8 @@ def _forget(session: Session, entity: type, ident: int) -> None:
         session.expire(obj)
 
 
-def _refused_submit(
-    session: Session, project: Project, annotator_id: int, assignment_id: int, client_request_id: str, clip: Clip,
-    now: datetime,
-) -> SubmitResult:
-    """Why the lease could not be taken (under the clip lock), as the specific error; or, when a
-    twin request with the same id took it first, that request's result."""
-    first = _by_request(session, annotator_id, client_request_id)
-    if first is not None:
-        return _duplicate(session, project, first)
+def _refused_submit(session: Session, assignment_id: int, clip: Clip) -> NoReturn:
+    """Why the lease could not be taken (under the clip lock), as the specific error."""
     assignment = session.get(Assignment, assignment_id, populate_existing=True)
     if assignment is None:
         raise NotFoundError(f"no assignment {assignment_id}: its clip may have been removed")

@@ -113,10 +113,10 @@ def test_lock_first_clip_on_sqlite_takes_the_first_that_exists(sqlite_session: S
     assert lock_first_clip(sqlite_session, []) is None
 
 
-def test_a_twin_request_id_committed_meanwhile_leaves_the_second_lease_untouched(pg_committed: str) -> None:
-    # Two leases submitted under one client request id at the same time: the second insert waits for
-    # the first (ON CONFLICT DO NOTHING), then answers with the first result and gives its own
-    # lease back as it was, so the slot is neither lost nor filled without a judgement.
+def test_a_twin_request_id_in_flight_leaves_the_second_lease_untouched(pg_committed: str) -> None:
+    # Two leases submitted under one client request id at the same time: the second waits on the
+    # user lock for the first, then answers with the first result and leaves its own lease as it
+    # was, so the slot is neither lost nor filled without a judgement.
     import threading
     import time
 
