@@ -52,3 +52,29 @@ def test_sqlite_engine_uses_wal_and_busy_timeout(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_app_threads_size_the_thread_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each worker's sync handlers and units of work share this many threads (EMOTIONS_APP_THREADS).
+    import anyio.to_thread
+    from fastapi.testclient import TestClient
+
+    from annotation_app.main import create_app
+
+    monkeypatch.setenv("EMOTIONS_APP_THREADS", "3")
+    settings = Settings(data_dir=tmp_path)
+    assert settings.app_threads == 3
+    seen = []
+    app = create_app(settings)
+
+    @app.get("/test-threads")
+    async def threads() -> dict[str, int]:
+        seen.append(anyio.to_thread.current_default_thread_limiter().total_tokens)
+        return {}
+
+    with TestClient(app) as client:
+        assert client.get("/test-threads").status_code == 200
+    assert seen == [3]
+    monkeypatch.setenv("EMOTIONS_APP_THREADS", "0")
+    with pytest.raises(ValueError, match="app_threads"):
+        Settings(data_dir=tmp_path)
