@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_app.settings import Settings
 
-__all__ = ["make_engine", "make_sessionmaker", "session_scope"]
+__all__ = ["make_engine", "make_sessionmaker", "session_scope", "run_prebuilt"]
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10) -> Engine:
@@ -64,3 +70,86 @@ def session_scope(settings: Settings) -> Iterator[Session]:
                 raise
     finally:
         engine.dispose()
+
+
+# -- Prebuilt statements on the request path ------------------------------------------------------
+
+
+class _Rows:
+    """The result methods the hot path uses (``Result``'s names), over a psycopg cursor."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def first(self) -> Any:
+        return self._cursor.fetchone()
+
+    def one(self) -> Any:
+        row = self._cursor.fetchone()
+        if row is None:
+            raise NoResultFound("the statement returned no row")
+        return row
+
+    def scalar(self) -> Any:
+        row = self._cursor.fetchone()
+        return None if row is None else row[0]
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def all(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Any:
+        return iter(self._cursor.fetchall())
+
+
+# statement -> (SQL, constant parameters), or None for one SQLAlchemy must expand per call.
+_PG_SQL: dict[Any, tuple[str, dict[str, Any]] | None] = {}
+
+
+def _pg_sql(statement: Any, dialect: Any) -> tuple[str, dict[str, Any]] | None:
+    if statement in _PG_SQL:
+        return _PG_SQL[statement]
+    compiled = statement.compile(dialect=dialect)
+    found = None
+    if "POSTCOMPILE" not in compiled.string:  # no IN list of varying length
+        used = set(re.findall(r"%\((\w+)\)s", compiled.string))
+        constants = {name: _plain(bind.value) for name, bind in compiled.binds.items()
+                     if name in used and not bind.required}
+        found = (compiled.string, constants)
+    _PG_SQL[statement] = found
+    return found
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def run_prebuilt(session: Session, statement: Any, params: dict[str, Any]) -> Any:
+    """Run a statement built once at import (never one built per call) in the session's transaction.
+
+    On PostgreSQL the SQL that SQLAlchemy compiled once goes straight to the psycopg cursor:
+    SQLAlchemy's execution context and result objects cost about as much Python as the rest of a
+    request's work. Rows are named tuples; enumerated columns come back as their string values
+    (equal to the ``StrEnum`` members). Errors are SQLAlchemy's, as ``Connection.execute`` raises
+    them, and a connection the server dropped is invalidated. Elsewhere (SQLite), and for
+    statements with an IN list, ``Connection.execute``.
+    """
+    connection = session.connection()
+    compiled = _pg_sql(statement, connection.dialect) if connection.dialect.name == "postgresql" else None
+    if compiled is None:
+        return connection.execute(statement, params)
+    sql, constants = compiled
+    arguments = {**constants, **{name: _plain(value) for name, value in params.items()}}
+    raw = connection.connection.driver_connection
+    cursor = raw.cursor(row_factory=namedtuple_row)
+    try:
+        cursor.execute(sql, arguments)
+    except psycopg.Error as exc:
+        if raw.closed:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(sql, arguments, exc, psycopg.Error) from exc
+    return _Rows(cursor)

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from annotation_app.db import run_prebuilt
 from annotation_app.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from annotation_app.models import Project, Role, User
 from annotation_app.security import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, SessionData, csrf_matches
@@ -145,7 +146,7 @@ def _admit(request: Request, user: Any) -> Any:
     request.state.user = user
     # A detached snapshot for templates: error pages render after the session is gone.
     request.state.viewer = (
-        Viewer(id=user.id, username=user.username, role=user.role, languages=list(user.languages or []))
+        Viewer(id=user.id, username=user.username, role=Role(user.role), languages=list(user.languages or []))
         if user is not None else None
     )
     return user
@@ -382,7 +383,7 @@ def _caller_and_project(request: Request, session: Session, user_id: int, projec
         by, params = "id", {"project_id": data.project_id}
     else:
         by, params = "first", {}
-    row = session.connection().execute(_CALLER_AND_PROJECT[by, lock], {"user_id": user_id, **params}).first()
+    row = run_prebuilt(session, _CALLER_AND_PROJECT[by, lock], {"user_id": user_id, **params}).first()
     user = _admit(request, row)
     if user is None or user.role not in ANNOTATING_ROLES:
         raise LoginRequiredError("log in first")

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from annotation_app.db import run_prebuilt
 from annotation_app.models import Assignment, AssignmentStatus, Clip, Project, User
 from annotation_app.services import _queries as sql
 
@@ -75,14 +76,13 @@ def lock_first_clip(session: Session, clip_ids: list[int]) -> Any:
     """
     if not clip_ids:
         return None
-    conn = session.connection()
     if not is_postgres(session):
         for clip_id in clip_ids:
-            clip = conn.execute(sql.LOCK_CLIP, {"clip_id": clip_id}).first()
+            clip = run_prebuilt(session, sql.LOCK_CLIP, {"clip_id": clip_id}).first()
             if clip is not None:
                 return clip
         return None
-    return conn.execute(sql.LOCK_FIRST_FREE_CLIP, {"ranked_clip_ids": list(clip_ids)}).first()
+    return run_prebuilt(session, sql.LOCK_FIRST_FREE_CLIP, {"ranked_clip_ids": list(clip_ids)}).first()
 
 
 def live_slot(now: datetime) -> ColumnElement[bool]:
@@ -115,8 +115,7 @@ def expire_clip_leases(session: Session, clip_id: int, now: datetime) -> int:
 def stage_slot_counts(session: Session, clip_id: int, stage: int, now: datetime) -> tuple[int, int]:
     """(live slots, submitted slots) of a clip in a stage, gold and qualification work excluded."""
     # One round trip: both counts over the same few rows of the clip.
-    live, submitted = session.connection().execute(
-        sql.STAGE_SLOT_COUNTS, {"clip_id": clip_id, "stage": stage, "now": now}).one()
+    live, submitted = run_prebuilt(session, sql.STAGE_SLOT_COUNTS, {"clip_id": clip_id, "stage": stage, "now": now}).one()
     return int(live), int(submitted)
 
 

@@ -3,8 +3,8 @@
 Building a SQLAlchemy statement costs more Python than running it (coercing each operand, each
 clause: about a millisecond for the allocator's window query), and the ORM adds identity-map and
 unit-of-work work on top. The hot path therefore runs these prebuilt Core statements with bound
-parameters on the session's connection: SQLAlchemy compiles each once per dialect and caches it,
-and psycopg prepares it on the server after a few runs. They read and write the same tables and
+parameters through ``db.run_prebuilt``: SQLAlchemy compiles each once per dialect, on PostgreSQL
+the SQL then goes straight to psycopg, which prepares it on the server after a few runs. They read and write the same tables and
 take the same locks as the ORM code elsewhere (lock order in ``_common``).
 
 Parameters are named: ``project_id``, ``user_id``, ``now``, ``day_start`` (midnight UTC of
@@ -97,7 +97,8 @@ def _state() -> Executable:
     my_judgements = (J.c.project_id == PROJECT_ID, J.c.annotator_id == USER_ID, J.c.replaces_id.is_(None),
                      J.c.stage >= 1)
     my_round = (Q.c.project_id == PROJECT_ID, Q.c.annotator_id == USER_ID)
-    annotating = (U.c.is_active.is_(True), U.c.paused.is_(False), U.c.role.in_(ANNOTATING_ROLES))
+    # Constant lists as OR, not IN: an IN list is an "expanding" parameter, compiled per call.
+    annotating = (U.c.is_active.is_(True), U.c.paused.is_(False), or_(*(U.c.role == r for r in ANNOTATING_ROLES)))
     passed = (Q.c.project_id == PROJECT_ID, Q.c.passed.is_(True))
     return select(
         # The annotator's own assignments, one pass: their live lease, today's slots, all slots.
@@ -109,7 +110,7 @@ def _state() -> Executable:
         _count(*my_judgements, J.c.submitted_at >= DAY_START, table=J).label("done_today"),
         _count(*my_judgements, table=J).label("done_total"),
         # The qualification round: gold clips available for it, and this annotator's round.
-        _count(G.c.project_id == PROJECT_ID, G.c.purpose.in_(QUALIFICATION_PURPOSES), table=G)
+        _count(G.c.project_id == PROJECT_ID, or_(*(G.c.purpose == p for p in QUALIFICATION_PURPOSES)), table=G)
         .label("gold_for_round"),
         select(Q.c.answered).where(*my_round).scalar_subquery().label("round_answered"),
         select(Q.c.correct).where(*my_round).scalar_subquery().label("round_correct"),

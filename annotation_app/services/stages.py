@@ -33,6 +33,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from annotation_app.db import run_prebuilt
 from annotation_app.models import (
     Adjudication,
     Assignment,
@@ -87,7 +88,7 @@ _VOTES = (
 
 def votes(session: Session, clip_id: int, *, max_stage: int = 2) -> list[tuple[int, str]]:
     """(annotator id, label name) of the clip's live, non-excluded labelled judgements up to a stage."""
-    rows = session.connection().execute(_VOTES, {"clip_id": clip_id, "max_stage": max_stage}).all()
+    rows = run_prebuilt(session, _VOTES, {"clip_id": clip_id, "max_stage": max_stage}).all()
     return [(int(a), str(n)) for a, n in rows]
 
 

@@ -48,6 +48,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from annotation_app.db import run_prebuilt
 from annotation_app.errors import ConflictError, InvalidInputError, LeaseError, NotFoundError
 from annotation_app.models import (
     Assignment,
@@ -163,8 +164,8 @@ def _read_state(session: Session, project: Project, annotator_id: int, now: date
 
 
 def _run(session: Session, statement: Any, **params: Any) -> Any:
-    """A prebuilt Core statement on the session's connection (no ORM layer: see ``_queries``)."""
-    return session.connection().execute(statement, params)
+    """A prebuilt statement of ``_queries`` on the session's connection (no ORM layer)."""
+    return run_prebuilt(session, statement, params)
 
 
 def _lock_user_row(session: Session, user_id: int) -> Any:
@@ -187,7 +188,7 @@ def _blocked(project: Project, user: Any, state: dict[str, Any], served_today: i
     if not user.is_active:
         return "account is inactive"
     if user.role not in ANNOTATING_ROLES:
-        return f"role {user.role.value} does not annotate"
+        return f"role {Role(user.role).value} does not annotate"
     if user.paused:
         return f"paused: {user.pause_reason}" if user.pause_reason else "paused"
     if state["passed"] is False:

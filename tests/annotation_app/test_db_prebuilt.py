@@ -1,0 +1,76 @@
+"""``db.run_prebuilt``: the queue's statements straight to psycopg on PostgreSQL, SQLAlchemy elsewhere.
+
+The fast path must behave like ``Connection.execute`` where the services depend on it: the same
+rows by attribute, enumerated values equal to the enum members, SQLAlchemy's exceptions (the
+services read constraint names from them), the session's transaction, and a dropped connection
+invalidated so the next request reconnects.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from annotation_app.db import make_engine, make_sessionmaker, run_prebuilt
+from annotation_app.models import AssignmentStatus, ClipStatus, Role, User
+from annotation_app.services import _queries as sql
+from annotation_app.services._common import violates
+from tests.annotation_app.factories import make_annotator, make_clips, make_project
+
+_BY_IDS = select(User.__table__.c.id).where(User.__table__.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def test_rows_and_values_match_connection_execute(session: Session) -> None:
+    project = make_project(session)
+    (clip,) = make_clips(session, project, 1)
+    annotator = make_annotator(session, languages=["zh", "en"])
+    fast = run_prebuilt(session, sql.LOCK_USER, {"user_id": annotator.id}).one()
+    slow = session.connection().execute(sql.LOCK_USER, {"user_id": annotator.id}).one()
+    assert tuple(fast) == tuple(slow)
+    assert fast.role == Role.annotator and fast.languages == ["zh", "en"]
+    locked = run_prebuilt(session, sql.LOCK_CLIP, {"clip_id": clip.id}).first()
+    assert (locked.id, locked.status, locked.media_path) == (clip.id, ClipStatus.active, clip.media_path)
+    assert run_prebuilt(session, sql.LOCK_CLIP, {"clip_id": -1}).first() is None
+    # An IN list of varying length goes through SQLAlchemy, which expands it per call.
+    assert [r.id for r in run_prebuilt(session, _BY_IDS, {"ids": [annotator.id, -1]})] == [annotator.id]
+
+
+def test_writes_join_the_session_transaction_and_errors_are_sqlalchemys(session: Session) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    project = make_project(session)
+    (clip,) = make_clips(session, project, 1)
+    annotator = make_annotator(session)
+    now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    params = {"project_id": project.id, "clip_id": clip.id, "user_id": annotator.id, "stage": 1, "now": now,
+              "expires": now + timedelta(minutes=15)}
+    lease_id = run_prebuilt(session, sql.INSERT_LEASE, params).scalar_one()
+    status = session.connection().execute(text("SELECT status FROM assignments WHERE id = :i"), {"i": lease_id})
+    assert status.scalar_one() == AssignmentStatus.leased
+    with pytest.raises(IntegrityError) as raised:
+        with session.begin_nested():
+            run_prebuilt(session, sql.INSERT_LEASE, params)
+    assert violates(raised.value, "uq_assignment_clip_annotator", "assignments.clip_id", "assignments.annotator_id")
+
+
+def test_a_dropped_connection_fails_one_request_and_the_next_reconnects(pg_url: str) -> None:
+    engine = make_engine(pg_url, pool_size=1)
+    maker = make_sessionmaker(engine)
+    admin = make_engine(pg_url)
+    try:
+        with maker() as first:
+            pid = first.connection().execute(text("SELECT pg_backend_pid()")).scalar_one()
+            first.commit()
+        with admin.connect() as conn:  # what a server restart does to every pooled connection
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            conn.commit()
+        with maker() as broken, pytest.raises(OperationalError):
+            run_prebuilt(broken, sql.LOCK_USER, {"user_id": 1})
+        with maker() as again:
+            assert run_prebuilt(again, sql.LOCK_USER, {"user_id": -1}).first() is None
+            assert again.connection().execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        engine.dispose()
+        admin.dispose()
