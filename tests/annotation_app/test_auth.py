@@ -153,3 +153,26 @@ def test_healthz_and_security_headers(env: Env) -> None:
     assert response.json() == {"status": "ok"}
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_a_cached_token_never_outlives_its_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # load_token remembers verified tokens (the HMAC check cost more than a query per request);
+    # the memory must end when the token does, and a bad token is never remembered.
+    import itsdangerous.timed
+
+    from annotation_app import security
+
+    codec = security.SessionCodec("k" * 40)
+    now = 2_000_000_000.0
+    signed_at = now - security.TOKEN_MAX_AGE_S + 30  # the token has 30 s to live
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: signed_at)
+    token = codec.issue_token(42)
+    for clock in (now, now + 20):
+        monkeypatch.setattr(itsdangerous.timed.time, "time", lambda clock=clock: clock)
+        monkeypatch.setattr(security.time, "time", lambda clock=clock: clock)
+        assert codec.load_token(token) == 42
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: now + 31)
+    monkeypatch.setattr(security.time, "time", lambda: now + 31)
+    assert codec.load_token(token) is None
+    assert codec.load_token(token[:-2] + "xx") is None
+    assert token[:-2] + "xx" not in codec._verified
