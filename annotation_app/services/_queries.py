@@ -17,17 +17,23 @@ import functools
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
+    Float,
     Integer,
     String,
+    Text,
     and_,
     any_,
     bindparam,
     case,
+    false,
     func,
     insert,
+    null,
     or_,
     select,
+    true,
     union_all,
     update,
 )
@@ -226,15 +232,26 @@ SUBMIT_LEASE = (
     .values(status=AssignmentStatus.submitted, submitted_at=NOW)
     .returning(A.c.id, A.c.clip_id, A.c.stage, A.c.annotator_id)
 )
+# The judgement for the lease SUBMIT_LEASE just took (submitted, at ``now``, no judgement yet), with
+# the lease's stage: it needs nothing from that statement's result, so both go in one round trip,
+# and it inserts nothing when the lease was not taken.
 INSERT_JUDGEMENT = (
     insert(J)
-    .values(
-        project_id=PROJECT_ID, clip_id=CLIP_ID, annotator_id=USER_ID, assignment_id=ASSIGNMENT_ID,
-        stage=bindparam("stage", type_=Integer), label_id=bindparam("label_id", type_=Integer),
-        confidence=bindparam("confidence", type_=Integer), cant_judge=bindparam("cant_judge"),
-        broken=bindparam("broken"), flag_reason=bindparam("flag_reason"),
-        time_on_task_s=bindparam("time_on_task_s"), client_request_id=REQUEST_ID, replaces_id=None, live=True,
-        excluded=False, submitted_at=NOW,
+    .from_select(
+        ["project_id", "clip_id", "annotator_id", "assignment_id", "stage", "label_id", "confidence",
+         "cant_judge", "broken", "flag_reason", "time_on_task_s", "client_request_id", "replaces_id", "live",
+         "excluded", "submitted_at"],
+        select(
+            PROJECT_ID, A.c.clip_id, A.c.annotator_id, A.c.id, A.c.stage,
+            bindparam("label_id", type_=Integer), bindparam("confidence", type_=Integer),
+            bindparam("cant_judge", type_=Boolean), bindparam("broken", type_=Boolean),
+            bindparam("flag_reason", type_=Text), bindparam("time_on_task_s", type_=Float),
+            REQUEST_ID, null(), true(), false(), NOW,
+        ).where(
+            A.c.id == ASSIGNMENT_ID, A.c.status == AssignmentStatus.submitted, A.c.submitted_at == NOW,
+            # Taken just now, not submitted before (an earlier submission has its judgement).
+            ~select(J.c.id).where(J.c.assignment_id == A.c.id).exists(),
+        ),
     )
     .returning(J.c.id)
 )

@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from annotation_app.db import run_prebuilt
+from annotation_app.db import run_prebuilt, run_prebuilt_batch
 from annotation_app.errors import ConflictError, InvalidInputError, LeaseError, NotFoundError
 from annotation_app.models import (
     Assignment,
@@ -734,27 +734,29 @@ def submit(
     clip, peek = target.Clip, target
     if peek.annotator_id != annotator.id or peek.project_id != project.id:
         raise LeaseError(f"assignment {assignment_id} is not leased to you")
-    lease = None
+    if clip.status != (ClipStatus.gold if peek.is_gold else ClipStatus.active):
+        _refused_submit(session, assignment_id, clip)
     # Not "clip.stage == lease stage": after a curator re-opened a clip at an earlier stage, a
     # lease taken in the later stage still holds a slot of that stage and may be submitted.
-    if clip.status == (ClipStatus.gold if peek.is_gold else ClipStatus.active):
-        lease = _run(session, sql.SUBMIT_LEASE, assignment_id=assignment_id, now=now).first()
-    if lease is None:
-        _refused_submit(session, assignment_id, clip)
-    _forget(session, Assignment, assignment_id)
+    judgement = {"project_id": project.id, "label_id": label_id, "confidence": confidence,
+                 "cant_judge": bool(cant_judge), "broken": bool(broken), "flag_reason": flag_reason,
+                 "time_on_task_s": time_on_task_s, "request_id": client_request_id}
     try:
-        judgement_id = _run(
-            session, sql.INSERT_JUDGEMENT, project_id=project.id, clip_id=clip.id, assignment_id=assignment_id,
-            stage=lease.stage, label_id=label_id, confidence=confidence, cant_judge=bool(cant_judge),
-            broken=bool(broken), flag_reason=flag_reason, time_on_task_s=time_on_task_s, now=now, **ids,
-        ).scalar_one()
+        taken, stored = run_prebuilt_batch(session, [
+            (sql.SUBMIT_LEASE, {"assignment_id": assignment_id, "now": now}),
+            (sql.INSERT_JUDGEMENT, {"assignment_id": assignment_id, "now": now, **judgement}),
+        ])
+        lease, judgement_id = taken.first(), stored.scalar()
     except IntegrityError as exc:
         if violates(exc, "uq_judgement_live", "judgements.stage", "judgements.live"):
-            raise ConflictError(f"clip {clip.id} already has your judgement in stage {lease.stage}") from None
+            raise ConflictError(f"clip {clip.id} already has your judgement in this stage") from None
         if violates(exc, "uq_judgement_request", "judgements.client_request_id"):
             # Only a caller that claimed the user lock without holding it can get here.
             raise ConflictError(f"request {client_request_id} is being stored by another request; retry it") from None
         raise
+    if lease is None:  # submitted, released or expired meanwhile: nothing was written
+        _refused_submit(session, assignment_id, clip)
+    _forget(session, Assignment, assignment_id)
     qualification = None
     if peek.is_gold:
         answer = _Answer(id=judgement_id, label_id=label_id, cant_judge=bool(cant_judge))

@@ -74,3 +74,26 @@ def test_a_dropped_connection_fails_one_request_and_the_next_reconnects(pg_url: 
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_a_batch_runs_in_order_and_stops_at_an_error(session: Session) -> None:
+    # One round trip on PostgreSQL (pipeline mode), one by one elsewhere: the same answers.
+    from datetime import UTC, datetime, timedelta
+
+    from annotation_app.db import run_prebuilt_batch
+
+    project = make_project(session)
+    (clip,) = make_clips(session, project, 1)
+    annotator = make_annotator(session)
+    now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    lease = {"project_id": project.id, "clip_id": clip.id, "user_id": annotator.id, "stage": 1, "now": now,
+             "expires": now + timedelta(minutes=15)}
+    inserted, slots = run_prebuilt_batch(session, [
+        (sql.INSERT_LEASE, lease),
+        (sql.STAGE_SLOT_COUNTS, {"clip_id": clip.id, "stage": 1, "now": now}),  # sees the lease above
+    ])
+    assert inserted.scalar_one() > 0 and tuple(slots.one()) == (1, 0)
+    with pytest.raises(IntegrityError) as raised:
+        with session.begin_nested():
+            run_prebuilt_batch(session, [(sql.INSERT_LEASE, lease), (sql.LOCK_USER, {"user_id": annotator.id})])
+    assert violates(raised.value, "uq_assignment_clip_annotator", "assignments.clip_id", "assignments.annotator_id")
