@@ -76,12 +76,24 @@ def run_case(backend: str, n_clients: int, n_clips: int, tmp: Path) -> dict[str,
             session.commit()
             project_id, ids = project.id, [a.id for a in annotators]
         errors: list[str] = []
-        # Statements sent during the run (SAVEPOINTs included, COMMITs not), per submission.
+        # Statements sent during the run (SAVEPOINTs included, COMMITs not), per submission. On
+        # PostgreSQL the queue's statements go to psycopg directly (db.run_prebuilt), past
+        # SQLAlchemy's events: there every psycopg cursor's execute is counted instead.
         statements = [0]
+        if backend == "postgres":
+            import psycopg
 
-        @event.listens_for(engine, "before_cursor_execute")
-        def _count(*_: Any) -> None:
-            statements[0] += 1
+            real_execute = psycopg.Cursor.execute
+
+            def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+                statements[0] += 1
+                return real_execute(self, *args, **kwargs)
+
+            psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
+        else:
+            @event.listens_for(engine, "before_cursor_execute")
+            def _count(*_: Any) -> None:
+                statements[0] += 1
 
         # n_clients threads share the 64 annotators: client i plays annotators i, i+n, i+2n, ...
         roles = [ids[i::n_clients] for i in range(n_clients)]
@@ -119,7 +131,10 @@ def run_case(backend: str, n_clients: int, n_clips: int, tmp: Path) -> dict[str,
         for t in threads:
             t.join()
         seconds = time.perf_counter() - start
-        event.remove(engine, "before_cursor_execute", _count)
+        if backend == "postgres":
+            psycopg.Cursor.execute = real_execute  # type: ignore[method-assign]
+        else:
+            event.remove(engine, "before_cursor_execute", _count)
         with maker() as session:
             n = session.scalar(select(func.count()).select_from(Judgement).where(Judgement.project_id == project_id))
         return {"backend": backend, "clients": n_clients, "clips": n_clips, "submissions": int(n),

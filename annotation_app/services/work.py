@@ -17,12 +17,17 @@ ranked clip no other worker holds in one ``FOR NO KEY UPDATE SKIP LOCKED`` query
 fits), re-reads its slots under the lock and re-applies the rules before inserting the
 lease — so two workers can never overfill a clip. Leases that ran out on that clip are marked
 expired under the same lock, which makes expiry a database fact rather than a reading of each
-worker's clock. On SQLite the engine serialises writers instead. Races on the named unique
-constraints are caught in savepoints: ``uq_assignment_clip_annotator`` makes the allocator move on,
-``uq_judgement_request`` turns a concurrent retry into the first result.
+worker's clock. On SQLite the engine serialises writers instead. Because the user row lock comes
+first, an annotator's own requests never race each other: a retry of a submission waits for the
+first and finds its judgement (``uq_judgement_request`` stays as the database's guarantee).
+
+The hot path runs prebuilt statements (``_queries``) through ``db.run_prebuilt``: per next clip the
+user lock, one read of the annotator's state (:class:`_State`), one window query, the clip lock, its
+slots and the lease insert; per submission the user lock, the clip with its assignment, and the
+lease taken and the judgement stored in one round trip (then the stage machine).
 
 The eligible pool (who could still balance a clip) is cached per process and project: it is
-reused while a one-query fingerprint of the eligible people and passed qualifications is unchanged
+reused while a fingerprint (read with the annotator's state) of the eligible people and passed qualifications is unchanged
 and for at most ``POOL_TTL_S`` seconds, so a profile edit or a daily cap reached shows in the balance
 rules within that time (at once after :func:`invalidate_pool_cache`). The re-check under the clip
 lock reads the clip's own annotators fresh.

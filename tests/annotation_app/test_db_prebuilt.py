@@ -8,16 +8,31 @@ invalidated so the next request reconnects.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import pytest
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from annotation_app.db import make_engine, make_sessionmaker, run_prebuilt
+from annotation_app.db import make_engine, make_sessionmaker, run_prebuilt, run_prebuilt_batch
 from annotation_app.models import AssignmentStatus, ClipStatus, Role, User
 from annotation_app.services import _queries as sql
 from annotation_app.services._common import violates
 from tests.annotation_app.factories import make_annotator, make_clips, make_project
+
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def _lease(session: Session) -> tuple[int, dict[str, Any]]:
+    """A clip and an annotator; the INSERT_LEASE parameters for them (and the clip's id)."""
+    project = make_project(session)
+    (clip,) = make_clips(session, project, 1)
+    annotator = make_annotator(session)
+    return clip.id, {"project_id": project.id, "clip_id": clip.id, "user_id": annotator.id, "stage": 1,
+                     "now": NOW, "expires": NOW + timedelta(minutes=15)}
+
 
 _BY_IDS = select(User.__table__.c.id).where(User.__table__.c.id.in_(bindparam("ids", expanding=True)))
 
@@ -38,14 +53,7 @@ def test_rows_and_values_match_connection_execute(session: Session) -> None:
 
 
 def test_writes_join_the_session_transaction_and_errors_are_sqlalchemys(session: Session) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    project = make_project(session)
-    (clip,) = make_clips(session, project, 1)
-    annotator = make_annotator(session)
-    now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-    params = {"project_id": project.id, "clip_id": clip.id, "user_id": annotator.id, "stage": 1, "now": now,
-              "expires": now + timedelta(minutes=15)}
+    _, params = _lease(session)
     lease_id = run_prebuilt(session, sql.INSERT_LEASE, params).scalar_one()
     status = session.connection().execute(text("SELECT status FROM assignments WHERE id = :i"), {"i": lease_id})
     assert status.scalar_one() == AssignmentStatus.leased
@@ -78,22 +86,13 @@ def test_a_dropped_connection_fails_one_request_and_the_next_reconnects(pg_url: 
 
 def test_a_batch_runs_in_order_and_stops_at_an_error(session: Session) -> None:
     # One round trip on PostgreSQL (pipeline mode), one by one elsewhere: the same answers.
-    from datetime import UTC, datetime, timedelta
-
-    from annotation_app.db import run_prebuilt_batch
-
-    project = make_project(session)
-    (clip,) = make_clips(session, project, 1)
-    annotator = make_annotator(session)
-    now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-    lease = {"project_id": project.id, "clip_id": clip.id, "user_id": annotator.id, "stage": 1, "now": now,
-             "expires": now + timedelta(minutes=15)}
+    clip_id, lease = _lease(session)
     inserted, slots = run_prebuilt_batch(session, [
         (sql.INSERT_LEASE, lease),
-        (sql.STAGE_SLOT_COUNTS, {"clip_id": clip.id, "stage": 1, "now": now}),  # sees the lease above
+        (sql.STAGE_SLOT_COUNTS, {"clip_id": clip_id, "stage": 1, "now": NOW}),  # sees the lease above
     ])
     assert inserted.scalar_one() > 0 and tuple(slots.one()) == (1, 0)
     with pytest.raises(IntegrityError) as raised:
         with session.begin_nested():
-            run_prebuilt_batch(session, [(sql.INSERT_LEASE, lease), (sql.LOCK_USER, {"user_id": annotator.id})])
+            run_prebuilt_batch(session, [(sql.INSERT_LEASE, lease), (sql.LOCK_USER, {"user_id": lease["user_id"]})])
     assert violates(raised.value, "uq_assignment_clip_annotator", "assignments.clip_id", "assignments.annotator_id")
