@@ -287,6 +287,8 @@ class Assignment(Base):
         Index("ix_assignments_clip_stage_status", "clip_id", "stage", "status"),
         Index("ix_assignments_annotator_status", "annotator_id", "status"),
         Index("ix_assignments_status_expires", "status", "lease_expires_at"),
+        # The annotator's own slots in a project, counted on every next-clip request (migration 0003).
+        Index("ix_assignments_annotator_project_stage", "annotator_id", "project_id", "stage"),
     )
 
 
@@ -327,6 +329,8 @@ class Judgement(Base):
             "label_id IS NOT NULL OR cant_judge OR broken", name="label_or_flag"
         ),
         Index("ix_judgements_project_submitted", "project_id", "submitted_at"),
+        # The annotator's own judgements in a project (today's and all), for progress (migration 0003).
+        Index("ix_judgements_annotator_project_submitted", "annotator_id", "project_id", "submitted_at"),
     )
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    cast,
     false,
     func,
     insert,
@@ -83,6 +84,14 @@ def _live(table: Any = A) -> Any:
     )
 
 
+def _fingerprint(*values: Any) -> Any:
+    """SELECT of the values joined into one text (NULL as empty), for a cheap change check."""
+    text = func.coalesce(cast(values[0], String), "")
+    for value in values[1:]:
+        text = text + "|" + func.coalesce(cast(value, String), "")
+    return select(text)
+
+
 def _count(*where: Any, table: Any) -> Any:
     return select(func.count()).select_from(table).where(*where).scalar_subquery()
 
@@ -122,12 +131,12 @@ def _state() -> Executable:
         select(Q.c.correct).where(*my_round).scalar_subquery().label("round_correct"),
         select(Q.c.passed).where(*my_round).scalar_subquery().label("round_passed"),
         # The eligible pool's fingerprint (``work._eligible_pool``): creation and completion times,
-        # not just counts and ids, because ids can be reused after a rollback.
-        _count(*annotating, table=U).label("pool_people"),
-        select(func.max(U.c.id)).where(*annotating).scalar_subquery().label("pool_max_id"),
-        select(func.max(U.c.created_at)).where(*annotating).scalar_subquery().label("pool_last_created"),
-        _count(*passed, table=Q).label("pool_passed"),
-        select(func.max(Q.c.completed_at)).where(*passed).scalar_subquery().label("pool_last_passed"),
+        # not just counts and ids, because ids can be reused after a rollback. One text per table,
+        # so each is read once.
+        _fingerprint(func.count(U.c.id), func.max(U.c.id), func.max(U.c.created_at))
+        .where(*annotating).scalar_subquery().label("pool_people"),
+        _fingerprint(func.count(Q.c.id), func.max(Q.c.completed_at))
+        .where(*passed).scalar_subquery().label("pool_passed"),
     ).where(*mine)
 
 

@@ -158,9 +158,7 @@ def _read_state(session: Session, project: Project, annotator_id: int, now: date
     else:
         qualification = {"required": required, "answered": row.round_answered or 0,
                          "correct": row.round_correct or 0, "passed": row.round_passed}
-    fingerprint: tuple[Any, ...] = (row.pool_people, row.pool_max_id, row.pool_last_created)
-    if required:
-        fingerprint += (row.pool_passed, row.pool_last_passed)
+    fingerprint: tuple[Any, ...] = (row.pool_people, row.pool_passed) if required else (row.pool_people,)
     return _State(
         lease_id=row.lease_id, served_today=int(row.served_today), served_total=int(row.served_total),
         done_today=int(row.done_today), done_total=int(row.done_total), qualification=qualification,
