@@ -574,11 +574,11 @@ def _next(session: Session, project: Project, user: Any, state: _State, now: dat
             clip = lock_clip(session, current.clip_id)
             if clip is not None and clip.status == (ClipStatus.gold if current.is_gold else ClipStatus.active):
                 return _item(current, clip), 0
-            # The curator took the clip out of labelling meanwhile: give the slot back, serve another.
+            # The curator took the clip out of labelling meanwhile: give the slot back, serve another
+            # (with the counts read again: the released slot no longer counts).
             current.status = AssignmentStatus.released
             session.flush()
-        item = _next_new(session, project, user, state, now)
-        return item, None
+        return _next_new(session, project, user, _read_state(session, project, user.id, now), now), None
     item = _next_new(session, project, user, state, now)
     if item is None:
         return None, 0
@@ -589,11 +589,7 @@ def _next(session: Session, project: Project, user: Any, state: _State, now: dat
 
 def _next_new(session: Session, project: Project, user: Any, state: _State, now: datetime) -> WorkItem | None:
     qualification = state.qualification
-    served_today = state.served_today
-    if state.lease_id is not None:  # the lease was released above: read the counts again
-        state = _read_state(session, project, user.id, now)
-        served_today = state.served_today
-    if _blocked(project, user, qualification, served_today) is not None:
+    if _blocked(project, user, qualification, state.served_today) is not None:
         return None
     if qualification["passed"] is None:  # the qualification round is open
         gold_next = gold.next_qualification_item(session, project, user.id, state=qualification)
