@@ -11,14 +11,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from annotation_app.db import run_prebuilt
 from annotation_app.models import Assignment, AssignmentStatus, Clip, Project, User
 from annotation_app.services import _queries as sql
+from annotation_app.services._queries import live_slot  # noqa: F401 - the services import it from here
 
 __all__: list[str] = []  # private module
 
@@ -83,14 +83,6 @@ def lock_first_clip(session: Session, clip_ids: list[int]) -> Any:
                 return clip
         return None
     return run_prebuilt(session, sql.LOCK_FIRST_FREE_CLIP, {"ranked_clip_ids": list(clip_ids)}).first()
-
-
-def live_slot(now: datetime) -> ColumnElement[bool]:
-    """An assignment holds a slot: submitted, or leased and not yet expired at ``now``."""
-    return or_(
-        Assignment.status == AssignmentStatus.submitted,
-        and_(Assignment.status == AssignmentStatus.leased, Assignment.lease_expires_at > now),
-    )
 
 
 def expire_clip_leases(session: Session, clip_id: int, now: datetime) -> int:

@@ -76,12 +76,18 @@ QUALIFICATION_PURPOSES = (GoldPurpose.qualification, GoldPurpose.both)
 PROFILE_COLUMNS = (U.c.id, U.c.gender, U.c.age_band, U.c.region, U.c.background, U.c.languages)
 
 
-def _live(table: Any = A) -> Any:
-    """An assignment holds a slot at ``now``: submitted, or leased and not expired (``_common.live_slot``)."""
+def live_slot(now: Any) -> Any:
+    """An assignment holds a slot: submitted, or leased and not yet expired at ``now`` (a datetime,
+    or the ``NOW`` parameter in the statements here)."""
     return or_(
-        table.c.status == AssignmentStatus.submitted,
-        and_(table.c.status == AssignmentStatus.leased, table.c.lease_expires_at > NOW),
+        A.c.status == AssignmentStatus.submitted,
+        and_(A.c.status == AssignmentStatus.leased, A.c.lease_expires_at > now),
     )
+
+
+# Who may take work: active, unpaused annotators and experts. An OR rather than IN: an IN list is
+# an "expanding" parameter, which SQLAlchemy compiles again on every run.
+ANNOTATING_USERS = (U.c.is_active.is_(True), U.c.paused.is_(False), or_(*(U.c.role == r for r in ANNOTATING_ROLES)))
 
 
 def _fingerprint(*values: Any) -> Any:
@@ -108,12 +114,10 @@ LOCK_USER = (
 
 def _state() -> Executable:
     mine = (A.c.project_id == PROJECT_ID, A.c.annotator_id == USER_ID)
-    counted = and_(A.c.stage >= 1, A.c.leased_at >= DAY_START, _live())
+    counted = and_(A.c.stage >= 1, A.c.leased_at >= DAY_START, live_slot(NOW))
     my_judgements = (J.c.project_id == PROJECT_ID, J.c.annotator_id == USER_ID, J.c.replaces_id.is_(None),
                      J.c.stage >= 1)
     my_round = (Q.c.project_id == PROJECT_ID, Q.c.annotator_id == USER_ID)
-    # Constant lists as OR, not IN: an IN list is an "expanding" parameter, compiled per call.
-    annotating = (U.c.is_active.is_(True), U.c.paused.is_(False), or_(*(U.c.role == r for r in ANNOTATING_ROLES)))
     passed = (Q.c.project_id == PROJECT_ID, Q.c.passed.is_(True))
     return select(
         # The annotator's own assignments, one pass: their live lease, today's slots, all slots.
@@ -134,7 +138,7 @@ def _state() -> Executable:
         # not just counts and ids, because ids can be reused after a rollback. One text per table,
         # so each is read once.
         _fingerprint(func.count(U.c.id), func.max(U.c.id), func.max(U.c.created_at))
-        .where(*annotating).scalar_subquery().label("pool_people"),
+        .where(*ANNOTATING_USERS).scalar_subquery().label("pool_people"),
         _fingerprint(func.count(Q.c.id), func.max(Q.c.completed_at))
         .where(*passed).scalar_subquery().label("pool_passed"),
     ).where(*mine)
@@ -158,7 +162,7 @@ def candidates(stages: tuple[int, ...]) -> Executable:
     seen = C.c.id.in_(select(A.c.clip_id).where(A.c.annotator_id == USER_ID))
     filled = (
         select(func.count()).select_from(A)
-        .where(A.c.clip_id == C.c.id, A.c.stage == C.c.stage, _live())
+        .where(A.c.clip_id == C.c.id, A.c.stage == C.c.stage, live_slot(NOW))
         .correlate(C).scalar_subquery()
     )
     windows = [
@@ -269,7 +273,7 @@ INSERT_JUDGEMENT = (
 
 STAGE = bindparam("stage", type_=Integer)
 STAGE_SLOT_COUNTS = select(
-    func.coalesce(func.sum(case((_live(), 1), else_=0)), 0),
+    func.coalesce(func.sum(case((live_slot(NOW), 1), else_=0)), 0),
     func.coalesce(func.sum(case((A.c.status == AssignmentStatus.submitted, 1), else_=0)), 0),
 ).where(A.c.clip_id == CLIP_ID, A.c.stage == STAGE)
 

@@ -51,7 +51,6 @@ from typing import Any, NoReturn
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from annotation_app.db import run_prebuilt, run_prebuilt_batch
 from annotation_app.errors import ConflictError, InvalidInputError, LeaseError, NotFoundError
@@ -101,7 +100,7 @@ __all__ = [
     "RECLAIM_INTERVAL_S",
 ]
 
-ANNOTATING_ROLES = (Role.annotator, Role.expert)
+ANNOTATING_ROLES = sql.ANNOTATING_ROLES
 # Candidate clips read per round; most requests are served from the first window.
 _WINDOW = 16
 # Polling the busy clips when waiting for their locks is not safe (see _allocate).
@@ -262,12 +261,8 @@ def invalidate_pool_cache(project_id: int | None = None) -> None:
             del _pool_cache[key]
 
 
-def _annotating_users() -> tuple[ColumnElement[bool], ...]:
-    return (User.is_active.is_(True), User.paused.is_(False), User.role.in_(ANNOTATING_ROLES))
-
-
 def _load_pool(session: Session, project: Project, attributes: list[str], now: datetime, required: int) -> _Pool:
-    users = [_Profile(*row) for row in session.execute(select(*sql.PROFILE_COLUMNS).where(*_annotating_users()))]
+    users = [_Profile(*row) for row in session.execute(select(*sql.PROFILE_COLUMNS).where(*sql.ANNOTATING_USERS))]
     qualified = gold.qualified_ids(session, project, required=required)
     capped = frozenset(int(a) for a in session.scalars(
         select(Assignment.annotator_id).where(
