@@ -128,6 +128,17 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
+def _arguments(constants: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    return {**constants, **{name: _plain(value) for name, value in params.items()}}
+
+
+def _driver_error(connection: Any, raw: Any, exc: psycopg.Error, statement: str, arguments: Any) -> DBAPIError:
+    """psycopg's error as ``Connection.execute`` would raise it; a dropped connection is invalidated."""
+    if raw.closed:
+        connection.invalidate(exc)
+    return DBAPIError.instance(statement, arguments, exc, psycopg.Error)
+
+
 def run_prebuilt(session: Session, statement: Any, params: dict[str, Any]) -> Any:
     """Run a statement built once at import (never one built per call) in the session's transaction.
 
@@ -143,15 +154,13 @@ def run_prebuilt(session: Session, statement: Any, params: dict[str, Any]) -> An
     if compiled is None:
         return connection.execute(statement, params)
     sql, constants = compiled
-    arguments = {**constants, **{name: _plain(value) for name, value in params.items()}}
+    arguments = _arguments(constants, params)
     raw = connection.connection.driver_connection
     cursor = raw.cursor(row_factory=namedtuple_row)
     try:
         cursor.execute(sql, arguments)
     except psycopg.Error as exc:
-        if raw.closed:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(sql, arguments, exc, psycopg.Error) from exc
+        raise _driver_error(connection, raw, exc, sql, arguments) from exc
     return _Rows(cursor)
 
 
@@ -173,10 +182,8 @@ def run_prebuilt_batch(session: Session, batch: list[tuple[Any, dict[str, Any]]]
         with raw.pipeline():
             for (sql, constants), (_, params) in zip(compiled, batch, strict=True):  # type: ignore[misc]
                 cursor = raw.cursor(row_factory=namedtuple_row)
-                cursor.execute(sql, {**constants, **{name: _plain(value) for name, value in params.items()}})
+                cursor.execute(sql, _arguments(constants, params))
                 cursors.append(cursor)
     except psycopg.Error as exc:
-        if raw.closed:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(f"a pipeline of {len(batch)} statements", None, exc, psycopg.Error) from exc
+        raise _driver_error(connection, raw, exc, f"a pipeline of {len(batch)} statements", None) from exc
     return [_Rows(cursor) for cursor in cursors]
