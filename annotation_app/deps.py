@@ -297,17 +297,28 @@ _PROJECT_BY_ID = select(_PROJECTS).where(_PROJECTS.c.id == bindparam("id"))
 _FIRST_PROJECTS = select(_PROJECTS).order_by(_PROJECTS.c.id).limit(2)
 
 
+def _project_choice(request: Request, project: str | None) -> tuple[str, Any]:
+    """How the request names its project: ("name", NAME) from ``?project=``, else ("id", ID) of the
+    session's choice, else ("first", None): the only project."""
+    if project:
+        return "name", project
+    data = session_data(request)
+    if data is not None and data.project_id is not None:
+        return "id", data.project_id
+    return "first", None
+
+
 def _choose_project_snapshot(request: Request, session: Session, project: str | None) -> Project:
     # Prebuilt statements: building a SELECT costs more than running it, on every queue request.
     conn = session.connection()
-    if project:
-        row = conn.execute(_PROJECT_BY_NAME, {"name": project}).first()
+    by, key = _project_choice(request, project)
+    if by == "name":
+        row = conn.execute(_PROJECT_BY_NAME, {"name": key}).first()
         if row is None:
-            raise NotFoundError(f"no project named {project!r}")
+            raise NotFoundError(f"no project named {key!r}")
         return _project_snapshot(request, session, row)
-    data = session_data(request)
-    if data is not None and data.project_id is not None:
-        row = conn.execute(_PROJECT_BY_ID, {"id": data.project_id}).first()
+    if by == "id":
+        row = conn.execute(_PROJECT_BY_ID, {"id": key}).first()
         if row is not None:
             return _project_snapshot(request, session, row)
     rows = conn.execute(_FIRST_PROJECTS).all()
@@ -376,13 +387,8 @@ def _caller_and_project(request: Request, session: Session, user_id: int, projec
                         lock: bool) -> tuple[Any, Project]:
     """The admitted caller (else :class:`LoginRequiredError`) and the project the request names,
     chosen as :func:`current_project_snapshot` chooses it."""
-    data = session_data(request)
-    if project:
-        by, params = "name", {"project_name": project}
-    elif data is not None and data.project_id is not None:
-        by, params = "id", {"project_id": data.project_id}
-    else:
-        by, params = "first", {}
+    by, key = _project_choice(request, project)
+    params = {"name": {"project_name": key}, "id": {"project_id": key}, "first": {}}[by]
     row = run_prebuilt(session, _CALLER_AND_PROJECT[by, lock], {"user_id": user_id, **params}).first()
     user = _admit(request, row)
     if user is None or user.role not in ANNOTATING_ROLES:
@@ -393,9 +399,9 @@ def _caller_and_project(request: Request, session: Session, user_id: int, projec
         get_project(session, None)  # raises: several projects, name one
     if project_id is None:
         if by == "name":
-            raise NotFoundError(f"no project named {project!r}")
+            raise NotFoundError(f"no project named {key!r}")
         # The session's project was removed, or there is none: choose as the dependency does.
-        return user, _choose_project_snapshot(request, session, None if by == "id" else project)
+        return user, _choose_project_snapshot(request, session, project)
     return user, _snapshot_of(request, session, project_id, values)
 
 
