@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_app.settings import Settings
 
-__all__ = ["make_engine", "make_sessionmaker", "session_scope", "run_prebuilt", "run_prebuilt_batch"]
+__all__ = ["make_engine", "make_sessionmaker", "session_scope", "run_prebuilt"]
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10) -> Engine:
@@ -162,28 +162,3 @@ def run_prebuilt(session: Session, statement: Any, params: dict[str, Any]) -> An
     except psycopg.Error as exc:
         raise _driver_error(connection, raw, exc, sql, arguments) from exc
     return _Rows(cursor)
-
-
-def run_prebuilt_batch(session: Session, batch: list[tuple[Any, dict[str, Any]]]) -> list[Any]:
-    """:func:`run_prebuilt` for statements that do not need each other's results, in order.
-
-    On PostgreSQL they go in one round trip (libpq pipeline mode): each still runs as its own
-    statement, seeing what the ones before it wrote, with its own snapshot. A failing statement
-    raises (as SQLAlchemy's error) and the ones after it do not run. Elsewhere one by one.
-    """
-    connection = session.connection()
-    compiled = [_pg_sql(statement, connection.dialect) if connection.dialect.name == "postgresql" else None
-                for statement, _ in batch]
-    if any(c is None for c in compiled):
-        return [run_prebuilt(session, statement, params) for statement, params in batch]
-    raw = connection.connection.driver_connection
-    cursors = []
-    try:
-        with raw.pipeline():
-            for (sql, constants), (_, params) in zip(compiled, batch, strict=True):  # type: ignore[misc]
-                cursor = raw.cursor(row_factory=namedtuple_row)
-                cursor.execute(sql, _arguments(constants, params))
-                cursors.append(cursor)
-    except psycopg.Error as exc:
-        raise _driver_error(connection, raw, exc, f"a pipeline of {len(batch)} statements", None) from exc
-    return [_Rows(cursor) for cursor in cursors]

@@ -245,22 +245,32 @@ SUBMIT_LEASE = (
     .values(status=AssignmentStatus.submitted, submitted_at=NOW)
     .returning(A.c.id, A.c.clip_id, A.c.stage, A.c.annotator_id)
 )
+_JUDGEMENT_COLUMNS = [
+    "project_id", "clip_id", "annotator_id", "assignment_id", "stage", "label_id", "confidence", "cant_judge",
+    "broken", "flag_reason", "time_on_task_s", "client_request_id", "replaces_id", "live", "excluded",
+    "submitted_at",
+]
+
+
+def _judgement_values(lease: Any) -> Any:
+    """The new judgement's row for the lease row ``lease`` (the assignments table or a CTE over it)."""
+    return select(
+        PROJECT_ID, lease.c.clip_id, lease.c.annotator_id, lease.c.id, lease.c.stage,
+        bindparam("label_id", type_=Integer), bindparam("confidence", type_=Integer),
+        bindparam("cant_judge", type_=Boolean), bindparam("broken", type_=Boolean),
+        bindparam("flag_reason", type_=Text), bindparam("time_on_task_s", type_=Float),
+        REQUEST_ID, null(), true(), false(), NOW,
+    )
+
+
 # The judgement for the lease SUBMIT_LEASE just took (submitted, at ``now``, no judgement yet), with
-# the lease's stage: it needs nothing from that statement's result, so both go in one round trip,
-# and it inserts nothing when the lease was not taken.
+# the lease's stage; it inserts nothing when the lease was not taken. For SQLite, which has no
+# data-modifying CTEs; PostgreSQL runs SUBMIT_JUDGEMENT instead.
 INSERT_JUDGEMENT = (
     insert(J)
     .from_select(
-        ["project_id", "clip_id", "annotator_id", "assignment_id", "stage", "label_id", "confidence",
-         "cant_judge", "broken", "flag_reason", "time_on_task_s", "client_request_id", "replaces_id", "live",
-         "excluded", "submitted_at"],
-        select(
-            PROJECT_ID, A.c.clip_id, A.c.annotator_id, A.c.id, A.c.stage,
-            bindparam("label_id", type_=Integer), bindparam("confidence", type_=Integer),
-            bindparam("cant_judge", type_=Boolean), bindparam("broken", type_=Boolean),
-            bindparam("flag_reason", type_=Text), bindparam("time_on_task_s", type_=Float),
-            REQUEST_ID, null(), true(), false(), NOW,
-        ).where(
+        _JUDGEMENT_COLUMNS,
+        _judgement_values(A).where(
             A.c.id == ASSIGNMENT_ID, A.c.status == AssignmentStatus.submitted, A.c.submitted_at == NOW,
             # Taken just now, not submitted before (an earlier submission has its judgement).
             ~select(J.c.id).where(J.c.assignment_id == A.c.id).exists(),
@@ -268,6 +278,18 @@ INSERT_JUDGEMENT = (
     )
     .returning(J.c.id)
 )
+
+
+def _submit_judgement() -> Executable:
+    taken = SUBMIT_LEASE.cte("taken")
+    stored = insert(J).from_select(_JUDGEMENT_COLUMNS, _judgement_values(taken)).returning(J.c.id).cte("stored")
+    return select(taken.c.id, taken.c.clip_id, taken.c.stage, taken.c.annotator_id,
+                  stored.c.id.label("judgement_id")).select_from(taken.outerjoin(stored, true()))
+
+
+# PostgreSQL: SUBMIT_LEASE and the judgement's insert as one statement (one round trip; a pipeline
+# of the two busy-polled the socket). No row when the lease was not taken, and then nothing is stored.
+SUBMIT_JUDGEMENT = _submit_judgement()
 
 # -- stages -------------------------------------------------------------------------------------
 

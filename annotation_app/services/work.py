@@ -24,7 +24,7 @@ first and finds its judgement (``uq_judgement_request`` stays as the database's 
 The hot path runs prebuilt statements (``_queries``) through ``db.run_prebuilt``: per next clip the
 user lock, one read of the annotator's state (:class:`_State`), one window query, the clip lock, its
 slots and the lease insert; per submission the user lock, the clip with its assignment, and the
-lease taken and the judgement stored in one round trip (then the stage machine).
+lease taken and the judgement stored by one statement on PostgreSQL (then the stage machine).
 
 The eligible pool (who could still balance a clip) is cached per process and project: it is
 reused while a fingerprint (read with the annotator's state) of the eligible people and passed qualifications is unchanged
@@ -52,7 +52,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from annotation_app.db import run_prebuilt, run_prebuilt_batch
+from annotation_app.db import run_prebuilt
 from annotation_app.errors import ConflictError, InvalidInputError, LeaseError, NotFoundError
 from annotation_app.models import (
     Assignment,
@@ -736,11 +736,7 @@ def submit(
                  "cant_judge": bool(cant_judge), "broken": bool(broken), "flag_reason": flag_reason,
                  "time_on_task_s": time_on_task_s, "request_id": client_request_id}
     try:
-        taken, stored = run_prebuilt_batch(session, [
-            (sql.SUBMIT_LEASE, {"assignment_id": assignment_id, "now": now}),
-            (sql.INSERT_JUDGEMENT, {"assignment_id": assignment_id, "now": now, **judgement}),
-        ])
-        lease, judgement_id = taken.first(), stored.scalar()
+        lease, judgement_id = _take_lease_and_store(session, assignment_id, now, judgement)
     except IntegrityError as exc:
         if violates(exc, "uq_judgement_live", "judgements.stage", "judgements.live"):
             raise ConflictError(f"clip {clip.id} already has your judgement in this stage") from None
@@ -759,6 +755,20 @@ def submit(
         # A judgement without a broken flag cannot tip the clip into "broken": skip that count.
         stages.advance(session, project, clip, now=now, flags_changed=bool(broken))
     return SubmitResult(judgement_id=judgement_id, duplicate=False, qualification=qualification)
+
+
+def _take_lease_and_store(
+    session: Session, assignment_id: int, now: datetime, judgement: dict[str, Any]
+) -> tuple[Any, int | None]:
+    """(the lease row, the new judgement's id), or (None, None) when the lease could not be taken."""
+    ids = {"assignment_id": assignment_id, "now": now}
+    if is_postgres(session):
+        row = _run(session, sql.SUBMIT_JUDGEMENT, **ids, **judgement).first()
+        return (None, None) if row is None else (row, row.judgement_id)
+    lease = _run(session, sql.SUBMIT_LEASE, **ids).first()
+    if lease is None:
+        return None, None
+    return lease, _run(session, sql.INSERT_JUDGEMENT, **ids, **judgement).scalar_one()
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from annotation_app.db import make_engine, make_sessionmaker, run_prebuilt, run_prebuilt_batch
+from annotation_app.db import make_engine, make_sessionmaker, run_prebuilt
 from annotation_app.models import AssignmentStatus, ClipStatus, Role, User
 from annotation_app.services import _queries as sql
+from annotation_app.services import work
 from annotation_app.services._common import violates
 from tests.annotation_app.factories import make_annotator, make_clips, make_project
 
@@ -84,15 +85,24 @@ def test_a_dropped_connection_fails_one_request_and_the_next_reconnects(pg_url: 
         admin.dispose()
 
 
-def test_a_batch_runs_in_order_and_stops_at_an_error(session: Session) -> None:
-    # One round trip on PostgreSQL (pipeline mode), one by one elsewhere: the same answers.
+def test_taking_a_lease_stores_its_judgement_once(session: Session) -> None:
+    # PostgreSQL: one statement (data-modifying CTEs); SQLite: the lease, then the guarded insert.
     clip_id, lease = _lease(session)
-    inserted, slots = run_prebuilt_batch(session, [
-        (sql.INSERT_LEASE, lease),
-        (sql.STAGE_SLOT_COUNTS, {"clip_id": clip_id, "stage": 1, "now": NOW}),  # sees the lease above
-    ])
-    assert inserted.scalar_one() > 0 and tuple(slots.one()) == (1, 0)
-    with pytest.raises(IntegrityError) as raised:
-        with session.begin_nested():
-            run_prebuilt_batch(session, [(sql.INSERT_LEASE, lease), (sql.LOCK_USER, {"user_id": lease["user_id"]})])
-    assert violates(raised.value, "uq_assignment_clip_annotator", "assignments.clip_id", "assignments.annotator_id")
+    lease_id = run_prebuilt(session, sql.INSERT_LEASE, lease).scalar_one()
+    judgement = {"project_id": lease["project_id"], "label_id": None, "confidence": None, "cant_judge": True,
+                 "broken": False, "flag_reason": None, "time_on_task_s": 1.5, "request_id": "r1"}
+    taken, judgement_id = work._take_lease_and_store(session, lease_id, NOW, judgement)
+    assert (taken.id, taken.clip_id, taken.stage, taken.annotator_id) == (lease_id, clip_id, 1, lease["user_id"])
+    stored = session.connection().execute(
+        text("SELECT assignment_id, stage, cant_judge, client_request_id FROM judgements WHERE id = :i"),
+        {"i": judgement_id}).one()
+    assert tuple(stored) == (lease_id, 1, True, "r1")
+    # Taken already: nothing is taken or stored the second time.
+    assert work._take_lease_and_store(session, lease_id, NOW, {**judgement, "request_id": "r2"}) == (None, None)
+    count = session.connection().execute(text("SELECT count(*) FROM judgements WHERE assignment_id = :a"),
+                                         {"a": lease_id})
+    assert count.scalar_one() == 1
+    # A lease past its end is not taken either.
+    expired = run_prebuilt(session, sql.INSERT_LEASE, {**lease, "user_id": make_annotator(session).id,
+                                                        "expires": NOW - timedelta(seconds=1)}).scalar_one()
+    assert work._take_lease_and_store(session, expired, NOW, {**judgement, "request_id": "r3"}) == (None, None)
