@@ -219,6 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
+    app.add_middleware(api_work.QueueFastPath)  # innermost of ours: inside the body limit and headers
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(_SecurityHeaders)
     app.add_exception_handler(AppError, _app_error)
