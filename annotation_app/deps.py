@@ -7,12 +7,12 @@ router-level dependencies so no route of an area can forget them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -409,7 +409,8 @@ async def in_unit_of_work(
     request: Request, user_id: int, project: str | None, work: Callable[[Session, Any, Project], T], *,
     lock_caller: bool = False,
 ) -> T:
-    """Run ``work(session, user, project)`` and commit, as one thread-pool call on one connection.
+    """Run ``work(session, user, project)`` and commit, as one call on the app's queue threads, on one
+    connection.
 
     The annotator's queue answers most requests of the app. Sync dependencies each cost a
     thread-pool hop and a connection checkout of their own (and, on a 2-core machine, the GIL
@@ -428,4 +429,4 @@ async def in_unit_of_work(
             session.commit()
             return result
 
-    return await run_in_threadpool(unit)
+    return await asyncio.get_running_loop().run_in_executor(request.app.state.queue_threads, unit)

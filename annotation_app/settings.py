@@ -32,7 +32,10 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = 30_000
     app_threads: int = Field(
         2, ge=1, le=64,
-        description="Thread-pool size of each app worker process (sync handlers and each request's unit of work).",
+        description=(
+            "Thread-pool size of each app worker process (sync handlers; the annotator queue has its "
+            "own pool of this size)."
+        ),
     )
     login_attempts_per_minute: int = 10
 
