@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import enum
 import re
+import weakref
+from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import namedtuple_row
+from psycopg.pq import ExecStatus
+from psycopg.rows import tuple_row
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
@@ -76,52 +80,84 @@ def session_scope(settings: Settings) -> Iterator[Session]:
 
 
 class _Rows:
-    """The result methods the hot path uses (``Result``'s names), over a psycopg cursor."""
+    """The result methods the hot path uses (``Result``'s names), over the rows already fetched."""
 
-    __slots__ = ("_cursor",)
+    __slots__ = ("_rows",)
 
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
 
     def first(self) -> Any:
-        return self._cursor.fetchone()
+        return self._rows[0] if self._rows else None
 
     def one(self) -> Any:
-        row = self._cursor.fetchone()
-        if row is None:
+        if not self._rows:
             raise NoResultFound("the statement returned no row")
-        return row
+        return self._rows[0]
 
     def scalar(self) -> Any:
-        row = self._cursor.fetchone()
-        return None if row is None else row[0]
+        return self._rows[0][0] if self._rows else None
 
     def scalar_one(self) -> Any:
         return self.one()[0]
 
     def all(self) -> list[Any]:
-        return self._cursor.fetchall()
+        return self._rows
 
     def __iter__(self) -> Any:
-        return iter(self._cursor.fetchall())
+        return iter(self._rows)
 
 
-# statement -> (SQL, constant parameters), or None for one SQLAlchemy must expand per call.
-_PG_SQL: dict[Any, tuple[str, dict[str, Any]] | None] = {}
+@dataclass
+class _Prebuilt:
+    """A statement compiled for psycopg: its SQL, constant parameters and, after its first run, the
+    named tuple of its result columns (psycopg's row factories look the columns up on every run)."""
+
+    sql: str
+    constants: dict[str, Any]
+    row: Any = None
+
+    def rows(self, cursor: Any) -> list[Any]:
+        result = cursor.pgresult
+        if result is None or result.status != TUPLES_OK:  # (``description`` builds objects per call)
+            return []
+        if self.row is None:
+            self.row = namedtuple("Row", [column.name for column in cursor.description], rename=True)
+        return list(map(self.row._make, cursor.fetchall()))
 
 
-def _pg_sql(statement: Any, dialect: Any) -> tuple[str, dict[str, Any]] | None:
+TUPLES_OK = ExecStatus.TUPLES_OK
+
+# statement -> its compiled form, or None for one SQLAlchemy must expand per call.
+_PG_SQL: dict[Any, _Prebuilt | None] = {}
+
+
+def _pg_sql(statement: Any, dialect: Any) -> _Prebuilt | None:
     if statement in _PG_SQL:
         return _PG_SQL[statement]
     compiled = statement.compile(dialect=dialect)
     found = None
-    if "POSTCOMPILE" not in compiled.string:  # no IN list of varying length
+    # Not with an IN list of varying length, nor with column defaults computed in Python (an
+    # ``onupdate=utcnow`` not given): SQLAlchemy's execution context fills those in per call.
+    if "POSTCOMPILE" not in compiled.string and not (compiled.insert_prefetch or compiled.update_prefetch):
         used = set(re.findall(r"%\((\w+)\)s", compiled.string))
         constants = {name: _plain(bind.value) for name, bind in compiled.binds.items()
                      if name in used and not bind.required}
-        found = (compiled.string, constants)
+        found = _Prebuilt(compiled.string, constants)
     _PG_SQL[statement] = found
     return found
+
+
+# One cursor per psycopg connection, used again by every prebuilt statement on it: a new cursor
+# copies the connection's adapters. A pooled connection serves one thread at a time.
+_CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _cursor(raw: Any) -> Any:
+    cursor = _CURSORS.get(raw)
+    if cursor is None or cursor.closed:
+        cursor = _CURSORS[raw] = raw.cursor(row_factory=tuple_row)
+    return cursor
 
 
 def _plain(value: Any) -> Any:
@@ -142,23 +178,23 @@ def _driver_error(connection: Any, raw: Any, exc: psycopg.Error, statement: str,
 def run_prebuilt(session: Session, statement: Any, params: dict[str, Any]) -> Any:
     """Run a statement built once at import (never one built per call) in the session's transaction.
 
-    On PostgreSQL the SQL that SQLAlchemy compiled once goes straight to the psycopg cursor:
-    SQLAlchemy's execution context and result objects cost about as much Python as the rest of a
-    request's work. Rows are named tuples; enumerated columns come back as their string values
-    (equal to the ``StrEnum`` members). Errors are SQLAlchemy's, as ``Connection.execute`` raises
-    them, and a connection the server dropped is invalidated. Elsewhere (SQLite), and for
-    statements with an IN list, ``Connection.execute``.
+    On PostgreSQL the SQL that SQLAlchemy compiled once goes straight to psycopg: SQLAlchemy's
+    execution context and result objects cost about as much Python as the rest of a request's
+    work. The rows are fetched at once, as named tuples; enumerated columns come back as their
+    string values (equal to the ``StrEnum`` members). Errors are SQLAlchemy's, as
+    ``Connection.execute`` raises them, and a connection the server dropped is invalidated.
+    Elsewhere (SQLite), and for statements with an IN list or defaults computed in Python,
+    ``Connection.execute``.
     """
     connection = session.connection()
-    compiled = _pg_sql(statement, connection.dialect) if connection.dialect.name == "postgresql" else None
-    if compiled is None:
+    prebuilt = _pg_sql(statement, connection.dialect) if connection.dialect.name == "postgresql" else None
+    if prebuilt is None:
         return connection.execute(statement, params)
-    sql, constants = compiled
-    arguments = _arguments(constants, params)
+    arguments = _arguments(prebuilt.constants, params)
     raw = connection.connection.driver_connection
-    cursor = raw.cursor(row_factory=namedtuple_row)
+    cursor = _cursor(raw)
     try:
-        cursor.execute(sql, arguments)
+        cursor.execute(prebuilt.sql, arguments)
+        return _Rows(prebuilt.rows(cursor))
     except psycopg.Error as exc:
-        raise _driver_error(connection, raw, exc, sql, arguments) from exc
-    return _Rows(cursor)
+        raise _driver_error(connection, raw, exc, prebuilt.sql, arguments) from exc
