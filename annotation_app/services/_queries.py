@@ -115,25 +115,30 @@ LOCK_USER = (
 def _state() -> Executable:
     mine = (A.c.project_id == PROJECT_ID, A.c.annotator_id == USER_ID)
     counted = and_(A.c.stage >= 1, A.c.leased_at >= DAY_START, live_slot(NOW))
-    my_judgements = (J.c.project_id == PROJECT_ID, J.c.annotator_id == USER_ID, J.c.replaces_id.is_(None),
-                     J.c.stage >= 1)
-    my_round = (Q.c.project_id == PROJECT_ID, Q.c.annotator_id == USER_ID)
-    passed = (Q.c.project_id == PROJECT_ID, Q.c.passed.is_(True))
-    return select(
-        # The annotator's own assignments, one pass: their live lease, today's slots, all slots.
+    # The annotator's own assignments, one pass: their live lease, today's slots, all slots.
+    assignments = select(
         func.min(case((and_(A.c.status == AssignmentStatus.leased, A.c.lease_expires_at > NOW), A.c.id)))
         .label("lease_id"),
         func.coalesce(func.sum(case((counted, 1), else_=0)), 0).label("served_today"),
         func.coalesce(func.sum(case((A.c.stage >= 1, 1), else_=0)), 0).label("served_total"),
-        # Their judgements, for the progress counts.
-        _count(*my_judgements, J.c.submitted_at >= DAY_START, table=J).label("done_today"),
-        _count(*my_judgements, table=J).label("done_total"),
+    ).where(*mine).subquery("own_assignments")
+    # Their judgements, for the progress counts, also in one pass. Not a count of "today's" rows on
+    # its own: with no statistics yet (a new project's first minute) a prepared plan took the
+    # project's index on submission time for it and read every judgement of the day.
+    judgements = select(
+        func.coalesce(func.sum(case((J.c.submitted_at >= DAY_START, 1), else_=0)), 0).label("done_today"),
+        func.count().label("done_total"),
+    ).where(J.c.project_id == PROJECT_ID, J.c.annotator_id == USER_ID, J.c.replaces_id.is_(None),
+            J.c.stage >= 1).subquery("own_judgements")
+    passed = (Q.c.project_id == PROJECT_ID, Q.c.passed.is_(True))
+    return select(
+        assignments.c.lease_id, assignments.c.served_today, assignments.c.served_total,
+        judgements.c.done_today, judgements.c.done_total,
         # The qualification round: gold clips available for it, and this annotator's round.
         _count(G.c.project_id == PROJECT_ID, or_(*(G.c.purpose == p for p in QUALIFICATION_PURPOSES)), table=G)
         .label("gold_for_round"),
-        select(Q.c.answered).where(*my_round).scalar_subquery().label("round_answered"),
-        select(Q.c.correct).where(*my_round).scalar_subquery().label("round_correct"),
-        select(Q.c.passed).where(*my_round).scalar_subquery().label("round_passed"),
+        Q.c.answered.label("round_answered"), Q.c.correct.label("round_correct"),
+        Q.c.passed.label("round_passed"),
         # The eligible pool's fingerprint (``work._eligible_pool``): creation and completion times,
         # not just counts and ids, because ids can be reused after a rollback. One text per table,
         # so each is read once.
@@ -141,7 +146,10 @@ def _state() -> Executable:
         .where(*ANNOTATING_USERS).scalar_subquery().label("pool_people"),
         _fingerprint(func.count(Q.c.id), func.max(Q.c.completed_at))
         .where(*passed).scalar_subquery().label("pool_passed"),
-    ).where(*mine)
+    ).select_from(
+        assignments.join(judgements, true())
+        .outerjoin(Q, and_(Q.c.project_id == PROJECT_ID, Q.c.annotator_id == USER_ID))
+    )
 
 
 STATE = _state()
@@ -221,18 +229,19 @@ INSERT_LEASE = (
 
 # -- submit -------------------------------------------------------------------------------------
 
-# The clip an assignment belongs to, locked and loaded as an ORM object (the stage machine changes
-# it), with the assignment's owner and kind and the judgement already stored under this request id.
-# Run under the user lock: a twin request with the same id has committed by then, or not started.
+# The clip an assignment belongs to, locked, with the assignment's owner and kind and the judgement
+# already stored under this request id. Run under the user lock: a twin request with the same id
+# has committed by then, or not started.
 SUBMIT_TARGET = (
     select(
-        Clip, A.c.annotator_id, A.c.project_id, A.c.is_gold,
+        C.c.id.label("clip_id"), C.c.status.label("clip_status"), C.c.stage.label("clip_stage"),
+        A.c.annotator_id, A.c.project_id, A.c.is_gold,
         select(J.c.id).where(J.c.annotator_id == USER_ID, J.c.client_request_id == REQUEST_ID)
         .scalar_subquery().label("duplicate_of"),
     )
-    .join(A, A.c.clip_id == Clip.id)
+    .join(A, A.c.clip_id == C.c.id)
     .where(A.c.id == ASSIGNMENT_ID)
-    .with_for_update(key_share=True, of=Clip)
+    .with_for_update(key_share=True, of=C)
 )
 
 JUDGEMENT_BY_REQUEST = select(J.c.id).where(J.c.annotator_id == USER_ID, J.c.client_request_id == REQUEST_ID)

@@ -27,11 +27,14 @@ Rules (call these with the clip row locked; ``work.submit`` does):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from annotation_app.db import run_prebuilt
 from annotation_app.models import (
@@ -43,12 +46,13 @@ from annotation_app.models import (
     Judgement,
     Label,
     Project,
+    utcnow,
 )
 from annotation_app.services import quality
 from annotation_app.services._common import stage_slot_counts
 from curation.aggregation import Consensus, consensus
 
-__all__ = ["BROKEN_FLAGS", "StageOutcome", "slots_needed", "votes", "check", "advance", "reopen"]
+__all__ = ["BROKEN_FLAGS", "StageOutcome", "LockedClip", "slots_needed", "votes", "check", "advance", "reopen"]
 
 BROKEN_FLAGS = 2
 OPEN_STAGES = (1, 2)
@@ -127,8 +131,45 @@ def _label_id(project: Project, name: str) -> int:
     return next(lab.id for lab in project.labels if lab.name == name)
 
 
+@dataclass
+class LockedClip:
+    """The columns of a locked clip the stage machine reads and changes, for callers that read the
+    clip with a plain statement (``work.submit``) rather than as an ORM ``Clip``."""
+
+    id: int
+    status: ClipStatus
+    stage: int
+
+
+@functools.cache
+def _update_clip(columns: frozenset[str]) -> Any:
+    table = Clip.__table__
+    return (update(table).where(table.c.id == bindparam("clip_id"))
+            .values({name: bindparam(name, type_=table.c[name].type) for name in sorted(columns)}))
+
+
+def _save(session: Session, clip: Clip | LockedClip, **changes: Any) -> None:
+    """Write ``changes`` to the clip's row (one prebuilt UPDATE) and show them on ``clip``.
+
+    An ORM ``Clip`` takes them as its loaded state (they are in the database already, nothing is
+    left to flush); for a :class:`LockedClip`, any ORM copy of the row in the session is expired.
+    """
+    # ``updated_at`` given (the column's onupdate): then the statement runs prebuilt.
+    values = {**changes, "updated_at": utcnow()}
+    run_prebuilt(session, _update_clip(frozenset(values)), {"clip_id": clip.id, **values})
+    if isinstance(clip, Clip):
+        for name, value in values.items():
+            set_committed_value(clip, name, value)
+        return
+    for name, value in changes.items():
+        setattr(clip, name, value)
+    copy = session.identity_map.get(session.identity_key(Clip, clip.id))
+    if copy is not None:
+        session.expire(copy)
+
+
 def advance(
-    session: Session, project: Project, clip: Clip, *, now: datetime, flags_changed: bool = True
+    session: Session, project: Project, clip: Clip | LockedClip, *, now: datetime, flags_changed: bool = True
 ) -> StageOutcome:
     """Apply the rules to an open clip after its judgements changed (clip row locked by the caller).
 
@@ -138,7 +179,7 @@ def advance(
     if clip.status != ClipStatus.active or clip.stage not in OPEN_STAGES:
         return StageOutcome(clip.id, "waiting", clip.stage)
     if flags_changed and _broken_flags(session, clip.id) >= BROKEN_FLAGS:
-        clip.status = ClipStatus.broken
+        _save(session, clip, status=ClipStatus.broken)
         release_leases(session, clip.id)
         session.flush()
         return StageOutcome(clip.id, "broken", clip.stage)
@@ -149,18 +190,13 @@ def advance(
             return StageOutcome(clip.id, "waiting", stage)
         result = check(session, project, clip.id, max_stage=stage)
         if result is not None and result.resolved and result.label is not None:
-            clip.status = ClipStatus.resolved
-            clip.final_label_id = _label_id(project, result.label)
-            clip.resolved_stage = stage
-            clip.resolution_confidence = float(result.share)
-            session.flush()
+            _save(session, clip, status=ClipStatus.resolved, final_label_id=_label_id(project, result.label),
+                  resolved_stage=stage, resolution_confidence=float(result.share))
             return StageOutcome(clip.id, "resolved", stage, result)
         if stage == 1 and project.stage2_extra > 0:
-            clip.stage = 2
-            session.flush()
+            _save(session, clip, stage=2)
             continue  # stage 2 may already be full after a re-open
-        clip.status = ClipStatus.expert
-        clip.stage = 3
+        _save(session, clip, status=ClipStatus.expert, stage=3)
         release_leases(session, clip.id)
         session.flush()
         return StageOutcome(clip.id, "expert", 3, result)

@@ -717,15 +717,14 @@ def submit(
         raise NotFoundError(f"no user with id {annotator.id}")
     ids = {"user_id": annotator.id, "request_id": client_request_id}
     # Under the user lock, so a twin request with this id has committed or not started.
-    target = session.execute(sql.SUBMIT_TARGET, {"assignment_id": assignment_id, **ids},
-                             execution_options=_FRESH).first()
+    target = _run(session, sql.SUBMIT_TARGET, assignment_id=assignment_id, **ids).first()
     duplicate_of = target.duplicate_of if target is not None else _run(session, sql.JUDGEMENT_BY_REQUEST, **ids).scalar()
     if duplicate_of is not None:
         return _duplicate(session, project, _judgement(session, duplicate_of))
     label_id = _validated_label(project, label, confidence, cant_judge, broken, time_on_task_s)
     if target is None:
         raise NotFoundError(f"no assignment {assignment_id}: its clip may have been removed")
-    clip, peek = target.Clip, target
+    clip, peek = stages.LockedClip(target.clip_id, ClipStatus(target.clip_status), target.clip_stage), target
     if peek.annotator_id != annotator.id or peek.project_id != project.id:
         raise LeaseError(f"assignment {assignment_id} is not leased to you")
     if clip.status != (ClipStatus.gold if peek.is_gold else ClipStatus.active):
@@ -794,7 +793,7 @@ def _forget(session: Session, entity: type, ident: int) -> None:
         session.expire(obj)
 
 
-def _refused_submit(session: Session, assignment_id: int, clip: Clip) -> NoReturn:
+def _refused_submit(session: Session, assignment_id: int, clip: Clip | stages.LockedClip) -> NoReturn:
     """Why the lease could not be taken (under the clip lock), as the specific error."""
     assignment = session.get(Assignment, assignment_id, populate_existing=True)
     if assignment is None:
