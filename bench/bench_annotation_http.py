@@ -73,7 +73,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
 
 try:
     import uvloop  # comes with uvicorn[standard]; a cheaper event loop for the clients
@@ -307,7 +307,7 @@ def make_database(backend: str, workdir: Path, tag: str) -> tuple[str, Any]:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False), drop
 
 
 def seed(url: str, n_annotators: int, n_clips: int) -> tuple[list[int], int]:
@@ -397,8 +397,11 @@ def pgbench_ceiling(clients: int, seconds: int) -> dict[str, Any] | None:
     if exe is None:
         return None
     url, drop = make_database("postgres", Path(tempfile.gettempdir()), "pgbench")
-    dbname = url.rsplit("/", 1)[1]
-    base = ["-h", "127.0.0.1", "-U", "postgres"]
+    where = make_url(url)
+    dbname = str(where.database)
+    # The same server as the app's database: its TCP host, or its socket directory (``?host=``).
+    host = where.host or str(where.query.get("host") or "127.0.0.1")
+    base = ["-h", host, "-p", str(where.port or 5432), "-U", where.username or "postgres"]
     engine = create_engine(url)
     with engine.connect() as conn:
         max_connections = int(conn.execute(text("SHOW max_connections")).scalar_one())
