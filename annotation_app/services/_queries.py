@@ -192,6 +192,20 @@ def candidates(stages: tuple[int, ...]) -> Executable:
     )
 
 
+@functools.cache
+def state_and_candidates(stages: tuple[int, ...]) -> Executable:
+    """STATE and the first window of :func:`candidates` (``offset`` 0) in one round trip: one row per
+    candidate row with the state beside it, or a single row with NULL candidate columns.
+
+    Both are plain reads after the user lock; the candidates are re-checked under each clip's lock,
+    so reading them before knowing whether the annotator needs a new clip costs nothing but the read.
+    """
+    state = STATE.subquery("state")
+    window = candidates(stages).subquery("first_window")
+    return select(state, *(c.label(f"candidate_{c.name}") for c in window.c)).select_from(
+        state.outerjoin(window, true()))
+
+
 # The clip's assignment rows with their annotators' profiles, read fresh under the clip lock.
 CLIP_SLOTS = (
     select(A.c.clip_id, A.c.stage, A.c.status, A.c.lease_expires_at, *PROFILE_COLUMNS)
@@ -292,12 +306,23 @@ INSERT_JUDGEMENT = (
 def _submit_judgement() -> Executable:
     taken = SUBMIT_LEASE.cte("taken")
     stored = insert(J).from_select(_JUDGEMENT_COLUMNS, _judgement_values(taken)).returning(J.c.id).cte("stored")
+    # Read with the statement's snapshot, which does not see the lease just taken.
+    submitted_before = (
+        select(func.count()).select_from(A)
+        .where(A.c.clip_id == CLIP_ID, A.c.stage == bindparam("clip_stage", type_=Integer),
+               A.c.status == AssignmentStatus.submitted)
+        .scalar_subquery()
+    )
     return select(taken.c.id, taken.c.clip_id, taken.c.stage, taken.c.annotator_id,
-                  stored.c.id.label("judgement_id")).select_from(taken.outerjoin(stored, true()))
+                  stored.c.id.label("judgement_id"), submitted_before.label("submitted_before"),
+                  ).select_from(taken.outerjoin(stored, true()))
 
 
 # PostgreSQL: SUBMIT_LEASE and the judgement's insert as one statement (one round trip; a pipeline
 # of the two busy-polled the socket). No row when the lease was not taken, and then nothing is stored.
+# Also the clip's submitted slots in stage ``clip_stage`` before this one (``stages.advance`` needs
+# them): under the clip lock, which every change to a submitted slot takes, only this statement's
+# own lease can have changed them.
 SUBMIT_JUDGEMENT = _submit_judgement()
 
 # -- stages -------------------------------------------------------------------------------------

@@ -169,12 +169,15 @@ def _save(session: Session, clip: Clip | LockedClip, **changes: Any) -> None:
 
 
 def advance(
-    session: Session, project: Project, clip: Clip | LockedClip, *, now: datetime, flags_changed: bool = True
+    session: Session, project: Project, clip: Clip | LockedClip, *, now: datetime, flags_changed: bool = True,
+    submitted: int | None = None,
 ) -> StageOutcome:
     """Apply the rules to an open clip after its judgements changed (clip row locked by the caller).
 
     ``flags_changed=False`` (a new judgement without a broken flag): the broken-flag count cannot
     have grown since the last call, which already applied the broken rule, so it is not re-counted.
+    ``submitted``: the clip's submitted slots in its current stage, when the caller counted them
+    under the clip lock (``work.submit`` does, with the judgement's insert); else counted here.
     """
     if clip.status != ClipStatus.active or clip.stage not in OPEN_STAGES:
         return StageOutcome(clip.id, "waiting", clip.stage)
@@ -185,7 +188,8 @@ def advance(
         return StageOutcome(clip.id, "broken", clip.stage)
     while True:
         stage = clip.stage
-        _, submitted = stage_slot_counts(session, clip.id, stage, now)
+        if submitted is None:
+            _, submitted = stage_slot_counts(session, clip.id, stage, now)
         if submitted < slots_needed(project, stage):
             return StageOutcome(clip.id, "waiting", stage)
         result = check(session, project, clip.id, max_stage=stage)
@@ -195,6 +199,7 @@ def advance(
             return StageOutcome(clip.id, "resolved", stage, result)
         if stage == 1 and project.stage2_extra > 0:
             _save(session, clip, stage=2)
+            submitted = None
             continue  # stage 2 may already be full after a re-open
         _save(session, clip, status=ClipStatus.expert, stage=3)
         release_leases(session, clip.id)

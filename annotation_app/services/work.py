@@ -146,11 +146,36 @@ class _State:
     done_total: int
     qualification: dict[str, Any]
     pool_fingerprint: tuple[Any, ...]
+    # The first window of candidate clips (``_candidates``' rows at offset 0), when read with the state.
+    first_window: list[tuple[Any, ...]] | None = None
 
 
-def _read_state(session: Session, project: Project, annotator_id: int, now: datetime) -> _State:
-    row = _run(session, sql.STATE, project_id=project.id, user_id=annotator_id, now=now,
-               day_start=day_start(now)).one()
+def _open_stages(project: Project) -> dict[int, int]:
+    """Slots each open stage asks for, stage 2 first (the allocator serves it first)."""
+    needed = {stage: stages.slots_needed(project, stage) for stage in (2, 1)}
+    return {stage: n for stage, n in needed.items() if n > 0}
+
+
+def _window_params(open_stages: dict[int, int], offset: int) -> dict[str, Any]:
+    return {"window": _WINDOW, "offset": offset, **{f"needed_{s}": n for s, n in open_stages.items()}}
+
+
+def _read_state(
+    session: Session, project: Project, annotator_id: int, now: datetime, *, with_window: bool = False
+) -> _State:
+    """The annotator's state; ``with_window``: and the first window of candidate clips, in the same
+    round trip (``_queries.state_and_candidates``), for a request that will likely allocate."""
+    params = {"project_id": project.id, "user_id": annotator_id, "now": now, "day_start": day_start(now)}
+    open_stages = _open_stages(project) if with_window else {}
+    window = None
+    if open_stages:
+        rows = _run(session, sql.state_and_candidates(tuple(open_stages)), **params,
+                    **_window_params(open_stages, 0)).all()
+        row = rows[0]
+        width = len(sql.STATE.selected_columns)
+        window = [tuple(r[width:]) for r in rows if r.candidate_id is not None]
+    else:
+        row = _run(session, sql.STATE, **params).one()
     required = min(project.qualification_size, int(row.gold_for_round)) if project.qualification_size > 0 else 0
     if required == 0:
         qualification = {"required": 0, "answered": 0, "correct": 0, "passed": True}
@@ -161,7 +186,7 @@ def _read_state(session: Session, project: Project, annotator_id: int, now: date
     return _State(
         lease_id=row.lease_id, served_today=int(row.served_today), served_total=int(row.served_total),
         done_today=int(row.done_today), done_total=int(row.done_total), qualification=qualification,
-        pool_fingerprint=fingerprint,
+        pool_fingerprint=fingerprint, first_window=window,
     )
 
 
@@ -327,20 +352,21 @@ def _clip_states(
 
 def _candidates(
     session: Session, project: Project, annotator_id: int, pool: _Pool, attributes: list[str], now: datetime,
-    offset: int,
+    offset: int, prefetched: list[tuple[Any, ...]] | None = None,
 ) -> tuple[dict[int, allocation.ClipState], bool]:
     """The oldest open clips of each stage that still need slots and this annotator never had.
 
     One statement (``_queries.candidates``): a window of ``_WINDOW`` clips per open stage, in id
-    order, with their assignment rows. Returns the states and whether any window came back full
-    (more may follow at the next offset). The allocator ranks within the windows.
+    order, with their assignment rows (``prefetched``: those rows, read with the state). Returns
+    the states and whether any window came back full (more may follow at the next offset). The
+    allocator ranks within the windows.
     """
-    needed = {stage: stages.slots_needed(project, stage) for stage in (2, 1)}
-    open_stages = tuple(stage for stage, n in needed.items() if n > 0)
+    open_stages = _open_stages(project)
     if not open_stages:
         return {}, False
-    rows = _run(session, sql.candidates(open_stages), project_id=project.id, user_id=annotator_id, now=now,
-                window=_WINDOW, offset=offset, **{f"needed_{s}": needed[s] for s in open_stages}).all()
+    rows = prefetched if prefetched is not None else _run(
+        session, sql.candidates(tuple(open_stages)), project_id=project.id, user_id=annotator_id, now=now,
+        **_window_params(open_stages, offset)).all()
     known = pool.known
     missing = {aid for *_, aid, _, _, _ in rows if aid is not None and aid not in known}
     if missing:
@@ -425,7 +451,8 @@ def _allocate(
     refused_locked = False  # a clip refused after locking it is still locked (no savepoint)
     offset = 0
     while True:
-        states, more = _candidates(session, project, user.id, pool, attributes, now, offset)
+        states, more = _candidates(session, project, user.id, pool, attributes, now, offset,
+                                   state.first_window if offset == 0 else None)
         ranked = [s.clip_id for s in allocation.rank_clips(me, states.values(), pool.index, attributes)]
         while ranked:
             item, taken = _try_first(session, project, me, ranked, pool, attributes, now)
@@ -552,7 +579,7 @@ def serve_next(
     user = annotator if locked else _lock_user_row(session, annotator.id)
     if user is None:
         raise NotFoundError(f"no user with id {annotator.id}")
-    state = _read_state(session, project, user.id, now)
+    state = _read_state(session, project, user.id, now, with_window=True)
     item, counted = _next(session, project, user, state, now)
     # Last, so the SKIP LOCKED row locks it takes are never held while waiting for a clip.
     _reclaim_now_and_then(session, now)
@@ -735,7 +762,7 @@ def submit(
                  "cant_judge": bool(cant_judge), "broken": bool(broken), "flag_reason": flag_reason,
                  "time_on_task_s": time_on_task_s, "request_id": client_request_id}
     try:
-        lease, judgement_id = _take_lease_and_store(session, assignment_id, now, judgement)
+        lease, judgement_id, submitted = _take_lease_and_store(session, assignment_id, clip, now, judgement)
     except IntegrityError as exc:
         if violates(exc, "uq_judgement_live", "judgements.stage", "judgements.live"):
             raise ConflictError(f"clip {clip.id} already has your judgement in this stage") from None
@@ -752,22 +779,25 @@ def submit(
         qualification = gold.record_answer(session, project, lease, answer, now=now)
     else:
         # A judgement without a broken flag cannot tip the clip into "broken": skip that count.
-        stages.advance(session, project, clip, now=now, flags_changed=bool(broken))
+        stages.advance(session, project, clip, now=now, flags_changed=bool(broken), submitted=submitted)
     return SubmitResult(judgement_id=judgement_id, duplicate=False, qualification=qualification)
 
 
 def _take_lease_and_store(
-    session: Session, assignment_id: int, now: datetime, judgement: dict[str, Any]
-) -> tuple[Any, int | None]:
-    """(the lease row, the new judgement's id), or (None, None) when the lease could not be taken."""
+    session: Session, assignment_id: int, clip: stages.LockedClip, now: datetime, judgement: dict[str, Any]
+) -> tuple[Any, int | None, int | None]:
+    """(the lease row, the new judgement's id, the clip's submitted slots in its stage now — None when
+    not counted here), or (None, None, None) when the lease could not be taken."""
     ids = {"assignment_id": assignment_id, "now": now}
     if is_postgres(session):
-        row = _run(session, sql.SUBMIT_JUDGEMENT, **ids, **judgement).first()
-        return (None, None) if row is None else (row, row.judgement_id)
+        row = _run(session, sql.SUBMIT_JUDGEMENT, **ids, **judgement, clip_id=clip.id, clip_stage=clip.stage).first()
+        if row is None:
+            return None, None, None
+        return row, row.judgement_id, row.submitted_before + int(row.stage == clip.stage)
     lease = _run(session, sql.SUBMIT_LEASE, **ids).first()
     if lease is None:
-        return None, None
-    return lease, _run(session, sql.INSERT_JUDGEMENT, **ids, **judgement).scalar_one()
+        return None, None, None
+    return lease, _run(session, sql.INSERT_JUDGEMENT, **ids, **judgement).scalar_one(), None
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from annotation_app.db import make_engine, make_sessionmaker, run_prebuilt
-from annotation_app.models import AssignmentStatus, ClipStatus, Role, User
+from annotation_app.models import AssignmentStatus, Clip, ClipStatus, Role, User
 from annotation_app.services import _queries as sql
-from annotation_app.services import work
+from annotation_app.services import stages, work
 from annotation_app.services._common import violates
 from tests.annotation_app.factories import make_annotator, make_clips, make_project
 
@@ -91,18 +91,38 @@ def test_taking_a_lease_stores_its_judgement_once(session: Session) -> None:
     lease_id = run_prebuilt(session, sql.INSERT_LEASE, lease).scalar_one()
     judgement = {"project_id": lease["project_id"], "label_id": None, "confidence": None, "cant_judge": True,
                  "broken": False, "flag_reason": None, "time_on_task_s": 1.5, "request_id": "r1"}
-    taken, judgement_id = work._take_lease_and_store(session, lease_id, NOW, judgement)
+    clip = stages.LockedClip(clip_id, ClipStatus.active, 1)
+    taken, judgement_id, submitted = work._take_lease_and_store(session, lease_id, clip, NOW, judgement)
     assert (taken.id, taken.clip_id, taken.stage, taken.annotator_id) == (lease_id, clip_id, 1, lease["user_id"])
+    # PostgreSQL counts the stage's submitted slots with it (this one included); SQLite leaves it to
+    # the stage machine.
+    assert submitted == (1 if session.get_bind().dialect.name == "postgresql" else None)
     stored = session.connection().execute(
         text("SELECT assignment_id, stage, cant_judge, client_request_id FROM judgements WHERE id = :i"),
         {"i": judgement_id}).one()
     assert tuple(stored) == (lease_id, 1, True, "r1")
     # Taken already: nothing is taken or stored the second time.
-    assert work._take_lease_and_store(session, lease_id, NOW, {**judgement, "request_id": "r2"}) == (None, None)
+    assert work._take_lease_and_store(session, lease_id, clip, NOW, {**judgement, "request_id": "r2"}) == (None,) * 3
     count = session.connection().execute(text("SELECT count(*) FROM judgements WHERE assignment_id = :a"),
                                          {"a": lease_id})
     assert count.scalar_one() == 1
+    # A second annotator's slot of the clip: two submitted now.
+    second = run_prebuilt(session, sql.INSERT_LEASE, {**lease, "user_id": make_annotator(session).id}).scalar_one()
+    _, _, submitted = work._take_lease_and_store(session, second, clip, NOW, {**judgement, "request_id": "r4"})
+    assert submitted == (2 if session.get_bind().dialect.name == "postgresql" else None)
     # A lease past its end is not taken either.
     expired = run_prebuilt(session, sql.INSERT_LEASE, {**lease, "user_id": make_annotator(session).id,
                                                         "expires": NOW - timedelta(seconds=1)}).scalar_one()
-    assert work._take_lease_and_store(session, expired, NOW, {**judgement, "request_id": "r3"}) == (None, None)
+    assert work._take_lease_and_store(session, expired, clip, NOW, {**judgement, "request_id": "r3"}) == (None,) * 3
+
+
+def test_python_side_column_defaults_are_never_sent_as_null(session: Session) -> None:
+    # ``clips.updated_at`` has ``onupdate=utcnow``: SQLAlchemy's execution context computes it per
+    # call, so such a statement must not take the straight-to-psycopg path with a NULL constant.
+    project = make_project(session)
+    (clip,) = make_clips(session, project, 1)
+    table = Clip.__table__
+    bump = update(table).where(table.c.id == bindparam("clip_id")).values(stage=bindparam("stage"))
+    run_prebuilt(session, bump, {"clip_id": clip.id, "stage": 2})
+    row = session.connection().execute(select(table.c.stage, table.c.updated_at).where(table.c.id == clip.id)).one()
+    assert row.stage == 2 and row.updated_at is not None
