@@ -49,7 +49,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # Forms and JSON bodies here are tiny; anything larger is refused before it is parsed.
 MAX_BODY_BYTES = 64 * 1024
 # Handlers are sync (SQLAlchemy) and run in a thread pool of ``settings.app_threads`` per worker
-# process. Few threads: each request holds the GIL for most of its time (PostgreSQL answers in well
+# process (the annotator queue's units of work in a pool of their own, of the same size). Few threads: each request holds the GIL for most of its time (PostgreSQL answers in well
 # under a millisecond), so extra threads only hand the GIL around. Measured with
 # bench/bench_annotation_http.py (2 workers, 200 clients, PostgreSQL, 2 cores): 16 threads 81
 # submissions/s, 4 threads 117, 2 threads 141, 1 thread 142. Two keep a worker serving while one
