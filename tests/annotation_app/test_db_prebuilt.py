@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Integer, String, bindparam, literal, or_, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from annotation_app.db import make_engine, make_sessionmaker, run_prebuilt
@@ -90,7 +90,7 @@ def test_taking_a_lease_stores_its_judgement_once(session: Session) -> None:
     clip_id, lease = _lease(session)
     lease_id = run_prebuilt(session, sql.INSERT_LEASE, lease).scalar_one()
     judgement = {"project_id": lease["project_id"], "label_id": None, "confidence": None, "cant_judge": True,
-                 "broken": False, "flag_reason": None, "time_on_task_s": 1.5, "request_id": "r1"}
+                 "broken": False, "flag_reason": None, "time_on_task_s": None, "request_id": "r1"}
     clip = stages.LockedClip(clip_id, ClipStatus.active, 1)
     taken, judgement_id, submitted = work._take_lease_and_store(session, lease_id, clip, NOW, judgement)
     assert (taken.id, taken.clip_id, taken.stage, taken.annotator_id) == (lease_id, clip_id, 1, lease["user_id"])
@@ -126,3 +126,32 @@ def test_python_side_column_defaults_are_never_sent_as_null(session: Session) ->
     run_prebuilt(session, bump, {"clip_id": clip.id, "stage": 2})
     row = session.connection().execute(select(table.c.stage, table.c.updated_at).where(table.c.id == clip.id)).one()
     assert row.stage == 2 and row.updated_at is not None
+
+
+def test_placeholders_constants_and_percent_signs_survive_the_conversion(session: Session) -> None:
+    # On PostgreSQL the SQL is rewritten once for psycopg's raw cursor: named placeholders become
+    # $n (a name used twice is one $n), constants become literals, "%%" (a modulo) becomes "%".
+    table = User.__table__
+    who = bindparam("user_id", type_=Integer)
+    statement = select(
+        table.c.id % 2, table.c.username + literal("'s % share"), literal(None, type_=Integer), literal(True),
+    ).where(table.c.id == who, or_(table.c.id == who, table.c.username == bindparam("name", type_=String)))
+    annotator = make_annotator(session)
+    fast = run_prebuilt(session, statement, {"user_id": annotator.id, "name": "nobody"}).one()
+    slow = session.connection().execute(statement, {"user_id": annotator.id, "name": "nobody"}).one()
+    assert tuple(fast) == tuple(slow) == (annotator.id % 2, f"{annotator.username}'s % share", None, True)
+    with pytest.raises(StatementError, match="bind parameter 'name'"):
+        run_prebuilt(session, statement, {"user_id": annotator.id})
+
+
+def test_a_savepoint_rolled_back_undoes_what_ran_inside_it(session: Session) -> None:
+    # The connection is remembered per transaction; a savepoint must still be emitted (SQLAlchemy
+    # emits it when the nested transaction is first asked for its connection) and rolled back.
+    _, params = _lease(session)
+    other = make_annotator(session).id
+    outside = run_prebuilt(session, sql.INSERT_LEASE, params).scalar_one()
+    savepoint = session.begin_nested()  # nothing but the prebuilt statement runs inside it
+    inside = run_prebuilt(session, sql.INSERT_LEASE, {**params, "user_id": other}).scalar_one()
+    savepoint.rollback()
+    left = run_prebuilt(session, select(sql.A.c.id).where(sql.A.c.id.in_([outside, inside])), {}).all()
+    assert [row.id for row in left] == [outside]
