@@ -107,7 +107,6 @@ _WINDOW = 16
 _BUSY_POLLS = 20
 _BUSY_POLL_S = 0.005
 _RECLAIM_BATCH = 500
-_FRESH = {"populate_existing": True}
 
 
 @dataclass(frozen=True)
