@@ -56,6 +56,13 @@ _LOCK_CLIP = {
 _FRESH = {"populate_existing": True}
 
 
+def forget(session: Session, entity: type, ident: int) -> None:
+    """Expire the session's copy of a row a Core statement just changed, if it holds one."""
+    copy = session.identity_map.get(session.identity_key(entity, ident))
+    if copy is not None:
+        session.expire(copy)
+
+
 def lock_user(session: Session, user_id: int) -> User | None:
     """The user row, fresh and locked (FOR NO KEY UPDATE on PostgreSQL) for this transaction."""
     return session.scalar(_LOCK_USER, {"user_id": user_id}, execution_options=_FRESH)

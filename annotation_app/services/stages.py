@@ -49,7 +49,7 @@ from annotation_app.models import (
     utcnow,
 )
 from annotation_app.services import quality
-from annotation_app.services._common import stage_slot_counts
+from annotation_app.services._common import forget, stage_slot_counts
 from curation.aggregation import Consensus, consensus
 
 __all__ = ["BROKEN_FLAGS", "StageOutcome", "LockedClip", "slots_needed", "votes", "check", "advance", "reopen"]
@@ -163,9 +163,7 @@ def _save(session: Session, clip: Clip | LockedClip, **changes: Any) -> None:
         return
     for name, value in changes.items():
         setattr(clip, name, value)
-    copy = session.identity_map.get(session.identity_key(Clip, clip.id))
-    if copy is not None:
-        session.expire(copy)
+    forget(session, Clip, clip.id)
 
 
 def advance(

@@ -41,6 +41,7 @@ submitted (qualification items do not count; expired leases give the count back)
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +72,7 @@ from annotation_app.services._common import (
     aware,
     day_start,
     expire_clip_leases,
+    forget,
     is_postgres,
     lease_end,
     live_slot,
@@ -278,6 +280,17 @@ _pool_cache: dict[tuple[str, int, datetime], tuple[tuple[Any, ...], float, _Pool
 _pool_lock = threading.Lock()
 
 
+def _database_key(session: Session) -> str:
+    """Which database the session works on, for the per-process caches here."""
+    return _url_text(session.get_bind().engine.url)
+
+
+@functools.lru_cache(maxsize=16)
+def _url_text(url: Any) -> str:
+    # Rendering a URL costs more than hashing it, and it is asked on every next-clip request.
+    return str(url)
+
+
 def invalidate_pool_cache(project_id: int | None = None) -> None:
     """Forget cached eligible pools (of one project, or all): the next allocation reloads them."""
     with _pool_lock:
@@ -304,7 +317,7 @@ def _eligible_pool(
 ) -> _Pool:
     """Everyone who could take a slot now (the pool the balance rules compare against), indexed,
     and the allocator's view of each qualified, active person by id (capped ones included)."""
-    key = (str(session.get_bind().engine.url), project.id, project.created_at)
+    key = (_database_key(session), project.id, project.created_at)
     fingerprint = (state.pool_fingerprint, tuple(attributes), project.daily_cap, day_start(now))
     with _pool_lock:
         cached = _pool_cache.get(key)
@@ -635,7 +648,7 @@ _last_reclaim: dict[str, float] = {}
 
 
 def _reclaim_now_and_then(session: Session, now: datetime) -> None:
-    key = str(session.get_bind().engine.url)
+    key = _database_key(session)
     clock = time.monotonic()
     if clock - _last_reclaim.get(key, float("-inf")) < RECLAIM_INTERVAL_S:
         return
@@ -771,7 +784,7 @@ def submit(
         raise
     if lease is None:  # submitted, released or expired meanwhile: nothing was written
         _refused_submit(session, assignment_id, clip)
-    _forget(session, Assignment, assignment_id)
+    forget(session, Assignment, assignment_id)
     qualification = None
     if peek.is_gold:
         answer = _Answer(id=judgement_id, label_id=label_id, cant_judge=bool(cant_judge))
@@ -813,13 +826,6 @@ def _judgement(session: Session, judgement_id: int) -> Judgement:
     if found is None:  # pragma: no cover - rows are never deleted while their clip exists
         raise NotFoundError(f"judgement {judgement_id} is gone")
     return found
-
-
-def _forget(session: Session, entity: type, ident: int) -> None:
-    """Expire the session's copy of a row a Core statement just changed, if it holds one."""
-    obj = session.identity_map.get(session.identity_key(entity, ident))
-    if obj is not None:
-        session.expire(obj)
 
 
 def _refused_submit(session: Session, assignment_id: int, clip: Clip | stages.LockedClip) -> NoReturn:
