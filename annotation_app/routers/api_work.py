@@ -133,7 +133,7 @@ class QueueFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = (scope.get("method"), scope.get("path")) if scope["type"] == "http" else None
         if route == ("GET", "/api/work/next"):
-            await self._answer(scope, receive, send, None)
+            await self._answer(Request(scope, receive), send, None)
         elif route == ("POST", "/api/work/submit"):
             request = Request(scope, receive)
             raw = await request.body()
@@ -142,12 +142,11 @@ class QueueFastPath:
             except (ValueError, ValidationError):  # FastAPI words the 422 (or the 401 before it)
                 await self.app(scope, _replay(raw, receive), send)
                 return
-            await self._answer(scope, receive, send, body)
+            await self._answer(request, send, body)
         else:
             await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send, body: SubmitIn | None) -> None:
-        request = Request(scope, receive)
+    async def _answer(self, request: Request, send: Send, body: SubmitIn | None) -> None:
         try:
             caller = await caller_id(request)
             await verify_csrf(request)
@@ -162,7 +161,7 @@ class QueueFastPath:
             if handler is None:
                 raise  # the server error middleware answers 500
             response = await handler(request, exc)
-        await response(scope, receive, send)
+        await response(request.scope, request.receive, send)
 
 
 def _handler_for(request: Request, exc: Exception) -> Any:
