@@ -200,13 +200,16 @@ def _connection(session: Session) -> Any:
     request runs several statements, and asking the session each time cost about 5 % of a worker's
     time. Innermost, because a savepoint (``begin_nested``) is only emitted when the nested
     transaction is first asked for its connection."""
-    transaction = session.get_nested_transaction() or session.get_transaction()
     remembered = session.info.get("_prebuilt_connection")
-    if transaction is not None and remembered is not None and remembered[0] is transaction:
+    if remembered is not None and remembered[0] is _innermost_transaction(session):
         return remembered[1]
-    connection = session.connection()
-    session.info["_prebuilt_connection"] = (session.get_nested_transaction() or session.get_transaction(), connection)
+    connection = session.connection()  # begins the transaction (or emits the savepoint) if need be
+    session.info["_prebuilt_connection"] = (_innermost_transaction(session), connection)
     return connection
+
+
+def _innermost_transaction(session: Session) -> Any:
+    return session.get_nested_transaction() or session.get_transaction()
 
 
 def run_prebuilt(session: Session, statement: Any, params: dict[str, Any]) -> Any:

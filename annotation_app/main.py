@@ -48,14 +48,8 @@ __all__ = ["create_app", "MAX_BODY_BYTES"]
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Forms and JSON bodies here are tiny; anything larger is refused before it is parsed.
 MAX_BODY_BYTES = 64 * 1024
-# Handlers are sync (SQLAlchemy) and run in a thread pool of ``settings.app_threads`` per worker
-# process (the annotator queue's units of work in a pool of their own, of the same size). Few threads: each request holds the GIL for most of its time (PostgreSQL answers in well
-# under a millisecond), so extra threads only hand the GIL around. Measured with
-# bench/bench_annotation_http.py (2 workers, 200 clients, PostgreSQL, 2 cores): 16 threads 81
-# submissions/s, 4 threads 117, 2 threads 141, 1 thread 142. Two keep a worker serving while one
-# request waits on a row lock or streams a file. Fewer threads than the engine's connection pool
-# (10 + 20 overflow) means no request ever waits for a connection while holding a thread. Excess
-# requests wait in the event loop, which costs nothing.
+
+
 class _BodyLimit:
     """Answer 413 to a request body over ``limit`` bytes (declared or streamed)."""
 
@@ -201,6 +195,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.codec = SessionCodec(settings.session_secret())
+        # Handlers are sync (SQLAlchemy) and run in a thread pool of ``settings.app_threads``. Few
+        # threads: each request holds the GIL for most of its time (PostgreSQL answers in well under
+        # a millisecond), so extra threads only hand the GIL around. Measured with
+        # bench/bench_annotation_http.py (2 workers, 200 clients, PostgreSQL, 2 cores): 16 threads 81
+        # submissions/s, 4 threads 117, 2 threads 141, 1 thread 142. Two keep a worker serving while
+        # one request waits on a row lock or streams a file. Fewer threads than the engine's
+        # connection pool (10 + 20 overflow) means no request ever waits for a connection while
+        # holding a thread. Excess requests wait in the event loop, which costs nothing.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.app_threads
         # The queue's units of work (``deps.in_unit_of_work``) run on a plain executor: anyio's
         # thread hand-off (a Condition per call) cost about 5 % of a worker's time under load.
