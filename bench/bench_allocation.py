@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, event, func, select, text  # noqa: E402
+from sqlalchemy import create_engine, event, func, make_url, select, text  # noqa: E402
 
 from annotation_app import migrations  # noqa: E402
 from annotation_app.db import make_engine, make_sessionmaker  # noqa: E402
@@ -53,7 +53,7 @@ def _database(backend: str, tmp: Path) -> tuple[str, Any]:
     name = f"emotions_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     migrations.upgrade(url)
 
     def drop() -> None:
