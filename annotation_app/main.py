@@ -197,13 +197,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.codec = SessionCodec(settings.session_secret())
         # Handlers are sync (SQLAlchemy) and run in a thread pool of ``settings.app_threads``. Few
-        # threads: each request holds the GIL for most of its time (PostgreSQL answers in well under
-        # a millisecond), so extra threads only hand the GIL around. Measured with
-        # bench/bench_annotation_http.py (2 workers, 200 clients, PostgreSQL, 2 cores): 16 threads 81
-        # submissions/s, 4 threads 117, 2 threads 141, 1 thread 142. Two keep a worker serving while
-        # one request waits on a row lock or streams a file. Fewer threads than the engine's
-        # connection pool (10 + 20 overflow) means no request ever waits for a connection while
-        # holding a thread. Excess requests wait in the event loop, which costs nothing.
+        # threads: a request holds the GIL for much of its time, so many threads only hand it
+        # around (16 threads once gave 81 submissions/s against 141 with 2). Too few, and requests
+        # queue for a thread while the ones holding them wait on PostgreSQL: a queue unit takes
+        # ~5 ms of wall time for ~1.5 ms of CPU, so at 150 units/s a worker's two threads were ~75 %
+        # occupied. Measured with bench/bench_annotation_http.py (2 workers, 200 clients,
+        # PostgreSQL, 2 cores, paced at 300 submissions/s, back to back): next-clip p99 36-103 ms
+        # with 2 threads, 17-23 ms with 3 and 15-22 ms with 4; saturation 365 / 391 / 392
+        # submissions/s. Fewer threads than the engine's connection pool (10 + 20 overflow) means
+        # no request ever waits for a connection while holding a thread.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.app_threads
         # The queue's units of work (``deps.in_unit_of_work``) run on a plain executor: anyio's
         # thread hand-off (a Condition per call) cost about 5 % of a worker's time under load.

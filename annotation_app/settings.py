@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only.")
     sqlite_busy_timeout_ms: int = 30_000
     app_threads: int = Field(
-        2, ge=1, le=64,
+        4, ge=1, le=64,
         description=(
             "Thread-pool size of each app worker process (sync handlers; the annotator queue has its "
             "own pool of this size)."
