@@ -49,7 +49,8 @@ The machine's ceiling is measured in the same run: ``pgbench`` (built-in TPC-B-l
 client count, on its own database in the same server) and a bare SQLite write loop (one committed
 INSERT per transaction, WAL, synchronous=NORMAL), plus ``GET /healthz`` through the same HTTP
 stack (after each saturation case). Only 127.0.0.1 is ever targeted. The machine is shared: expect
-noise.
+noise. ``--cpu-hog F`` runs a busy loop beside the stack that takes the share F of one core for the
+whole run (ceilings included): how much of a busier host a figure survives, reproducibly.
 """
 
 from __future__ import annotations
@@ -518,6 +519,15 @@ def run_case(backend: str, clients: int, seconds: float, warmup: float, workers:
     return row
 
 
+def start_cpu_hog(fraction: float) -> subprocess.Popen[bytes]:
+    """A process that keeps one core busy ``fraction`` of every 10 ms: another tenant of a shared
+    host, on demand, so a figure can be taken on a machine with less than two free cores."""
+    busy, idle = 0.01 * fraction, 0.01 * (1 - fraction)
+    code = (f"import time\nwhile True:\n    t = time.perf_counter()\n"
+            f"    while time.perf_counter() - t < {busy!r}: pass\n    time.sleep({idle!r})\n")
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
 def fmt(value: float | None, spec: str, width: int, unit: str = "") -> str:
     if value is None or value != value:  # None or NaN
         return f"{'–':>{width}}"
@@ -534,6 +544,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0,
                         help="paced mode: submissions/s offered by all clients together (0: saturation only)")
     parser.add_argument("--modes", default=",".join(MODES), help="saturation,paced (default both)")
+    parser.add_argument("--cpu-hog", type=float, default=0.0, metavar="FRACTION",
+                        help="run a busy loop beside the stack that takes this share of one core (0-1), "
+                             "ceilings included: a busier host, reproducibly")
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "annotation_http.json"))
     args = parser.parse_args()
     seconds = min(args.seconds, 60.0)
@@ -548,9 +561,12 @@ def main() -> None:
         modes = [m for m in modes if m != "paced"]
     if not modes:
         parser.error("nothing to run (--rate 0 leaves saturation only)")
+    if not 0 <= args.cpu_hog <= 1:
+        parser.error("--cpu-hog is a share of one core, 0 to 1")
 
     rows: list[dict[str, Any]] = []
     ceilings: dict[str, Any] = {}
+    hog = start_cpu_hog(args.cpu_hog) if args.cpu_hog > 0 else None
     with tempfile.TemporaryDirectory(prefix="emotions-bench-http-") as tmp:
         workdir = Path(tmp)
         for backend in backends:
@@ -564,8 +580,16 @@ def main() -> None:
                     offered = f" at {args.rate:g}/s offered" if mode == "paced" else ""
                     print(f"… {backend}, {clients} clients, {mode}{offered}, {seconds:.0f} s", file=sys.stderr,
                           flush=True)
-                    rows.append(run_case(backend, clients, seconds, args.warmup, args.workers, workdir,
-                                         mode=mode, rate=args.rate if mode == "paced" else 0.0))
+                    try:
+                        rows.append(run_case(backend, clients, seconds, args.warmup, args.workers, workdir,
+                                             mode=mode, rate=args.rate if mode == "paced" else 0.0))
+                    except BaseException:
+                        if hog is not None:
+                            hog.kill()
+                        raise
+    if hog is not None:
+        hog.kill()
+        hog.wait()
 
     header = (f"{'mode':10} {'backend':9} {'clients':>7} {'offered':>7} {'subm/s':>7} {'next p50':>9} "
               f"{'next p99':>9} {'subm p50':>9} {'subm p99':>9} {'late':>6} {'lag p99':>9} {'healthz/s':>9} "
@@ -590,7 +614,8 @@ def main() -> None:
               + (f" server exceptions={r['server_exceptions']}" if r["server_exceptions"] else ""))
     loop_name = "uvloop" if uvloop is not None else "asyncio"
     print(f"\nuvicorn workers: {args.workers}; CPUs: {os.cpu_count()}; client event loop: {loop_name}; "
-          "load average now: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+          + (f"busy loop beside the stack: {args.cpu_hog:.0%} of a core; " if hog is not None else "")
+          + "load average now: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print("latencies in ms (m), timed from each request's send; late = share of paced cycles that started "
           "after their due time; lag = actual start − due time")
     print("ceilings (same run, same machine):")
@@ -601,7 +626,7 @@ def main() -> None:
     target_text = (f"≥ {TARGET['submissions_per_s']:.0f} submissions/s with next and submit p99 ≤ "
                    f"{TARGET['p99_ms']:.0f} ms at {TARGET['clients']} clients on PostgreSQL, paced")
     out = {"cpu_count": os.cpu_count(), "python": platform.python_version(), "workers": args.workers,
-           "client_event_loop": loop_name, "rate": args.rate, "modes": modes,
+           "client_event_loop": loop_name, "rate": args.rate, "modes": modes, "cpu_hog": args.cpu_hog,
            "load_average_end": os.getloadavg(), "command": " ".join(sys.argv),
            "rows": rows, "ceilings": ceilings,
            "target": {**TARGET, "text": target_text,
