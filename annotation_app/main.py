@@ -204,8 +204,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # occupied. Measured with bench/bench_annotation_http.py (2 workers, 200 clients,
         # PostgreSQL, 2 cores, paced at 300 submissions/s, back to back): next-clip p99 36-103 ms
         # with 2 threads, 17-23 ms with 3 and 15-22 ms with 4; saturation 365 / 391 / 392
-        # submissions/s. Fewer threads than the engine's connection pool (10 + 20 overflow) means
-        # no request ever waits for a connection while holding a thread.
+        # submissions/s (SQLite, one writer at a time, does better with 2: see Settings). Fewer
+        # threads than the engine's connection pool (10 + 20 overflow) means no request ever waits
+        # for a connection while holding a thread.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.app_threads
         # The queue's units of work (``deps.in_unit_of_work``) run on a plain executor: anyio's
         # thread hand-off (a Condition per call) cost about 5 % of a worker's time under load.

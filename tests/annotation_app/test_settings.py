@@ -75,9 +75,20 @@ def test_app_threads_size_the_thread_pool(tmp_path: Path, monkeypatch: pytest.Mo
     with TestClient(app) as client:
         assert client.get("/test-threads").status_code == 200
     assert seen == [3]
-    monkeypatch.setenv("EMOTIONS_APP_THREADS", "0")
+    monkeypatch.setenv("EMOTIONS_APP_THREADS", "-1")
     with pytest.raises(ValueError, match="app_threads"):
         Settings(data_dir=tmp_path)
+
+
+def test_app_threads_default_to_what_the_database_can_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite takes one writer at a time; PostgreSQL keeps a worker's threads waiting on it in parallel.
+    monkeypatch.delenv("EMOTIONS_APP_THREADS", raising=False)
+    assert Settings(data_dir=tmp_path).app_threads == 2
+    assert Settings(data_dir=tmp_path, database_url="postgresql+psycopg://u@h/db").app_threads == 4
+    monkeypatch.setenv("EMOTIONS_APP_THREADS", "0")  # 0 asks for the default
+    assert Settings(data_dir=tmp_path, database_url="postgresql+psycopg://u@h/db").app_threads == 4
+    monkeypatch.setenv("EMOTIONS_APP_THREADS", "5")
+    assert Settings(data_dir=tmp_path).app_threads == 5
 
 
 def test_a_running_app_keeps_its_startup_objects_out_of_the_collectors_passes(tmp_path: Path) -> None:
