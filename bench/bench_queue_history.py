@@ -1,0 +1,170 @@
+"""Benchmark: how the next-clip reads grow with an annotator's history (PostgreSQL).
+
+    .venv/bin/python bench/bench_queue_history.py                      # histories 0, 1000, 5000
+    .venv/bin/python bench/bench_queue_history.py --histories 0 2000 --calls 100
+
+The HTTP benchmark's annotators start from nothing and end a run with ~150 assignments each; a real
+project is labelled by a few dozen people over weeks (eMotions: ~84k stage-1 slots), so each of them
+carries thousands. Every next-clip request reads the annotator's state (today's and all-time
+counts, the live lease: ``_queries.STATE``) and the first window of candidate clips
+(``_queries.candidates``: the oldest open clips the annotator never had). This measures both, per
+call, on one connection, against the number of past submitted assignments H of one annotator, in
+two layouts of those past clips:
+
+* ``closed``: the annotator's past clips are resolved (others finished them): the usual case;
+* ``open``: they are still open in stage 1, waiting for other annotators, and they are the oldest
+  open clips: the worst case for the window, which walks clips in id order.
+
+Each case: a throwaway database at ``EMOTIONS_TEST_PG_ADMIN_URL``, one project (k=3), the annotator,
+H past clips and 5,000 open clips after them, ``ANALYZE``, a warm-up, then ``--calls`` calls of each
+read. Reported: milliseconds per call (client and server together), and the ratio to H = 0 (the
+baseline). Results print as a table and go to ``bench/results/queue_history.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, insert, make_url, select, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from annotation_app import migrations  # noqa: E402
+from annotation_app.db import make_engine, make_sessionmaker, run_prebuilt  # noqa: E402
+from annotation_app.models import Assignment, AssignmentStatus, Clip, ClipStatus, Project, Role, User  # noqa: E402
+from annotation_app.services import _queries as sql  # noqa: E402
+from annotation_app.services import projects, work  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+PG_ADMIN_URL = os.environ.get("EMOTIONS_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+OPEN_AFTER = 5_000
+
+
+def _database() -> tuple[str, Any]:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"emotions_bench_history_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+def _seed(url: str, history: int, layout: str) -> tuple[int, int]:
+    migrations.upgrade(url)
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            project = projects.create_project(session, "history", overlap_k=3, stage2_extra=0, gold_rate=0.0,
+                                              qualification_size=0, daily_cap=1_000_000)
+            me = User(username="me", password_hash="-", role=Role.annotator, gender="female", age_band="18-29",
+                      languages=["en"])
+            session.add(me)
+            session.flush()
+            past = ClipStatus.resolved if layout == "closed" else ClipStatus.active
+            session.execute(insert(Clip), [
+                {"project_id": project.id, "sha256": f"{i:064x}", "media_path": f"c{i}.mp4", "duration_s": 10.0,
+                 "status": past if i < history else ClipStatus.active}
+                for i in range(history + OPEN_AFTER)])
+            if history:
+                clip_ids = session.scalars(select(Clip.id).order_by(Clip.id).limit(history)).all()
+                then = datetime.now(UTC) - timedelta(days=3)
+                session.execute(insert(Assignment), [
+                    {"project_id": project.id, "clip_id": cid, "annotator_id": me.id, "stage": 1, "is_gold": False,
+                     "status": AssignmentStatus.submitted, "leased_at": then, "lease_expires_at": then}
+                    for cid in clip_ids])
+            session.commit()
+            ids = project.id, me.id
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
+            conn.commit()
+        return ids
+    finally:
+        engine.dispose()
+
+
+def _per_call_ms(call: Any, calls: int) -> float:
+    for _ in range(max(10, calls // 10)):  # past psycopg's prepare threshold and PostgreSQL's custom plans
+        call()
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    return (time.perf_counter() - start) * 1000 / calls
+
+
+def run_case(history: int, layout: str, calls: int) -> dict[str, Any]:
+    url, drop = _database()
+    try:
+        project_id, user_id = _seed(url, history, layout)
+        engine = make_engine(url)
+        try:
+            with make_sessionmaker(engine)() as session:
+                project = session.get(Project, project_id)
+                assert project is not None
+                now = datetime.now(UTC)
+                stages = work._open_stages(project)
+                window = {"project_id": project_id, "user_id": user_id, "now": now,
+                          **work._window_params(stages, 0)}
+                state = {"project_id": project_id, "user_id": user_id, "now": now, "day_start": work.day_start(now)}
+                found = len(run_prebuilt(session, sql.candidates(tuple(stages)), window).all())
+                row = {
+                    "history": history, "layout": layout, "candidates_found": found,
+                    "state_ms": _per_call_ms(lambda: run_prebuilt(session, sql.STATE, state).one(), calls),
+                    "candidates_ms": _per_call_ms(
+                        lambda: run_prebuilt(session, sql.candidates(tuple(stages)), window).all(), calls),
+                    # What next-clip runs: both in one round trip.
+                    "state_and_window_ms": _per_call_ms(
+                        lambda: work._read_state(session, project, user_id, now, with_window=True), calls),
+                }
+                session.rollback()
+        finally:
+            engine.dispose()
+    finally:
+        drop()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--histories", type=int, nargs="+", default=[0, 1000, 5000])
+    parser.add_argument("--layouts", nargs="+", default=["closed", "open"], choices=["closed", "open"])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--json", default=str(RESULTS / "queue_history.json"))
+    args = parser.parse_args()
+    histories = sorted(set(args.histories) | {0})  # H = 0 is the baseline
+    rows = []
+    for layout in args.layouts:
+        for history in histories:
+            print(f"… {layout}, history {history}", file=sys.stderr, flush=True)
+            rows.append(run_case(history, layout, args.calls))
+    base = {r["layout"]: r for r in rows if r["history"] == 0}
+    print(f"{'layout':7} {'history':>7} {'state ms':>9} {'window ms':>10} {'both ms':>8} {'both ×H=0':>10}")
+    for r in rows:
+        ratio = r["state_and_window_ms"] / base[r["layout"]]["state_and_window_ms"]
+        r["ratio_to_h0"] = ratio
+        print(f"{r['layout']:7} {r['history']:>7} {r['state_ms']:9.2f} {r['candidates_ms']:10.2f} "
+              f"{r['state_and_window_ms']:8.2f} {ratio:9.2f}×")
+    print("ms per call, client and PostgreSQL together, one connection; load average now: "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"rows": rows, "calls": args.calls, "command": " ".join(sys.argv)},
+                                          indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
