@@ -16,8 +16,9 @@ two layouts of those past clips:
   open clips: the worst case for the window, which walks clips in id order.
 
 Each case: a throwaway database at ``EMOTIONS_TEST_PG_ADMIN_URL``, one project (k=3), the annotator,
-H past clips and 5,000 open clips after them, ``ANALYZE``, a warm-up, then ``--calls`` calls of each
-read. Reported: milliseconds per call (client and server together), and the ratio to H = 0 (the
+H past clips (each with its submitted assignment and judgement, days old) and 5,000 open clips
+after them, ``VACUUM ANALYZE`` (as autovacuum leaves past days' rows), a warm-up, then ``--calls``
+calls of each read. Reported: milliseconds per call (client and server together), and the ratio to H = 0 (the
 baseline). Results print as a table and go to ``bench/results/queue_history.json``.
 """
 
@@ -40,7 +41,16 @@ sys.path.insert(0, str(ROOT))
 
 from annotation_app import migrations  # noqa: E402
 from annotation_app.db import make_engine, make_sessionmaker, run_prebuilt  # noqa: E402
-from annotation_app.models import Assignment, AssignmentStatus, Clip, ClipStatus, Project, Role, User  # noqa: E402
+from annotation_app.models import (  # noqa: E402
+    Assignment,
+    AssignmentStatus,
+    Clip,
+    ClipStatus,
+    Judgement,
+    Project,
+    Role,
+    User,
+)
 from annotation_app.services import _queries as sql  # noqa: E402
 from annotation_app.services import projects, work  # noqa: E402
 
@@ -87,11 +97,19 @@ def _seed(url: str, history: int, layout: str) -> tuple[int, int]:
                     {"project_id": project.id, "clip_id": cid, "annotator_id": me.id, "stage": 1, "is_gold": False,
                      "status": AssignmentStatus.submitted, "leased_at": then, "lease_expires_at": then}
                     for cid in clip_ids])
+                # Each past slot was submitted: its judgement (the progress counts read these).
+                label_id = project.labels[0].id
+                session.execute(insert(Judgement), [
+                    {"project_id": project.id, "clip_id": cid, "annotator_id": me.id, "assignment_id": aid,
+                     "stage": 1, "label_id": label_id, "submitted_at": then, "client_request_id": f"r{aid}"}
+                    for aid, cid in session.execute(select(Assignment.id, Assignment.clip_id)
+                                                    .where(Assignment.annotator_id == me.id))])
             session.commit()
             ids = project.id, me.id
-        with engine.connect() as conn:
-            conn.execute(text("ANALYZE"))
-            conn.commit()
+        # Past days' rows are vacuumed in a running deployment (autovacuum): their pages are
+        # all-visible, so index-only scans need not visit the table for them.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
         return ids
     finally:
         engine.dispose()
