@@ -18,8 +18,8 @@ two layouts of those past clips:
 Each case: a throwaway database at ``EMOTIONS_TEST_PG_ADMIN_URL``, one project (k=3), the annotator,
 H past clips (each with its submitted assignment and judgement, days old) and 5,000 open clips
 after them, ``VACUUM ANALYZE`` (as autovacuum leaves past days' rows), a warm-up, then ``--calls``
-calls of each read. Reported: milliseconds per call (client and server together), and the ratio to H = 0 (the
-baseline). Results print as a table and go to ``bench/results/queue_history.json``.
+calls of each read. Reported: milliseconds per call (client and server together), and the ratio
+to H = 0 (the baseline). Results print as a table and go to ``bench/results/queue_history.json``.
 """
 
 from __future__ import annotations
