@@ -139,8 +139,11 @@ def run_case(history: int, layout: str, calls: int) -> dict[str, Any]:
                           **work._window_params(stages, 0)}
                 state = {"project_id": project_id, "user_id": user_id, "now": now, "day_start": work.day_start(now)}
                 found = len(run_prebuilt(session, sql.candidates(tuple(stages)), window).all())
+                counted = run_prebuilt(session, sql.STATE, state).one()
                 row = {
                     "history": history, "layout": layout, "candidates_found": found,
+                    # What the state read counted: the seeded history, as next-clip sees it.
+                    "served_total": int(counted.served_total), "done_total": int(counted.done_total),
                     "state_ms": _per_call_ms(lambda: run_prebuilt(session, sql.STATE, state).one(), calls),
                     "candidates_ms": _per_call_ms(
                         lambda: run_prebuilt(session, sql.candidates(tuple(stages)), window).all(), calls),
@@ -156,13 +159,13 @@ def run_case(history: int, layout: str, calls: int) -> dict[str, Any]:
     return row
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--histories", type=int, nargs="+", default=[0, 1000, 5000])
     parser.add_argument("--layouts", nargs="+", default=["closed", "open"], choices=["closed", "open"])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--json", default=str(RESULTS / "queue_history.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     histories = sorted(set(args.histories) | {0})  # H = 0 is the baseline
     rows = []
     for layout in args.layouts:
@@ -182,6 +185,7 @@ def main() -> None:
     Path(args.json).write_text(json.dumps({"rows": rows, "calls": args.calls, "command": " ".join(sys.argv)},
                                           indent=2))
     print(f"wrote {args.json}")
+    return rows
 
 
 if __name__ == "__main__":
