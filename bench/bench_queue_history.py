@@ -17,7 +17,7 @@ two layouts of those past clips:
 
 Each case: a throwaway database at ``EMOTIONS_TEST_PG_ADMIN_URL``, one project (k=3), the annotator,
 H past clips (each with its submitted assignment and judgement, days old) and 5,000 open clips
-after them, ``VACUUM ANALYZE`` (as autovacuum leaves past days' rows), a warm-up, then ``--calls``
+after them, 30 colleagues with 100 slots each done today (so the planner's statistics see a team), ``VACUUM ANALYZE`` (as autovacuum leaves past days' rows), a warm-up, then ``--calls``
 calls of each read. Reported: milliseconds per call (client and server together), and the ratio
 to H = 0 (the baseline). Results print as a table and go to ``bench/results/queue_history.json``.
 """
@@ -57,6 +57,7 @@ from annotation_app.services import projects, work  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN_URL = os.environ.get("EMOTIONS_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 OPEN_AFTER = 5_000
+COLLEAGUES, COLLEAGUE_SLOTS = 30, 100
 
 
 def _database() -> tuple[str, Any]:
@@ -104,6 +105,27 @@ def _seed(url: str, history: int, layout: str) -> tuple[int, int]:
                      "stage": 1, "label_id": label_id, "submitted_at": then, "client_request_id": f"r{aid}"}
                     for aid, cid in session.execute(select(Assignment.id, Assignment.clip_id)
                                                     .where(Assignment.annotator_id == me.id))])
+            # Colleagues, so the planner's statistics see a team (the average annotator's rows, today's
+            # rows of the project): their work today, on clips of their own that are resolved.
+            colleagues = [User(username=f"colleague{i}", password_hash="-", role=Role.annotator, gender="male",
+                               age_band="30-44", languages=["en"]) for i in range(COLLEAGUES)]
+            session.add_all(colleagues)
+            session.flush()
+            first = history + OPEN_AFTER
+            session.execute(insert(Clip), [
+                {"project_id": project.id, "sha256": f"{first + i:064x}", "media_path": f"c{first + i}.mp4",
+                 "duration_s": 10.0, "status": ClipStatus.resolved} for i in range(COLLEAGUE_SLOTS)])
+            theirs = session.scalars(select(Clip.id).order_by(Clip.id.desc()).limit(COLLEAGUE_SLOTS)).all()
+            today = datetime.now(UTC) - timedelta(minutes=5)
+            session.execute(insert(Assignment), [
+                {"project_id": project.id, "clip_id": cid, "annotator_id": who.id, "stage": 1, "is_gold": False,
+                 "status": AssignmentStatus.submitted, "leased_at": today, "lease_expires_at": today}
+                for who in colleagues for cid in theirs])
+            session.execute(insert(Judgement), [
+                {"project_id": project.id, "clip_id": cid, "annotator_id": who, "assignment_id": aid, "stage": 1,
+                 "label_id": project.labels[0].id, "submitted_at": today, "client_request_id": f"r{aid}"}
+                for aid, cid, who in session.execute(select(Assignment.id, Assignment.clip_id, Assignment.annotator_id)
+                                                     .where(Assignment.annotator_id != me.id))])
             session.commit()
             ids = project.id, me.id
         # Past days' rows are vacuumed in a running deployment (autovacuum): their pages are
