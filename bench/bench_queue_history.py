@@ -28,13 +28,13 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, make_url, select, text
+from sqlalchemy import insert, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,26 +53,11 @@ from annotation_app.models import (  # noqa: E402
 )
 from annotation_app.services import _queries as sql  # noqa: E402
 from annotation_app.services import projects, work  # noqa: E402
+from bench.bench_annotation_http import make_database  # noqa: E402  (the same throwaway databases)
 
 RESULTS = ROOT / "bench" / "results"
-PG_ADMIN_URL = os.environ.get("EMOTIONS_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 OPEN_AFTER = 5_000
 COLLEAGUES, COLLEAGUE_SLOTS = 30, 100
-
-
-def _database() -> tuple[str, Any]:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"emotions_bench_history_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url, drop
 
 
 def _seed(url: str, history: int, layout: str) -> tuple[int, int]:
@@ -147,7 +132,7 @@ def _per_call_ms(call: Any, calls: int) -> float:
 
 
 def run_case(history: int, layout: str, calls: int) -> dict[str, Any]:
-    url, drop = _database()
+    url, drop = make_database("postgres", Path(tempfile.gettempdir()), f"history_{layout}_{history}")
     try:
         project_id, user_id = _seed(url, history, layout)
         engine = make_engine(url)
