@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from model.audio import MFCCResNet, SegmentAudio, load_resnet_checkpoint
 from model.errors import ModelError
-from model.fusion import GlobalFusion, LocalFusion
+from model.fusion import DESIGNS, GlobalFusion, LocalFusion
 from model.visual import (
     CheckpointMismatchError,
     SegmentSwin,
@@ -27,7 +27,16 @@ from model.visual import (
     load_swin3d_checkpoint,
 )
 
-__all__ = ["AVCPNet", "AVCPNetOutput", "ModelConfig", "PRESETS", "avcpnet", "build_avcpnet", "load_avcpnet_weights"]
+__all__ = [
+    "AVCPNet",
+    "AVCPNetOutput",
+    "ModelConfig",
+    "PRESETS",
+    "avcpnet",
+    "build_avcpnet",
+    "load_avcpnet_weights",
+    "load_pretrained_branches",
+]
 
 Modalities = Literal["audio-visual", "visual", "audio"]
 
@@ -60,8 +69,10 @@ class ModelConfig:
     fusion_heads: int = 8
     fusion_ff_dim: int = 1024
     fusion_attention_dropout: float = 0.1
-    dilations: list[int] = field(default_factory=lambda: [1, 2, 4])
+    fusion_dropout: float = 0.5  # residual and feed-forward dropout of the fusion's Transformer layers
+    dilations: list[int] = field(default_factory=lambda: [1, 2, 4])  # one local level per dilation
     global_heads: int = 8
+    fusion_design: str = "faithful"  # or "v0": see model.fusion
     # ablations
     modalities: str = "audio-visual"
     local_stage: bool = True
@@ -74,6 +85,19 @@ class ModelConfig:
             raise ModelError(f"mfcc_frames {self.mfcc_frames} is not a multiple of segments {self.segments}")
         if self.num_classes < 2:
             raise ModelError("a classifier needs at least two classes")
+        if self.fusion_design not in DESIGNS:
+            raise ModelError(f"fusion_design must be one of {', '.join(DESIGNS)}, not {self.fusion_design!r}")
+        if not self.dilations or any(int(d) < 1 for d in self.dilations):
+            raise ModelError(f"dilations must be one or more integers >= 1, not {self.dilations}")
+        for name in ("fusion_heads", "global_heads"):
+            heads = getattr(self, name)
+            if heads < 1 or self.dim % heads:
+                raise ModelError(f"{name} ({heads}) must be a positive divisor of dim ({self.dim})")
+        if self.fusion_ff_dim < 1:
+            raise ModelError(f"fusion_ff_dim must be positive, not {self.fusion_ff_dim}")
+        for name in ("fusion_dropout", "fusion_attention_dropout", "visual_dropout", "swin_stochastic_depth"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ModelError(f"{name} must be in [0, 1), not {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,19 +168,7 @@ class AVCPNet(nn.Module):
         if self.visual is not None and self.audio is not None:
             if frames is None or mfcc is None:
                 raise ModelError("the audio-visual model needs both frames and MFCC")
-            v = self.visual(frames)  # (B, S, C)
-            a = self.audio(mfcc)  # (B, S, C)
-            if self.local is not None:
-                v, a = self.local(v, a)  # (B, S, C) each
-            if self.global_ is not None:
-                v, a = self.global_(v, a)  # (B, C) each
-            else:
-                v, a = v.mean(dim=1), a.mean(dim=1)  # (B, C) each
-            logits = self.head(torch.cat([a, v], dim=-1))  # (B, K)
-            weight, bias = self.head.weight, self.head.bias
-            audio_logits = a @ weight[:, : self.dim].t() + bias / 2  # (B, K)
-            visual_logits = v @ weight[:, self.dim :].t() + bias / 2  # (B, K)
-            return AVCPNetOutput(logits, visual_logits, audio_logits)
+            return self.fuse_and_classify(self.visual(frames), self.audio(mfcc))  # branches: (B, S, C) each
         if self.visual is not None:
             if frames is None:
                 raise ModelError("the visual-only model needs frames")
@@ -166,6 +178,22 @@ class AVCPNet(nn.Module):
             raise ModelError("the audio-only model needs MFCC")
         logits = self.head(self.audio(mfcc).mean(dim=1))  # (B, K)
         return AVCPNetOutput(logits, None, logits)
+
+    def fuse_and_classify(self, visual: Tensor, audio: Tensor) -> AVCPNetOutput:
+        """The audio-visual model after its branches: segment features V, A (B, S, C) -> the three heads."""
+        v, a = visual, audio
+        if self.local is not None:
+            v, a = self.local(v, a)  # (B, S, C) each
+        if self.global_ is not None:
+            v, a = self.global_(v, a)  # (B, C) each
+        else:
+            v, a = v.mean(dim=1), a.mean(dim=1)  # (B, C) each
+        logits = self.head(torch.cat([a, v], dim=-1))  # (B, K)
+        # The auxiliary heads reuse the halves of W and split b; they read the fused vectors a and v.
+        weight, bias = self.head.weight, self.head.bias
+        audio_logits = a @ weight[:, : self.dim].t() + bias / 2  # (B, K)
+        visual_logits = v @ weight[:, self.dim :].t() + bias / 2  # (B, K)
+        return AVCPNetOutput(logits, visual_logits, audio_logits)
 
 
 def build_avcpnet(config: ModelConfig) -> AVCPNet:
@@ -192,12 +220,37 @@ def build_avcpnet(config: ModelConfig) -> AVCPNet:
             config.fusion_ff_dim,
             config.fusion_attention_dropout,
             config.dilations,
+            design=config.fusion_design,
+            dropout=config.fusion_dropout,
         )
         if both and config.local_stage
         else None
     )
-    global_ = GlobalFusion(config.dim, config.global_heads) if both and config.global_stage else None
+    global_ = (
+        GlobalFusion(config.dim, config.global_heads, design=config.fusion_design)
+        if both and config.global_stage
+        else None
+    )
     return AVCPNet(visual, audio, local, global_, num_classes=config.num_classes, dim=config.dim)
+
+
+def load_pretrained_branches(
+    model: AVCPNet,
+    *,
+    swin2d_checkpoint: str | Path | None = None,
+    swin3d_checkpoint: str | Path | None = None,
+    resnet_checkpoint: str | Path | None = None,
+) -> None:
+    """Initialise the branches from local pretrained files; a file for a branch the model lacks is ignored."""
+    if swin2d_checkpoint is not None and swin3d_checkpoint is not None:
+        raise ModelError("give a 2-D or a 3-D Swin checkpoint, not both")
+    if model.visual is not None:
+        if swin3d_checkpoint is not None:
+            load_swin3d_checkpoint(model.visual.backbone, swin3d_checkpoint)
+        elif swin2d_checkpoint is not None:
+            load_swin2d_checkpoint(model.visual.backbone, swin2d_checkpoint)
+    if model.audio is not None and resnet_checkpoint is not None:
+        load_resnet_checkpoint(model.audio.resnet, resnet_checkpoint)
 
 
 def load_avcpnet_weights(model: AVCPNet, path: str | Path) -> None:
@@ -247,8 +300,6 @@ def avcpnet(
     """
     if preset not in PRESETS:
         raise ModelError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    if swin2d_checkpoint is not None and swin3d_checkpoint is not None:
-        raise ModelError("give a 2-D or a 3-D Swin checkpoint, not both")
     config = replace(
         PRESETS[preset],
         num_classes=num_classes,
@@ -258,13 +309,10 @@ def avcpnet(
         **overrides,
     )
     model = build_avcpnet(config)
-    if model.visual is not None:
-        if swin3d_checkpoint is not None:
-            load_swin3d_checkpoint(model.visual.backbone, swin3d_checkpoint)
-        elif swin2d_checkpoint is not None:
-            load_swin2d_checkpoint(model.visual.backbone, swin2d_checkpoint)
-    if model.audio is not None and resnet_checkpoint is not None:
-        load_resnet_checkpoint(model.audio.resnet, resnet_checkpoint)
+    load_pretrained_branches(
+        model, swin2d_checkpoint=swin2d_checkpoint, swin3d_checkpoint=swin3d_checkpoint,
+        resnet_checkpoint=resnet_checkpoint,
+    )
     if weights is not None:
         load_avcpnet_weights(model, weights)
     return model

@@ -36,11 +36,12 @@ def ep_ce(
     ``sample_mask`` (N,) bool keeps only some samples (e.g. clips with audio for the audio head);
     with no sample kept the loss is a zero that still carries the graph.
     """
-    ce = F.cross_entropy(logits.float(), target, reduction="none")  # (N,)
+    # bf16/fp16 logits (autocast) are raised to float32 for the log-softmax; float64 stays float64.
+    ce = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), target, reduction="none")  # (N,)
     with torch.no_grad():
         true_polarity = class_polarity[target]  # (N,)
         wrong_polarity = class_polarity[logits.argmax(dim=-1)] != true_polarity  # (N,)
-        weight = 1.0 + lambdas[true_polarity] * wrong_polarity.to(ce.dtype)  # (N,)
+        weight = 1.0 + lambdas.to(ce.dtype)[true_polarity] * wrong_polarity.to(ce.dtype)  # (N,)
     weighted = weight * ce
     if sample_mask is not None:
         kept = sample_mask.to(weighted.dtype)
@@ -58,7 +59,8 @@ class EPCELoss(nn.Module):
         if any(p not in (0, 1, 2) for p in class_polarity):
             raise ModelError("class polarities must be 0 (positive), 1 (neutral) or 2 (negative)")
         self.register_buffer("class_polarity", torch.tensor(list(class_polarity), dtype=torch.long), persistent=False)
-        self.register_buffer("lambdas", torch.tensor(list(lambdas), dtype=torch.float32), persistent=False)
+        # float64 so λ keeps its decimal value; it is cast to the loss's dtype where it is used
+        self.register_buffer("lambdas", torch.tensor(list(lambdas), dtype=torch.float64), persistent=False)
 
     def forward(self, logits: Tensor, target: Tensor, sample_mask: Tensor | None = None) -> Tensor:
         return ep_ce(logits, target, self.class_polarity, self.lambdas, sample_mask)
