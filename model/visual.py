@@ -1,15 +1,23 @@
 """Visual branch: a Video Swin Transformer applied to each segment of a clip.
 
 The backbone is torchvision's :class:`~torchvision.models.video.swin_transformer.SwinTransformer3d`
-(``swin3d_t``'s configuration in the full preset). Pretrained weights come only from local files:
-a Kinetics-400 Video Swin-T checkpoint (torchvision's ``swin3d_t-7615ae03.pth``), or a 2-D ImageNet
-Swin-T checkpoint (torchvision's ``swin_t-704ceda3.pth``) inflated to 3-D the way the Video Swin
-authors did (patch-embedding kernel repeated over time and divided by its length, relative position
-bias table tiled over the temporal offsets).
+(``swin3d_t``'s configuration in the full preset). Pretrained weights come only from local files, in
+the naming of whoever released them; the loaders tell the naming from the keys:
+
+- a Kinetics-400 Video Swin-T checkpoint: torchvision's ``swin3d_t-7615ae03.pth``, or the Video Swin
+  authors' mmaction file (``swin_tiny_patch244_window877_kinetics400_1k.pth``, ``backbone.layers.*``);
+- a 2-D ImageNet Swin-T checkpoint: torchvision's ``swin_t-704ceda3.pth``, or Microsoft's
+  (``swin_tiny_patch4_window7_224_22k.pth``, ``layers.*``), inflated to 3-D the way the Video Swin
+  authors did (patch-embedding kernel repeated over time and divided by its length, relative position
+  bias table tiled over the temporal offsets).
+
+The originals' tensors are copied unchanged: torchvision's relative position index and patch-merging
+order are the originals' (its ``swin3d_t`` weights were ported from them), so only names differ.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,6 +40,23 @@ __all__ = [
 # torchvision's swin3d_t / swin_t presets normalise with ImageNet statistics.
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
+
+# Buffers that every Swin recomputes from its window configuration; a file's copies are never loaded.
+_DERIVED_BUFFERS = ("relative_position_index", "attn_mask")
+
+# The originals (Microsoft Swin, Video Swin) name stages layers.i, with the patch merging that ends
+# stage i in layers.i.downsample, and their Mlp's linears fc1/fc2; torchvision's MLP is
+# Sequential(Linear, GELU, Dropout, Linear, Dropout), so the linears are mlp.0 and mlp.3.
+_ORIGINAL_BLOCK = re.compile(r"layers\.(\d+)\.blocks\.(\d+)\.(.+)")
+_ORIGINAL_MERGE = re.compile(r"layers\.(\d+)\.downsample\.(.+)")
+_ORIGINAL_MLP = {"mlp.fc1.": "mlp.0.", "mlp.fc2.": "mlp.3."}
+
+_FORMATS = {
+    "torchvision-3d": "torchvision swin3d_t",
+    "mmaction-3d": "mmaction Video Swin",
+    "torchvision-2d": "torchvision swin_t",
+    "microsoft-2d": "Microsoft Swin",
+}
 
 
 class CheckpointMismatchError(ModelError):
@@ -111,16 +136,25 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
 
 def _load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str, ignore: tuple[str, ...]) -> None:
-    """Load, requiring every learnable tensor except those starting with ``ignore``."""
+    """Load, requiring every learnable tensor except those starting with ``ignore``, and no others.
+
+    Extra keys are refused too: a deeper Swin (swin3d_s's 18-block stage) has the same widths, and
+    loading its first blocks alone would pass silently.
+    """
     own = module.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith("relative_position_index") and not k.startswith(ignore)]
+    missing = [k for k in own if k not in state and not k.endswith(_DERIVED_BUFFERS) and not k.startswith(ignore)]
     if missing:
         raise CheckpointMismatchError(
             f"{source} lacks {len(missing)} expected keys (first: {missing[0]!r}); wrong kind of checkpoint?"
         )
+    extra = [k for k in state if k not in own and not k.endswith(_DERIVED_BUFFERS) and not k.startswith(ignore)]
+    if extra:
+        raise CheckpointMismatchError(
+            f"{source} has {len(extra)} keys the model lacks (first: {extra[0]!r}); a deeper or different Swin?"
+        )
     usable = {}
     for key, value in state.items():
-        if key not in own or key.endswith("relative_position_index"):
+        if key not in own or key.endswith(_DERIVED_BUFFERS):
             continue
         if own[key].shape != value.shape:
             raise CheckpointMismatchError(
@@ -130,9 +164,109 @@ def _load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str, ig
     module.load_state_dict(usable, strict=False)
 
 
+def _swin_checkpoint_format(state: Mapping[str, Tensor]) -> str | None:
+    """The naming of a Swin state dict (a key of ``_FORMATS``), from marker keys; None if none fits.
+
+    ``read_state_dict`` has already dropped mmaction's ``backbone.`` prefix, so the two original
+    namings differ only in the patch kernel: (C, 3, pt, ph, pw) for Video Swin, (C, 3, ph, pw) for 2-D.
+    """
+    if "features.0.0.weight" in state:
+        return "torchvision-2d"
+    if "features.0.0.attn.qkv.weight" in state and "patch_embed.proj.weight" in state:
+        return "torchvision-3d"
+    if "layers.0.blocks.0.attn.qkv.weight" in state and "patch_embed.proj.weight" in state:
+        return "mmaction-3d" if state["patch_embed.proj.weight"].dim() == 5 else "microsoft-2d"
+    return None
+
+
+def _original_block_part(part: str) -> str:
+    """A block's own key (``norm1.weight``, ``mlp.fc1.bias``...) in torchvision's names."""
+    for old, new in _ORIGINAL_MLP.items():
+        if part.startswith(old):
+            return new + part[len(old):]
+    return part
+
+
+def _mmaction_swin3d_to_torchvision(state: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
+    """Rename a Video Swin (mmaction) backbone state dict to torchvision ``swin3d_t`` names.
+
+    torchvision keeps the stem as ``patch_embed`` and interleaves the rest: ``features.(2i)`` holds
+    stage i's blocks, ``features.(2i+1)`` the patch merging that ends stage i. ``cls_head`` (the
+    Kinetics classifier) is dropped.
+    """
+    renamed: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("cls_head.") or key.endswith(_DERIVED_BUFFERS):
+            continue
+        if block := _ORIGINAL_BLOCK.fullmatch(key):
+            stage, index, part = block.groups()
+            new_key = f"features.{2 * int(stage)}.{index}.{_original_block_part(part)}"
+        elif merge := _ORIGINAL_MERGE.fullmatch(key):
+            stage, part = merge.groups()
+            new_key = f"features.{2 * int(stage) + 1}.{part}"
+        elif key.startswith(("patch_embed.", "norm.")):
+            new_key = key  # same names in both
+        else:
+            raise CheckpointMismatchError(f"{source}: Video Swin key {key!r} has no torchvision counterpart")
+        renamed[new_key] = value
+    return renamed
+
+
+def _microsoft_swin2d_to_torchvision(state: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
+    """Rename a Microsoft Swin 2-D state dict to torchvision ``swin_t`` names (inflated afterwards).
+
+    torchvision's 2-D ``features`` holds the stem too: ``features.0`` is the patch embedding (conv at
+    ``.0``, norm at ``.2``), ``features.(2i+1)`` stage i's blocks, ``features.(2i+2)`` the patch
+    merging that ends stage i. The ImageNet head (21841 classes for 22K) is dropped.
+    """
+    renamed: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("head.") or key.endswith(_DERIVED_BUFFERS):
+            continue
+        if key == "absolute_pos_embed":
+            # Swin-T has none (ape=False); torchvision's Swin has no place for one
+            raise CheckpointMismatchError(
+                f"{source} has an absolute position embedding, which torchvision's Swin lacks"
+            )
+        if key.startswith("patch_embed.proj."):
+            new_key = "features.0.0." + key[len("patch_embed.proj."):]
+        elif key.startswith("patch_embed.norm."):
+            new_key = "features.0.2." + key[len("patch_embed.norm."):]
+        elif block := _ORIGINAL_BLOCK.fullmatch(key):
+            stage, index, part = block.groups()
+            new_key = f"features.{2 * int(stage) + 1}.{index}.{_original_block_part(part)}"
+        elif merge := _ORIGINAL_MERGE.fullmatch(key):
+            stage, part = merge.groups()
+            new_key = f"features.{2 * int(stage) + 2}.{part}"
+        elif key.startswith("norm."):
+            new_key = key
+        else:
+            raise CheckpointMismatchError(f"{source}: Microsoft Swin key {key!r} has no torchvision counterpart")
+        renamed[new_key] = value
+    return renamed
+
+
 def load_swin3d_checkpoint(backbone: SwinTransformer3d, path: str | Path) -> None:
-    """Load a Kinetics Video Swin checkpoint (torchvision key names) into ``backbone``; its head is dropped."""
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(("head.", "cls_head."))}
+    """Load a Kinetics Video Swin checkpoint into ``backbone``; its classifier is dropped.
+
+    Takes torchvision's ``swin3d_t`` names or the Video Swin authors' mmaction checkpoint
+    (``{"meta": ..., "state_dict": {"backbone.layers.0.blocks.0...": ...}}``).
+    """
+    state = read_state_dict(path)
+    kind = _swin_checkpoint_format(state)
+    if kind == "torchvision-3d":
+        state = {k: v for k, v in state.items() if not k.startswith(("head.", "cls_head."))}
+    elif kind == "mmaction-3d":
+        state = _mmaction_swin3d_to_torchvision(state, str(path))
+    elif kind is not None:
+        raise CheckpointMismatchError(
+            f"{path} holds 2-D Swin weights ({_FORMATS[kind]}); give it as the 2-D checkpoint, which is inflated"
+        )
+    else:
+        raise CheckpointMismatchError(
+            f"{path} is not a Video Swin checkpoint: expected torchvision swin3d_t keys (features.0.0.attn.qkv.weight)"
+            " or mmaction Video Swin keys (backbone.layers.0.blocks.0.attn.qkv.weight, a 5-D patch_embed.proj.weight)"
+        )
     _load_strict(backbone, state, str(path), ignore=("head.",))
 
 
@@ -165,15 +299,37 @@ def inflate_swin2d_state_dict(state: Mapping[str, Tensor], backbone: SwinTransfo
             steps = target.shape[2]
             value = value.unsqueeze(2).repeat(1, 1, steps, 1, 1) / steps
         elif new_key.endswith("relative_position_bias_table") and value.shape != target.shape:
-            offsets = target.shape[0] // value.shape[0]
+            window = backbone.get_submodule(new_key.rsplit(".", 1)[0]).window_size  # [Wt, Wh, Ww]
+            spatial = (2 * window[1] - 1) * (2 * window[2] - 1)
+            if tuple(value.shape) != (spatial, target.shape[1]):
+                # the Video Swin authors interpolate other window sizes; we do not guess
+                raise CheckpointMismatchError(
+                    f"2-D Swin {key} has shape {tuple(value.shape)}; a {window[1]}x{window[2]} window with"
+                    f" {target.shape[1]} heads needs ({spatial}, {target.shape[1]})"
+                )
+            offsets = 2 * window[0] - 1
             value = value.unsqueeze(0).repeat(offsets, 1, 1).reshape(target.shape)
         inflated[new_key] = value
     return inflated
 
 
 def load_swin2d_checkpoint(backbone: SwinTransformer3d, path: str | Path) -> None:
-    """Inflate an ImageNet 2-D Swin checkpoint (torchvision ``swin_t``) into ``backbone``."""
+    """Inflate an ImageNet 2-D Swin checkpoint into ``backbone``.
+
+    Takes torchvision's ``swin_t`` names or Microsoft's (``{"model": {"layers.0.blocks.0...": ...}}``,
+    the ImageNet-1K and -22K releases).
+    """
     state = read_state_dict(path)
-    if "features.0.0.weight" not in state:
-        raise CheckpointMismatchError(f"{path} is not a torchvision 2-D Swin checkpoint (no features.0.0.weight)")
+    kind = _swin_checkpoint_format(state)
+    if kind == "microsoft-2d":
+        state = _microsoft_swin2d_to_torchvision(state, str(path))
+    elif kind in ("torchvision-3d", "mmaction-3d"):
+        raise CheckpointMismatchError(
+            f"{path} holds 3-D Video Swin weights ({_FORMATS[kind]}); give it as the 3-D checkpoint"
+        )
+    elif kind is None:
+        raise CheckpointMismatchError(
+            f"{path} is not a 2-D Swin checkpoint: expected torchvision swin_t keys (features.0.0.weight)"
+            " or Microsoft Swin keys (layers.0.blocks.0.attn.qkv.weight, a 4-D patch_embed.proj.weight)"
+        )
     _load_strict(backbone, inflate_swin2d_state_dict(state, backbone), str(path), ignore=("head.",))
