@@ -85,47 +85,106 @@ def prepare_features_command(
                   + (f", {len(report.failed)} undecodable and left out" if report.failed else "") + ")")
 
 
+def _numbers(option: str, text: str | None, kind: type = float) -> list[Any] | None:
+    """``"0.5,0.5,0.5"`` -> [0.5, 0.5, 0.5]; a bad list is a usage error naming the option."""
+    if text is None:
+        return None
+    try:
+        return [kind(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of {kind.__name__}s",
+                                 param_hint=option) from None
+
+
 def train_baseline_command(
-    export: Annotated[Path, typer.Option("--export", help="Export folder or VAANet-layout folder.")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics.jsonl, test/).")],
-    preset: Annotated[str, typer.Option(help="tiny (CPU, tests) or full (the authors' recipe).")] = "full",
+    export: Annotated[Path | None, typer.Option("--export", help="Export folder or VAANet-layout folder.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (checkpoints, metrics.jsonl, test/).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of training settings and a [model] table "
+                                                "(RUN/config.toml of an earlier run is one); flags override it.")] = None,
+    preset: Annotated[str | None, typer.Option(help="tiny (CPU, tests) or full (the authors' recipe; default).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the preset's).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda (under torchrun: one GPU per process).")] = "auto",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from RUN_DIR/last.pt.")] = False,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda (under torchrun: one GPU per process).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from RUN_DIR/last.pt, exactly where it stopped.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --resume: continue although epochs, schedule or other "
+                                        "settings differ from the stored run's.")] = False,
     cache: Annotated[Path | None, typer.Option(help="Feature cache (default: EXPORT/features-PRESET; made if missing).")] = None,
+    jitter: Annotated[int | None, typer.Option(help="Cached frames per segment beyond T (range of the random temporal "
+                                               "offset); default: the cache's, else T/2.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Clips per step and process (default: the preset's).")] = None,
     accumulation_steps: Annotated[int | None, typer.Option(help="Gradient accumulation steps (default: the preset's).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: the preset's).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (authors: 0.02).")] = None,
+    betas: Annotated[str | None, typer.Option(help="AdamW betas, e.g. 0.9,0.999.")] = None,
+    warmup_epochs: Annotated[float | None, typer.Option(help="Linear warm-up length in epochs (authors: 1.5).")] = None,
+    warmup_start_factor: Annotated[float | None, typer.Option(help="Warm-up starts at this fraction of --lr (0.1).")] = None,
+    min_lr_factor: Annotated[float | None, typer.Option(help="Cosine decays to this fraction of --lr (0.01).")] = None,
+    augment_probability: Annotated[float | None, typer.Option(help="Chance of one frame augmentation per clip (0.3).")] = None,
+    max_steps_per_epoch: Annotated[int | None, typer.Option(help="Cut every epoch after this many steps (smoke runs).")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA (default on).")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: the preset's).")] = None,
-    modalities: Annotated[str, typer.Option(help="Ablation: audio-visual, visual or audio.")] = "audio-visual",
+    modalities: Annotated[str | None, typer.Option(help="Ablation: audio-visual (default), visual or audio.")] = None,
     no_local: Annotated[bool, typer.Option("--no-local", help="Ablation: skip the local fusion stage.")] = False,
     no_global: Annotated[bool, typer.Option("--no-global", help="Ablation: skip the global fusion stage.")] = False,
-    loss: Annotated[str, typer.Option(help="ep-ce or ce (ablation).")] = "ep-ce",
-    swin2d_checkpoint: Annotated[Path | None, typer.Option(help="Local ImageNet 2-D Swin-T checkpoint to inflate.")] = None,
-    swin3d_checkpoint: Annotated[Path | None, typer.Option(help="Local Kinetics Video Swin-T checkpoint.")] = None,
+    loss: Annotated[str | None, typer.Option(help="ep-ce (default) or ce (ablation).")] = None,
+    lambdas: Annotated[str | None, typer.Option(help="EP-CE λ for positive, neutral, negative ground truth, e.g. 0.5,0.5,0.5.")] = None,
+    dilations: Annotated[str | None, typer.Option(help="Local pyramid: one level per dilation, e.g. 1,2,4 (spec CHOICE).")] = None,
+    ffn_dim: Annotated[int | None, typer.Option(help="Feed-forward width of the fusion layers (spec CHOICE: 1024).")] = None,
+    fusion_heads: Annotated[int | None, typer.Option(help="Attention heads of the local stage (8).")] = None,
+    global_heads: Annotated[int | None, typer.Option(help="Attention heads of the global stage (8).")] = None,
+    fusion_dropout: Annotated[float | None, typer.Option(help="Residual/feed-forward dropout of the fusion layers (0.5).")] = None,
+    attention_dropout: Annotated[float | None, typer.Option(help="Attention dropout of the local stage (0.1).")] = None,
+    visual_dropout: Annotated[float | None, typer.Option(help="Dropout before the visual projection (0.5).")] = None,
+    fusion_design: Annotated[str | None, typer.Option(help="faithful (the authors' code; default) or v0.")] = None,
+    swin2d_checkpoint: Annotated[Path | None, typer.Option(help="Local ImageNet 2-D Swin-T checkpoint to inflate: torchvision swin_t or Microsoft Swin (e.g. swin_tiny_patch4_window7_224_22k.pth).")] = None,
+    swin3d_checkpoint: Annotated[Path | None, typer.Option(help="Local Kinetics Video Swin-T checkpoint: torchvision swin3d_t or the Video Swin authors' mmaction file (e.g. swin_tiny_patch244_window877_kinetics400_1k.pth).")] = None,
     resnet_checkpoint: Annotated[Path | None, typer.Option(help="Local ImageNet ResNet-34 checkpoint.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
-    fold: Annotated[int, typer.Option(help="List number NN in the VAANet layout.")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Random seed (1).")] = None,
+    fold: Annotated[int | None, typer.Option(help="List number NN in the VAANet layout.")] = None,
 ) -> None:
-    """Train AV-CPNet: best epoch on validation, test evaluated once at the end."""
-    from model.errors import ModelError
-    from model.train import TrainConfig, main
+    """Train AV-CPNet: best epoch on validation, test evaluated once at the end.
 
-    if preset not in ("tiny", "full"):
-        raise ModelError(f"unknown preset {preset!r}; choose tiny or full")
-    overrides: dict[str, Any] = {
-        "export": str(export), "out": str(out), "device": device, "resume": resume,
-        "cache": str(cache) if cache else None, "modalities": modalities, "local_stage": not no_local,
-        "global_stage": not no_global, "loss": loss, "seed": seed, "fold": fold,
+    Settings come from the preset, then --config, then the flags; the run folder records the
+    resolved ones (config.json, and config.toml for --config).
+    """
+    import warnings
+
+    from model.errors import ModelError
+    from model.train import PretrainedWeightsWarning, TrainConfig, check_model_overrides, main, pretrained_warning
+    from model.train import read_config_file
+
+    values: dict[str, Any] = read_config_file(config) if config is not None else {}
+    flags: dict[str, Any] = {
+        "export": str(export) if export else None, "out": str(out) if out else None, "device": device,
+        "cache": str(cache) if cache else None, "jitter": jitter, "epochs": epochs, "batch_size": batch_size,
+        "accumulation_steps": accumulation_steps, "lr": lr, "weight_decay": weight_decay,
+        "betas": _numbers("--betas", betas), "warmup_epochs": warmup_epochs,
+        "warmup_start_factor": warmup_start_factor, "min_lr_factor": min_lr_factor,
+        "augment_probability": augment_probability, "max_steps_per_epoch": max_steps_per_epoch, "amp": amp,
+        "workers": workers, "modalities": modalities, "loss": loss, "lambdas": _numbers("--lambdas", lambdas),
+        "seed": seed, "fold": fold,
         "swin2d_checkpoint": str(swin2d_checkpoint) if swin2d_checkpoint else None,
         "swin3d_checkpoint": str(swin3d_checkpoint) if swin3d_checkpoint else None,
         "resnet_checkpoint": str(resnet_checkpoint) if resnet_checkpoint else None,
     }
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulation_steps", accumulation_steps),
-                       ("lr", lr), ("workers", workers)):
-        if value is not None:
-            overrides[key] = value
-    cfg = TrainConfig.tiny(**overrides) if preset == "tiny" else TrainConfig.full(**overrides)
+    values.update({key: value for key, value in flags.items() if value is not None})
+    if no_local:
+        values["local_stage"] = False
+    if no_global:
+        values["global_stage"] = False
+    model_flags = {
+        "dilations": _numbers("--dilations", dilations, int), "fusion_ff_dim": ffn_dim, "fusion_heads": fusion_heads,
+        "global_heads": global_heads, "fusion_dropout": fusion_dropout, "fusion_attention_dropout": attention_dropout,
+        "visual_dropout": visual_dropout, "fusion_design": fusion_design,
+    }
+    model_values = {**values.get("model", {}), **{k: v for k, v in model_flags.items() if v is not None}}
+    values["model"] = check_model_overrides(model_values, "the command line")
+    if "lambdas" in values and len(values["lambdas"]) != 3:
+        raise ModelError(f"--lambdas needs three values (positive, neutral, negative), got {values['lambdas']}")
+    for required in ("export", "out"):
+        if not values.get(required):
+            raise typer.BadParameter(f"give --{required} (or set {required} in --config)", param_hint=f"--{required}")
+    cfg = TrainConfig.for_preset(preset or values.pop("preset", "full"), **{k: v for k, v in values.items() if k != "preset"},
+                                 resume=resume, force=force)
 
     def on_epoch(record: dict[str, Any]) -> None:
         console.print(
@@ -133,7 +192,11 @@ def train_baseline_command(
             f"val top-1 {record['val_top1']:.4f}  UAR {record['val_uar']:.4f}  best epoch {record['best_epoch']}"
         )
 
-    with _progress() as bar:
+    warning = pretrained_warning(cfg)
+    if warning is not None:
+        err_console.print(f"warning: {warning}")
+    with _progress() as bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore", PretrainedWeightsWarning)  # said above, once
         summary = main(cfg, progress=_RichProgress(bar), on_epoch=on_epoch)
     test = summary.get("test")
     if test is not None:
@@ -141,8 +204,8 @@ def train_baseline_command(
                       f"test top-1 {test['top1']:.4f}, UAR {test['uar']:.4f}, macro-F1 {test['macro_f1']:.4f}")
         if summary.get("skipped_clips"):
             err_console.print(f"warning: {summary['skipped_clips']} undecodable clips were left out "
-                              f"(listed in {out / 'skipped_clips.json'})")
-        console.print(f"run folder: {out}")
+                              f"(listed in {Path(cfg.out) / 'skipped_clips.json'})")
+        console.print(f"run folder: {cfg.out}")
 
 
 def evaluate_command(

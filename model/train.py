@@ -12,14 +12,18 @@ Runs under ``torchrun`` use DDP with a distributed sampler; rank 0 validates, lo
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import json
 import math
 import os
 import random
 import time
+import tomllib
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,14 +33,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
-from model.avcpnet import PRESETS, AVCPNet, ModelConfig, avcpnet, build_avcpnet
+from model.avcpnet import PRESETS, AVCPNet, ModelConfig, build_avcpnet, load_pretrained_branches
 from model.checkpoints import load_checkpoint, save_checkpoint
-from model.data import CachedClipDataset, cache_spec_for
+from model.data import CachedClipDataset, EpochSampler, cache_spec_for
 from model.errors import ModelError
 from model.export_reader import SPLITS, ClipRecord, ExportTable, UnknownSplitError, read_export
-from model.features import PrepareReport, cache_key, prepare_features
+from model.features import CacheMismatchError, PrepareReport, cache_key, prepare_features, read_cache_spec
 from model.labels import LabelSet
 from model.loss import EPCELoss
 from model.metrics import classification_metrics, plot_confusion
@@ -44,20 +48,34 @@ from model.visual import CheckpointMismatchError
 
 __all__ = [
     "FeatureCacheError",
+    "PretrainedWeightsWarning",
     "Progress",
+    "ResumeMismatchError",
     "TrainConfig",
     "evaluate",
     "evaluate_checkpoint",
     "load_trained_model",
     "lr_factor",
     "main",
+    "check_model_overrides",
+    "pretrained_warning",
     "prepare_export_features",
+    "read_config_file",
+    "resolve_jitter",
     "train_one_epoch",
 ]
 
 
 class FeatureCacheError(ModelError):
     """Clips whose features could not be prepared."""
+
+
+class ResumeMismatchError(ModelError):
+    """``--resume`` asked with settings that would make the run another one than the one stored."""
+
+
+class PretrainedWeightsWarning(UserWarning):
+    """The full preset is about to train from random weights (the authors start from pretrained ones)."""
 
 
 class Progress(Protocol):
@@ -96,8 +114,11 @@ class TrainConfig:
     seed: int = 1
     # data
     fold: int = 1
-    jitter: int | None = None
+    jitter: int | None = None  # None: the cache's when one exists, else half a segment's frames
     workers: int = 4
+    # model choices the specification leaves open (ModelConfig fields over the preset's: dilations,
+    # fusion_ff_dim, fusion_heads, global_heads, fusion_dropout, fusion_design, ...)
+    model: dict[str, Any] = field(default_factory=dict)
     # pretrained branches (local files)
     swin2d_checkpoint: str | None = None
     swin3d_checkpoint: str | None = None
@@ -106,6 +127,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA
     resume: bool = False
+    force: bool = False  # resume although the stored run's schedule or settings differ
     max_steps_per_epoch: int | None = None
 
     @classmethod
@@ -126,6 +148,15 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
+    @classmethod
+    def for_preset(cls, preset: str, **overrides: Any) -> TrainConfig:
+        """The preset's recipe (``tiny`` or ``full``) with ``overrides`` on top."""
+        if preset == "tiny":
+            return cls.tiny(**overrides)
+        if preset == "full":
+            return cls.full(**overrides)
+        raise ModelError(f"unknown preset {preset!r}; choose tiny or full")
+
     def cache_dir(self) -> Path:
         return Path(self.cache) if self.cache else Path(self.export) / f"features-{self.preset}"
 
@@ -141,6 +172,100 @@ def lr_factor(epoch: int, cfg: TrainConfig) -> float:
     span = max(cfg.epochs - cfg.warmup_epochs, 1e-8)
     progress = min((epoch - cfg.warmup_epochs) / span, 1.0)
     return cfg.min_lr_factor + (1.0 - cfg.min_lr_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# --- the run's settings from a file -----------------------------------------------------------------
+
+# TrainConfig fields a config file may not set: where the run is, and how this invocation behaves.
+_INVOCATION_ONLY = ("resume", "force")
+# ModelConfig fields the training settings own (the label set, and the ablation switches).
+_MODEL_FIELDS_OWNED = {"num_classes": "the export's label set", "modalities": "modalities",
+                       "local_stage": "local_stage", "global_stage": "global_stage"}
+
+
+def _check_value(source: str, name: str, value: Any, default: Any) -> Any:
+    """``value`` for a field whose default is ``default``, or a one-line error naming the setting."""
+    def wrong(kind: str) -> ModelError:
+        return ModelError(f"{source}: {name} must be {kind}, not {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("an integer")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong("a number")
+        value = float(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise wrong("a string")
+    elif isinstance(default, list):
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
+            raise wrong("a list of numbers")
+        if default and all(isinstance(v, int) for v in default) and any(isinstance(v, float) for v in value):
+            raise wrong("a list of integers")
+    elif default is None and isinstance(value, bool | dict | list):
+        raise wrong("a number or a string")
+    return value
+
+
+def _unknown(source: str, name: str, known: Sequence[str]) -> ModelError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ModelError(f"{source}: unknown setting {name!r}{hint}")
+
+
+def check_model_overrides(values: dict[str, Any], source: str = "model settings") -> dict[str, Any]:
+    """Validated ModelConfig overrides: known names, types of the defaults, not the fields training owns."""
+    defaults = {f.name: getattr(ModelConfig(), f.name) for f in fields(ModelConfig)}
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in _MODEL_FIELDS_OWNED:
+            raise ModelError(f"{source}: {name} is set by {_MODEL_FIELDS_OWNED[name]}, not in the model table")
+        if name not in defaults:
+            raise _unknown(source, name, list(defaults))
+        checked[name] = _check_value(source, name, value, defaults[name])
+    return checked
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """TrainConfig overrides from a TOML file: top-level training settings and a ``[model]`` table.
+
+    Unknown names and values of the wrong type are refused with the setting named, so a typo never
+    silently trains with a default. ``resume`` and ``force`` belong to the command line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path} is not valid TOML: {exc}") from exc
+    defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
+                for f in fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name == "model":
+            if not isinstance(value, dict):
+                raise ModelError(f"{path}: model must be a table ([model])")
+            values["model"] = check_model_overrides(value, str(path))
+            continue
+        if name in _INVOCATION_ONLY:
+            raise ModelError(f"{path}: {name} is given on the command line (--{name}), not in a config file")
+        if name not in defaults:
+            raise _unknown(str(path), name, list(defaults))
+        values[name] = _check_value(str(path), name, value, defaults[name])
+    return values
+
+
+def _config_toml(cfg: TrainConfig) -> dict[str, Any]:
+    """The run's settings as a config file that ``--config`` accepts (TOML has no null: unset ones are left out)."""
+    values = {k: v for k, v in asdict(cfg).items() if v is not None and k not in _INVOCATION_ONLY and k != "model"}
+    if cfg.model:
+        values["model"] = dict(cfg.model)
+    return values
 
 
 # --- distributed ---------------------------------------------------------------------------------
@@ -226,11 +351,16 @@ def train_one_epoch(
     max_steps: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader`` with gradient accumulation; returns the mean loss and top-1 on the fly."""
+    """One pass over ``loader`` with gradient accumulation.
+
+    Returns the mean loss, top-1 on the fly, and ``train_order``: a digest of the clip order this
+    process saw (equal digests, equal order), which shows reshuffling and exact resumes in the log.
+    """
     model.train()
     optimizer.zero_grad(set_to_none=True)
     total = min(len(loader), max_steps) if max_steps else len(loader)
     loss_sum, correct, seen = 0.0, 0, 0
+    order = hashlib.sha1()
     if progress is not None:
         progress.start("train", total)
     for step, batch in enumerate(loader):
@@ -251,6 +381,7 @@ def train_one_epoch(
         loss_sum += float(loss.detach()) * len(batch["label"])
         correct += int((output.logits.argmax(dim=-1) == batch["label"]).sum())
         seen += len(batch["label"])
+        order.update(batch["index"].cpu().numpy().astype("<i8").tobytes())
         if progress is not None:
             progress.advance()
     if progress is not None:
@@ -262,7 +393,7 @@ def train_one_epoch(
         loss_sum, correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
     if seen == 0:
         raise ModelError("the training split produced no batches")
-    return {"train_loss": loss_sum / seen, "train_top1": correct / seen}
+    return {"train_loss": loss_sum / seen, "train_top1": correct / seen, "train_order": order.hexdigest()[:16]}
 
 
 @dataclass
@@ -334,6 +465,100 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _rng_state() -> dict[str, Any]:
+    """This process's random-number states, as tensors and primitives (checkpoints load weights_only)."""
+    numpy_state = np.random.get_state(legacy=False)
+    version, python_state, gauss = random.getstate()
+    return {
+        "python": [version, torch.tensor(python_state, dtype=torch.int64), gauss],
+        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_state["state"]["pos"]),
+                  "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _restore_rng(state: dict[str, Any]) -> None:
+    version, python_state, gauss = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in python_state.tolist()), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": numpy_state["key"].numpy().astype(np.uint32), "pos": numpy_state["pos"]},
+                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _all_rng_states(info: _Dist) -> list[dict[str, Any]]:
+    """Every rank's states, in rank order (each rank draws its own dropout masks)."""
+    own = _rng_state()
+    if not info.enabled:
+        return [own]
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, own)
+    return gathered
+
+
+# Settings that make a run what it is: resuming with any of them changed continues another run.
+_RUN_DEFINING = (
+    "preset", "modalities", "local_stage", "global_stage", "loss", "lambdas", "epochs", "batch_size",
+    "accumulation_steps", "lr", "weight_decay", "betas", "warmup_epochs", "warmup_start_factor", "min_lr_factor",
+    "augment_probability", "seed", "fold", "jitter", "max_steps_per_epoch", "model",
+)
+
+
+def _check_resume(stored: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    current = asdict(cfg)
+    stored = {**asdict(TrainConfig()), "model": {}, **stored}
+    changed = [name for name in _RUN_DEFINING if stored.get(name) != current[name]]
+    if changed and not cfg.force:
+        described = ", ".join(f"{name} {stored.get(name)!r} -> {current[name]!r}" for name in changed)
+        raise ResumeMismatchError(
+            f"{path} belongs to a run with other settings ({described}); resume with the stored ones, "
+            f"start a new --out, or pass --force to continue with the new ones"
+        )
+
+
+def pretrained_warning(cfg: TrainConfig) -> str | None:
+    """A warning when the full preset would train a branch from random weights, else None."""
+    if cfg.preset != "full":
+        return None
+    missing = []
+    if cfg.modalities in ("audio-visual", "visual") and not (cfg.swin2d_checkpoint or cfg.swin3d_checkpoint):
+        missing.append("the visual branch (--swin3d-checkpoint or --swin2d-checkpoint)")
+    if cfg.modalities in ("audio-visual", "audio") and not cfg.resnet_checkpoint:
+        missing.append("the audio branch (--resnet-checkpoint)")
+    if not missing:
+        return None
+    return ("the full preset starts " + " and ".join(missing) + " from random weights; the authors start from "
+            "ImageNet/Kinetics checkpoints, and results from scratch are not comparable to theirs")
+
+
+def resolve_jitter(cfg: TrainConfig, model_config: ModelConfig) -> int:
+    """The cache's temporal jitter: the one asked for, else an existing cache's, else half a segment.
+
+    A cache made for other sampling settings is refused here, with the differing settings named.
+    """
+    cache_dir = cfg.cache_dir()
+    existing = read_cache_spec(cache_dir) if (cache_dir / "cache.json").is_file() else None
+    jitter = cfg.jitter
+    if jitter is None:
+        jitter = existing.jitter if existing is not None else model_config.frames_per_segment // 2
+    if jitter < 0:
+        raise ModelError(f"jitter must be 0 or more frames, not {jitter}")
+    if existing is not None:
+        wanted = asdict(cache_spec_for(model_config, jitter))
+        differing = {k: (v, wanted[k]) for k, v in asdict(existing).items() if wanted.get(k) != v}
+        if differing:
+            described = ", ".join(f"{k} {have} (this run needs {want})" for k, (have, want) in differing.items())
+            hint = f"pass --jitter {existing.jitter} or " if set(differing) == {"jitter"} else ""
+            raise CacheMismatchError(f"the feature cache {cache_dir} was made with {described}; {hint}"
+                                     f"use another --cache")
+    return jitter
+
+
 def prepare_export_features(
     clips: Sequence[ClipRecord],
     cache_dir: Path,
@@ -371,12 +596,13 @@ def _cached(clips: Sequence[ClipRecord], cache_dir: Path) -> list[ClipRecord]:
     return kept
 
 
-def _loader(dataset: CachedClipDataset, cfg: TrainConfig, *, shuffle: bool, sampler: Any = None, seed: int = 0) -> DataLoader:
+def _loader(dataset: CachedClipDataset, cfg: TrainConfig, *, sampler: Any = None, seed: int = 0) -> DataLoader:
+    # The generator only seeds the workers' global RNGs; training items draw from their own (model.data).
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
-        shuffle=shuffle and sampler is None,
+        shuffle=False,
         sampler=sampler,
         num_workers=cfg.workers,
         pin_memory=torch.cuda.is_available(),
@@ -391,6 +617,7 @@ def _model_config(cfg: TrainConfig, labels: LabelSet) -> ModelConfig:
         raise ModelError(f"unknown preset {cfg.preset!r}; choose one of {sorted(PRESETS)}")
     return replace(
         PRESETS[cfg.preset],
+        **check_model_overrides(cfg.model),
         num_classes=len(labels),
         modalities=cfg.modalities,
         local_stage=cfg.local_stage,
@@ -430,6 +657,16 @@ def main(
     export = read_export(cfg.export, fold=cfg.fold, seed=cfg.seed)
     labels = export.labels
     model_config = _model_config(cfg, labels)
+    cfg = replace(cfg, jitter=resolve_jitter(cfg, model_config))  # the run records the jitter it used
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    resumed = load_checkpoint(last_path) if cfg.resume and last_path.exists() else None
+    if resumed is not None:
+        if resumed["labels"] != labels.to_json() or resumed["model_config"] != model_config.to_dict():
+            raise CheckpointMismatchError(f"{last_path} was trained on other labels or another model; cannot resume")
+        _check_resume(resumed["config"], cfg, last_path)
+    warning = pretrained_warning(cfg)
+    if warning is not None and info.main:
+        warnings.warn(warning, PretrainedWeightsWarning, stacklevel=2)
     cache_dir = cfg.cache_dir()
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -440,42 +677,41 @@ def main(
     _barrier(info)
     train_clips, val_clips = _cached(export.split("train"), cache_dir), _cached(export.split("validation"), cache_dir)
     train_set = CachedClipDataset(train_clips, cache_dir, model_config, train=True,
-                                  augment_probability=cfg.augment_probability)
+                                  augment_probability=cfg.augment_probability, seed=cfg.seed)
     val_set = CachedClipDataset(val_clips, cache_dir, model_config, train=False)
-    sampler = DistributedSampler(train_set, info.world_size, info.rank, shuffle=True, seed=cfg.seed) if info.enabled else None
-    train_loader = _loader(train_set, cfg, shuffle=True, sampler=sampler, seed=cfg.seed + info.rank)
-    val_loader = _loader(val_set, cfg, shuffle=False)
+    # One replica outside torchrun: the order of epoch e is a function of (seed, e) either way.
+    sampler = EpochSampler(train_set, num_replicas=info.world_size, rank=info.rank, seed=cfg.seed)
+    train_loader = _loader(train_set, cfg, sampler=sampler, seed=cfg.seed + info.rank)
+    val_loader = _loader(val_set, cfg)
 
     # Model, loss, optimiser, and the per-epoch schedule.
-    model: nn.Module = avcpnet(
-        preset=cfg.preset,
-        num_classes=len(labels),
-        swin2d_checkpoint=cfg.swin2d_checkpoint,
-        swin3d_checkpoint=cfg.swin3d_checkpoint,
-        resnet_checkpoint=cfg.resnet_checkpoint,
-        modalities=model_config.modalities,  # type: ignore[arg-type]
-        local_stage=cfg.local_stage,
-        global_stage=cfg.global_stage,
-    ).to(device)
+    model: nn.Module = build_avcpnet(model_config)
+    load_pretrained_branches(model, swin2d_checkpoint=cfg.swin2d_checkpoint,  # type: ignore[arg-type]
+                             swin3d_checkpoint=cfg.swin3d_checkpoint, resnet_checkpoint=cfg.resnet_checkpoint)
+    model = model.to(device)
     criterion = _criterion(cfg, labels).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, cfg))
 
     start_epoch, best_metric, best_epoch = 0, -1.0, -1
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if cfg.resume and last_path.exists():
-        state = load_checkpoint(last_path)
-        if state["labels"] != labels.to_json() or state["model_config"] != model_config.to_dict():
-            raise CheckpointMismatchError(f"{last_path} was trained on other labels or another model; cannot resume")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"]) + 1
-        best_metric, best_epoch = float(state["best_metric"]), int(state.get("best_epoch", -1))
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        if cfg.force:  # a changed schedule takes effect from the next epoch on
+            scheduler.base_lrs = [cfg.lr for _ in optimizer.param_groups]
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(int(resumed["epoch"]) + 1, cfg)
+        start_epoch = int(resumed["epoch"]) + 1
+        best_metric, best_epoch = float(resumed["best_metric"]), int(resumed.get("best_epoch", -1))
+        states = resumed.get("rng") or []
+        # The same states the uninterrupted run had here: dropout and the rest draw as it would have.
+        if len(states) == info.world_size:
+            _restore_rng(states[info.rank])
     if info.enabled:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    def checkpoint(epoch: int) -> dict[str, Any]:
+    def checkpoint(epoch: int, rng: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             # CPU tensors: the weights load anywhere with a plain torch.load
             "model": {key: value.detach().cpu() for key, value in _unwrap(model).state_dict().items()},
@@ -488,22 +724,26 @@ def main(
             "labels": labels.to_json(),
             "best_metric": best_metric,
             "best_epoch": best_epoch,
+            "rng": rng,  # every rank's, after this epoch
         }
 
     if info.main:
         if start_epoch == 0:  # a fresh run in an old folder starts a fresh log
             (out / "metrics.jsonl").unlink(missing_ok=True)
         (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": model_config.to_dict()}, indent=2))
+        import tomli_w
+
+        (out / "config.toml").write_text(tomli_w.dumps(_config_toml(cfg)), encoding="utf-8")
     for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         record: dict[str, Any] = {"epoch": epoch, "lr": lr}
         record.update(train_one_epoch(model, criterion, optimizer, train_loader, device,
                                       accumulation_steps=cfg.accumulation_steps, amp=cfg.amp,
                                       max_steps=cfg.max_steps_per_epoch, progress=show))
         scheduler.step()  # once per epoch, as the recipe intends
+        rng = _all_rng_states(info)  # before validation, which draws nothing, on every rank
         if info.main:
             val = evaluate(_unwrap(model), criterion, val_loader, device, labels.names, amp=cfg.amp, progress=show).metrics
             record.update({f"val_{key}": val[key] for key in
@@ -511,9 +751,9 @@ def main(
             record["seconds"] = time.perf_counter() - started
             if val["top1"] > best_metric:
                 best_metric, best_epoch = val["top1"], epoch
-                save_checkpoint(best_path, checkpoint(epoch))
+                save_checkpoint(best_path, checkpoint(epoch, rng))
             record["best_epoch"] = best_epoch
-            save_checkpoint(last_path, checkpoint(epoch))
+            save_checkpoint(last_path, checkpoint(epoch, rng))
             with (out / "metrics.jsonl").open("a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")
             if on_epoch is not None:
@@ -579,7 +819,7 @@ def evaluate_checkpoint(
     skipped = [clip.clip_id for clip in clips if clip not in evaluated]
     clips = evaluated
     run_cfg = replace(train_cfg, workers=workers, batch_size=batch_size or train_cfg.batch_size)
-    loader = _loader(CachedClipDataset(clips, cache, model_config, train=False), run_cfg, shuffle=False)
+    loader = _loader(CachedClipDataset(clips, cache, model_config, train=False), run_cfg)
     torch_device = _resolve_device(device, _Dist())
     model.to(torch_device)
     result = evaluate(model, _criterion(train_cfg, labels).to(torch_device), loader, torch_device, labels.names,

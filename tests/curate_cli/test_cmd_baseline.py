@@ -85,3 +85,46 @@ def test_bad_exports_are_domain_errors(app: typer.Typer, tmp_path: Path) -> None
     result = runner.invoke(app, ["train-baseline", "--export", str(tmp_path), "--out", str(tmp_path / "run"),
                                  "--preset", "tiny"])
     assert isinstance(result.exception, ExportLayoutError)
+
+
+def test_train_baseline_takes_a_config_file_and_flags_over_it(app: typer.Typer, export: Path, tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('preset = "tiny"\nepochs = 2\nlambdas = [0.2, 0.4, 0.8]\ndevice = "cpu"\n\n'
+                      "[model]\ndilations = [1, 2]\nfusion_ff_dim = 96\n", encoding="utf-8")
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train-baseline", "--export", str(export), "--out", str(run), "--config", str(config),
+                                 "--epochs", "1", "--fusion-heads", "2", "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((run / "config.json").read_text())
+    assert recorded["train"]["epochs"] == 1 and recorded["train"]["lambdas"] == [0.2, 0.4, 0.8]
+    assert (recorded["model"]["dilations"], recorded["model"]["fusion_ff_dim"], recorded["model"]["fusion_heads"]) == \
+        ([1, 2], 96, 2)
+    checkpoint = torch.load(run / "last.pt", weights_only=True)
+    assert "local.levels.1.cross.attn.in_proj_weight" in checkpoint["model"]
+    assert "local.levels.2.cross.attn.in_proj_weight" not in checkpoint["model"]  # two levels, as asked
+    # the run's own config.toml starts the same run again
+    again = tmp_path / "again"
+    result = runner.invoke(app, ["train-baseline", "--config", str(run / "config.toml"), "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((again / "config.json").read_text())["model"] == recorded["model"]
+    assert [json.loads(x)["train_loss"] for x in (again / "metrics.jsonl").read_text().splitlines()] == \
+        [json.loads(x)["train_loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_baseline_refuses_bad_settings_before_training(app: typer.Typer, export: Path, tmp_path: Path) -> None:
+    from model.errors import ModelError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epoch = 3\n", encoding="utf-8")
+    result = runner.invoke(app, ["train-baseline", "--export", str(export), "--out", str(tmp_path / "r"),
+                                 "--config", str(bad)])
+    assert isinstance(result.exception, ModelError) and "did you mean 'epochs'" in str(result.exception)
+    result = runner.invoke(app, ["train-baseline", "--export", str(export), "--out", str(tmp_path / "r"),
+                                 "--preset", "tiny", "--lambdas", "0.5,0.5"])
+    assert isinstance(result.exception, ModelError) and "three values" in str(result.exception)
+    result = runner.invoke(app, ["train-baseline", "--export", str(export), "--out", str(tmp_path / "r"),
+                                 "--preset", "tiny", "--dilations", "1,x"])
+    assert result.exit_code == 2 and "--dilations" in result.output
+    result = runner.invoke(app, ["train-baseline", "--out", str(tmp_path / "r"), "--preset", "tiny"])
+    assert result.exit_code == 2 and "--export" in result.output
+    assert not (tmp_path / "r").exists()

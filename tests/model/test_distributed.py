@@ -17,7 +17,7 @@ SCRIPT = """
 import json, os, sys
 from pathlib import Path
 from model.train import TrainConfig, main
-summary = main(TrainConfig.tiny(export=sys.argv[1], out=sys.argv[2], epochs=1, batch_size=2))
+summary = main(TrainConfig.tiny(export=sys.argv[1], out=sys.argv[2], epochs=2, batch_size=2))
 Path(sys.argv[3], "summary-rank" + os.environ["RANK"] + ".json").write_text(
     json.dumps({"best_epoch": summary["best_epoch"], "has_test": "test" in summary}))
 """
@@ -39,5 +39,6 @@ def test_torchrun_with_two_processes_trains_and_rank_zero_writes(tiny_export: Pa
     assert len(summaries) == 2  # both ranks finish; only rank 0 evaluates the test split
     assert sorted(s["has_test"] for s in summaries) == [False, True]
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [e["epoch"] for e in epochs] == [0]  # one log line per epoch, from rank 0 alone
+    assert [e["epoch"] for e in epochs] == [0, 1]  # one log line per epoch, from rank 0 alone
+    assert epochs[0]["train_order"] != epochs[1]["train_order"]  # the distributed sampler reshuffles per epoch
     assert (run / "best.pt").is_file() and (run / "test" / "metrics.json").is_file()
