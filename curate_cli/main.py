@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "curate_cli.cmd_curation",
     "curate_cli.cmd_variants",
     "curate_cli.cmd_baseline",
+    "curate_cli.cmd_predict",
     "curate_cli.cmd_dashboard",
 )
 
