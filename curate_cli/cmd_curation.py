@@ -36,6 +36,12 @@ class Level(StrEnum):
     ratio = "ratio"
 
 
+_LABELS_HELP = (
+    "Label set file (.json list, .toml \\[\\[labels]], .csv: name, polarity) to check the judgements "
+    "against. Default: the project's; the labels found in the file only where there is no project database."
+)
+
+
 def _console() -> Console:
     return Console(highlight=False)
 
@@ -48,23 +54,60 @@ def _project_label_set(project: str | None) -> list[dict[str, Any]]:
         return label_set(session, project)
 
 
-def _load(judgements_file: Path | None, project: str | None) -> tuple[pd.DataFrame, str]:
+def _deployment_label_set() -> list[dict[str, Any]] | None:
+    """The default project's label set when this deployment has a project database, else None.
+
+    Nothing is created on the way: a folder without the embedded database, or a database that was
+    never migrated or holds no project, means the file's labels were collected elsewhere.
+    """
+    from sqlalchemy import make_url
+
+    from annotation_app.services.projects import list_projects
+    from annotation_app.services.tables import label_set
+    from curate_cli.common import DatabaseNotReadyError, open_session, settings
+
+    cfg = settings()
+    if cfg.is_sqlite and not Path(make_url(cfg.database_url).database or "").is_file():
+        return None
+    try:
+        with open_session(cfg) as session:
+            # Several projects: get_project asks for --project rather than guess whose labels apply.
+            return label_set(session, None) if list_projects(session) else None
+    except DatabaseNotReadyError:
+        return None
+
+
+def _label_file(path: Path) -> list[dict[str, Any]]:
+    from annotation_app.services.projects import load_label_file
+
+    return load_label_file(path)
+
+
+def _load(
+    judgements_file: Path | None, project: str | None, labels_file: Path | None = None
+) -> tuple[pd.DataFrame, str]:
     """The validated judgements table and where it came from.
 
-    With a file: the label set is the project's when ``--project`` is given, else the labels found
-    in the file. Without a file: the project's judgements and label set from the database.
+    The label set a judgement is checked against: ``--labels`` when given, else the project's (the
+    named one, or the only one of this deployment's database); only a file read where there is no
+    project database takes the labels found in it. A label outside the label set is refused.
     """
     from curation.judgements import load_judgements
 
     if judgements_file is not None:
-        labels = _project_label_set(project) if project is not None else None
+        if labels_file is not None:
+            labels = _label_file(labels_file)
+        elif project is not None:
+            labels = _project_label_set(project)
+        else:
+            labels = _deployment_label_set()
         return load_judgements(judgements_file, labels=labels), str(judgements_file)
 
     from annotation_app.services.tables import judgements_table, label_set
     from curate_cli.common import open_session
 
     with open_session() as session:
-        labels = label_set(session, project)
+        labels = _label_file(labels_file) if labels_file is not None else label_set(session, project)
         table = judgements_table(session, project)
     table = table[[c for c in table.columns if c not in _DB_ONLY_COLUMNS]]
     return load_judgements(table, labels=labels), f"project {project or '(default)'} database"
@@ -140,13 +183,14 @@ def agreement(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     min_shared: Annotated[int, typer.Option("--min-shared", min=1, help="Clips two annotators must share for their κ.")] = 10,
     include_gold: Annotated[bool, typer.Option("--include-gold", help="Count judgements on gold clips in agreement.")] = False,
+    labels: Annotated[Path | None, typer.Option("--labels", help=_LABELS_HELP)] = None,
 ) -> None:
     """Agreement: Krippendorff's α (overall, per stage, label, annotator group, with bootstrap
     intervals), Fleiss' and pairwise Cohen's κ, and each annotator's reliability and flags."""
     from curation.agreement import agreement_report
 
     console = _console()
-    table, source = _load(judgements_file, project)
+    table, source = _load(judgements_file, project, labels)
     with console.status("computing agreement…"):
         report = agreement_report(
             table, level=level.value, n_boot=n_boot, seed=seed, min_shared=min_shared, include_gold=include_gold
@@ -189,13 +233,14 @@ def aggregate(
     project: Annotated[
         str | None, typer.Option("--project", help="Project (its label set; its database when no file). Default: the only one.")
     ] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help=_LABELS_HELP)] = None,
 ) -> None:
     """Aggregate judgements into one label per clip, with confidence, number of judgements and how it
     was resolved (unanimous, consensus, adjudicated, tie, below-threshold)."""
     from curation.aggregation import resolve
 
     console = _console()
-    table, source = _load(judgements_file, project)
+    table, source = _load(judgements_file, project, labels)
     with console.status(f"aggregating ({method.value})…"):
         result = resolve(table, threshold=threshold, method=method.value)
     _write_table(result, out)

@@ -9,9 +9,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from annotation_app.errors import AppError
 from curation.errors import CurationError
@@ -49,6 +49,40 @@ for _name in COMMAND_MODULES:
 DOMAIN_ERRORS = (AppError, CurationError, ModelError)
 
 
+def _parser_exceptions(name: str, *typer_classes: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """The command-line parser's exception class ``name`` as typer raises it, and click's as well.
+
+    Typer 0.2x parses with its own copy of click (``typer._click``), whose exceptions are not
+    click's: catching ``click.ClickException`` let every usage error escape as a traceback (#22).
+    Typer's classes are found through public names (``typer.BadParameter``'s bases, ``typer.Exit``),
+    and click's are added where click is installed, so typers that raise click's own are covered.
+    """
+    found = {cls for cls in typer.BadParameter.__mro__ if cls.__name__ == name} | set(typer_classes)
+    try:
+        import click
+    except ImportError:  # typer no longer needs click; another package may still bring it
+        pass
+    else:
+        found.add(getattr(click.exceptions, name))
+    return tuple(found)
+
+
+_USAGE_ERRORS = _parser_exceptions("UsageError")
+_PARSER_ERRORS = _parser_exceptions("ClickException")
+_EXITS = _parser_exceptions("Exit", typer.Exit)
+_ABORTS = _parser_exceptions("Abort", typer.Abort)
+
+
+def _usage_line(exc: BaseException) -> str:
+    """One line for a usage error: what is wrong, the command's usage, where help is."""
+    message = exc.format_message().strip()  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None:
+        return f"error: {message}"
+    usage = " ".join(ctx.get_usage().split())
+    return f"error: {message} {usage} (see {ctx.command_path} --help)"
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return its exit code (used by ``main`` and the tests)."""
     command = typer.main.get_command(app)
@@ -57,14 +91,21 @@ def run(argv: Sequence[str] | None = None) -> int:
         result = command.main(args=list(argv) if argv is not None else None, prog_name="curate",
                               standalone_mode=False)
     except DOMAIN_ERRORS as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True)
+        # Escaped: a message quotes user input (a label "[/b]" would be read as markup, or break it).
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         return int(getattr(exc, "exit_code", 1))
-    except click.exceptions.Exit as exc:
+    except _EXITS as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except _USAGE_ERRORS as exc:
+        if not exc.format_message().strip():  # type: ignore[attr-defined]
+            # No arguments: typer has printed the command's help already.
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        err.print(_usage_line(exc), markup=False)
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    except _PARSER_ERRORS as exc:
+        err.print(f"error: {exc.format_message()}", markup=False)  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    except _ABORTS:
         err.print("error: aborted")
         return 1
     except KeyboardInterrupt:

@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import sparse
 
 from curation.errors import CurationError, InsufficientDataError
-from curation.judgements import JudgementCodes, LabelsArg, encode_judgements
+from curation.judgements import JudgementCodes, LabelsArg, _require_labelled, encode_judgements
 
 __all__ = [
     "Consensus",
@@ -434,6 +434,9 @@ def resolve(
     if method not in METHODS:
         raise CurationError(f"unknown aggregation method {method!r} (choose from {', '.join(METHODS)})")
     codes = encode_judgements(judgements, labels=labels)
+    # An empty (or header-only) table has nothing to resolve; without this, the label set found in
+    # it is empty and the arg-max below fails on zero columns.
+    _require_labelled(codes, "resolving clips")
     n_clips, n_labels = len(codes.clips), codes.n_labels
     labelled = codes.label >= 0
     expert = codes.stage >= EXPERT_STAGE

@@ -643,6 +643,8 @@ def agreement_report(
     from curation.reliability import annotator_report  # reliability builds on this module
 
     table = validate_judgements(df, labels)
+    if not table["label"].notna().any():
+        raise InsufficientDataError("agreement needs at least one labelled judgement; the table has none")
     rows = _agreement_rows(table, None, include_gold)
     names = [str(c) for c in table["label"].cat.categories]
     labelled = rows["label"].notna()

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from curation.agreement import annotator_agreement, gold_accuracy
-from curation.judgements import LabelsArg, encode_judgements, validate_judgements
+from curation.judgements import LabelsArg, _require_labelled, encode_judgements, validate_judgements
 
 __all__ = ["ReliabilityRules", "annotator_report", "FLAGS"]
 
@@ -89,9 +89,10 @@ def annotator_report(
     if min_judgements is not None:
         rules = ReliabilityRules(**{**rules.to_dict(), "min_judgements": min_judgements})
     table = validate_judgements(df, labels)
+    codes = encode_judgements(table)
+    _require_labelled(codes, "the annotator report")
     agreement_rows = table if include_gold else table[~table["is_gold"].to_numpy()]
     agreement = annotator_agreement(agreement_rows)
-    codes = encode_judgements(table)
     n_labels = codes.n_labels
     keep = codes.label >= 0
     per_label = np.bincount(

@@ -152,10 +152,12 @@ def _list_file(path: Path) -> Iterator[SourceItem]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"cannot read list {path}: {exc}") from exc
     if suffix == ".txt":
-        for line in text.splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                yield _row_item(path, {"url": line}, where=f"{path}")
+        lines = [line.strip() for line in text.splitlines()]
+        urls = [line for line in lines if line and not line.startswith("#")]
+        if not urls:
+            raise SourceError(f"list {path} names no sources: it is empty or all comments")
+        for url in urls:
+            yield _row_item(path, {"url": url}, where=f"{path}")
         return
     if suffix == ".csv":
         rows: Iterable[dict[str, Any]] = csv.DictReader(text.splitlines())
@@ -170,6 +172,10 @@ def _list_file(path: Path) -> Iterator[SourceItem]:
                 if not isinstance(row, dict):
                     raise SourceError(f"{path}:{n}: each line must be a JSON object")
                 rows.append(row)
+    rows = list(rows)
+    if not rows:
+        # A header-only CSV is a list someone forgot to fill, not a collection with nothing new.
+        raise SourceError(f"list {path} names no sources: it has no rows")
     for n, row in enumerate(rows, 1):
         yield _row_item(path, row, where=f"{path} row {n}")
 

@@ -177,6 +177,16 @@ def test_aggregators_refuse_empty_tables() -> None:
         MajorityVote().fit(df)
 
 
+@pytest.mark.parametrize("method", ["majority", "dawid-skene", "weighted"])
+def test_resolve_refuses_a_header_only_table(method: str) -> None:
+    # What a header-only judgements CSV reads as: the columns and no rows, so no label set either.
+    header_only = pd.DataFrame({"clip_id": [], "annotator_id": [], "label": []}, dtype=str)
+    with pytest.raises(InsufficientDataError, match="resolving clips needs at least one labelled judgement"):
+        resolve(header_only, method=method)
+    with pytest.raises(InsufficientDataError, match="resolving clips"):
+        resolve(header_only, labels=["Fear", "Sadness"], method=method)
+
+
 def test_single_annotator_single_label_is_a_clear_result() -> None:
     df = pd.DataFrame({"clip_id": ["x", "y"], "annotator_id": ["a", "a"], "label": ["Fear", "Fear"]})
     assert DawidSkene().fit_predict(df).tolist() == ["Fear", "Fear"]

@@ -357,3 +357,11 @@ def test_report_on_degenerate_data_explains_instead_of_crashing(table: pd.DataFr
     assert report["alpha"]["reason"]
     assert report["fleiss_kappa"]["value"] is None and report["fleiss_kappa"]["reason"]
     json.dumps(report)
+
+
+def test_agreement_report_refuses_a_header_only_table() -> None:
+    header_only = pd.DataFrame({"clip_id": [], "annotator_id": [], "label": []}, dtype=str)
+    with pytest.raises(InsufficientDataError, match="agreement needs at least one labelled judgement"):
+        agreement_report(header_only)
+    with pytest.raises(InsufficientDataError, match="agreement needs"):
+        agreement_report(header_only, labels=["Fear", "Sadness"], n_boot=0)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import curation.reliability as reliability
+from curation.errors import InsufficientDataError
 from curation.reliability import FLAGS, ReliabilityRules, annotator_report
 from tests.curation.conftest import make_crowd
 
@@ -42,6 +43,12 @@ def test_flags_find_the_bad_workers(crowd_with_bad_workers: pd.DataFrame) -> Non
     assert not careful[list(FLAGS)].any().any(), careful[careful["flags"] != ""]
     assert report.index[0] in {"lazy", "random"}  # worst first
     assert report.loc["lazy", "flags"].startswith("near-constant")
+
+
+def test_a_header_only_table_is_refused() -> None:
+    header_only = pd.DataFrame({"clip_id": [], "annotator_id": [], "label": []}, dtype=str)
+    with pytest.raises(InsufficientDataError, match="the annotator report needs at least one labelled"):
+        annotator_report(header_only)
 
 
 def test_gold_accuracy_flag() -> None:
