@@ -10,6 +10,12 @@ Rules:
   round passes at ``correct / answered >= qualification_pass_mark``. A can't-judge or broken flag
   on a gold clip counts as a wrong answer. A failed annotator gets no real work (the curator sees
   the result in ``progress`` / ``annotator_quality``).
+- **The round never stalls.** A qualification clip whose lease was given back unanswered (released
+  on a pause or an exclusion, expired, or leased past its end) is served again, on the same
+  assignment row: ``uq_assignment_clip_annotator`` keeps one row per clip and annotator. A round
+  whose size drops to what the annotator has answered (the curator lowered ``qualification_size``)
+  is decided at their next request. When no qualification clip is left to serve,
+  :func:`qualification_stall` says so, for the annotator's page.
 - **Hidden gold.** Once qualified, each request is a gold clip with probability ``gold_rate``; the
   draw is a hash of (annotator, number of items served), so it is reproducible yet not a visible
   pattern. The annotator is told stage 1: hidden gold looks like any clip. No annotator sees the
@@ -25,9 +31,9 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from annotation_app.errors import ConflictError, InvalidInputError, NotFoundError
 from annotation_app.models import (
@@ -52,6 +58,8 @@ __all__ = [
     "qualification_state",
     "is_qualified",
     "next_qualification_item",
+    "close_qualification_round",
+    "qualification_stall",
     "qualified_ids",
     "draw_hidden_gold",
     "record_answer",
@@ -160,10 +168,43 @@ def _unseen_gold(project: Project, annotator_id: int, purposes: tuple[GoldPurpos
     )
 
 
+def _servable_qualification_gold(
+    project: Project, annotator_id: int, now: datetime
+) -> Select[tuple[GoldItem, Assignment | None]]:
+    """Qualification gold items the annotator may be served now, each with their given-back lease
+    on it (None when they never had the clip), in id order.
+
+    Given back means unanswered: a stage-0 lease released (pause, exclusion), expired, or leased past
+    its end. Counting those as seen, as hidden gold does, cost the annotator the item for good, and
+    a round without spare items stalled short of its size.
+    """
+    mine = aliased(Assignment)
+    given_back = (mine.stage == 0) & or_(
+        mine.status.in_((AssignmentStatus.released, AssignmentStatus.expired)),
+        (mine.status == AssignmentStatus.leased) & (mine.lease_expires_at <= now),
+    )
+    return (
+        select(GoldItem, mine)
+        .join(Clip, Clip.id == GoldItem.clip_id)
+        .outerjoin(mine, (mine.clip_id == GoldItem.clip_id) & (mine.annotator_id == annotator_id))
+        .where(
+            GoldItem.project_id == project.id,
+            GoldItem.purpose.in_(_QUALIFICATION_PURPOSES),
+            Clip.status == ClipStatus.gold,
+            mine.id.is_(None) | given_back,
+        )
+        .order_by(GoldItem.id)
+    )
+
+
 def next_qualification_item(
-    session: Session, project: Project, annotator_id: int, *, state: dict[str, Any] | None = None
-) -> GoldItem | None:
-    """The next qualification gold item for an annotator whose round is still open, else None."""
+    session: Session, project: Project, annotator_id: int, *, now: datetime,
+    state: dict[str, Any] | None = None,
+) -> tuple[GoldItem, Assignment | None] | None:
+    """The next qualification gold item for an annotator whose round is still open, else None.
+
+    With it, the annotator's given-back lease on that clip, to be leased again (None: a new lease).
+    """
     if state is None:
         state = qualification_state(session, project, annotator_id)
     if state["passed"] is not None or state["answered"] >= state["required"]:
@@ -171,9 +212,36 @@ def next_qualification_item(
     if _qualification_row(session, project, annotator_id) is None:
         session.add(Qualification(project_id=project.id, annotator_id=annotator_id))
         session.flush()
-    return session.scalars(
-        _unseen_gold(project, annotator_id, _QUALIFICATION_PURPOSES).order_by(GoldItem.id).limit(1)
-    ).first()
+    servable = _servable_qualification_gold(project, annotator_id, now).limit(1)
+    row = session.execute(servable.execution_options(populate_existing=True)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def close_qualification_round(
+    session: Session, project: Project, annotator_id: int, *, now: datetime
+) -> dict[str, Any]:
+    """Decide an open round that has as many answers as it now asks for; returns the new state.
+
+    A round is otherwise decided by its last answer (:func:`record_answer`); this covers a round
+    whose size dropped below what the annotator had answered, which no answer would ever close.
+    """
+    row = _qualification_row(session, project, annotator_id)
+    required = qualification_required(session, project)
+    if row is not None and row.passed is None and required and row.answered >= required:
+        _decide(session, project, row, now=now)
+    return qualification_state(session, project, annotator_id, required=required)
+
+
+def qualification_stall(session: Session, project: Project, annotator_id: int, *, now: datetime) -> str | None:
+    """Why an annotator in an open round is offered nothing, or None when a qualification clip is
+    there for them (read only; the annotator's page shows it)."""
+    state = qualification_state(session, project, annotator_id)
+    if state["passed"] is not None or state["answered"] >= state["required"]:
+        return None  # decided, no round, or decided at the next request (close_qualification_round)
+    if session.execute(_servable_qualification_gold(project, annotator_id, now).limit(1)).first() is not None:
+        return None
+    return (f"qualification: {state['answered']} of {state['required']} answered and no qualification clip "
+            "is left to show you; ask your curator to add qualification gold clips")
 
 
 def _unit_hash(*parts: object) -> float:
@@ -217,15 +285,20 @@ def record_answer(
         row.correct = (row.correct or 0) + int(correct)
         required = qualification_required(session, project)
         if row.passed is None and row.answered >= required:
-            row.passed = row.correct / max(row.answered, 1) >= project.qualification_pass_mark
-            row.completed_at = now
-            audit.record(session, "qualification.complete", project_id=project.id, target_type="user",
-                         target_id=assignment.annotator_id,
-                         details={"answered": row.answered, "correct": row.correct, "passed": row.passed})
+            _decide(session, project, row, now=now)
         session.flush()
         return {"required": required, "answered": row.answered, "correct": row.correct, "passed": row.passed}
     _check_quality_floor(session, project, assignment.annotator_id)
     return None
+
+
+def _decide(session: Session, project: Project, row: Qualification, *, now: datetime) -> None:
+    row.passed = row.correct / max(row.answered, 1) >= project.qualification_pass_mark
+    row.completed_at = now
+    audit.record(session, "qualification.complete", project_id=project.id, target_type="user",
+                 target_id=row.annotator_id,
+                 details={"answered": row.answered, "correct": row.correct, "passed": row.passed})
+    session.flush()
 
 
 def _check_quality_floor(session: Session, project: Project, annotator_id: int) -> None:

@@ -4,8 +4,10 @@ Order of work for ``next_item`` (DESIGN §3):
 
 1. the annotator's live lease, if any (a reload resumes it; one lease at a time);
 2. nothing, if the annotator is blocked (inactive, not an annotating role, paused, failed
-   qualification, daily cap reached — ``progress()["blocked_reason"]`` says which);
-3. the next qualification gold clip while the round is open (stage 0);
+   qualification, daily cap reached, an open qualification round with no clip left to show —
+   ``progress()["blocked_reason"]`` says which);
+3. the next qualification gold clip while the round is open (stage 0), a clip given back
+   unanswered included (see :mod:`annotation_app.services.gold`);
 4. a hidden gold clip with probability ``gold_rate`` (shown as stage 1);
 5. a stage-2 or stage-1 slot chosen by :mod:`annotation_app.services.allocation`.
 
@@ -561,6 +563,21 @@ def _gold_item(session: Session, project: Project, user: Any, item: GoldItem, st
     return None if clip is None else _item(assignment, clip)
 
 
+def _lease_again(session: Session, project: Project, given_back: Assignment, now: datetime) -> WorkItem | None:
+    """Lease a qualification clip the annotator gave back unanswered once more, on its own row.
+
+    Nothing else turns the row meanwhile: the annotator's own requests and a curator's pause or
+    exclusion take the annotator's row lock first, which the caller holds, and housekeeping only
+    ever marks a lapsed lease expired (given back either way).
+    """
+    given_back.status = AssignmentStatus.leased
+    given_back.leased_at = now
+    given_back.lease_expires_at = lease_end(project, now)
+    session.flush()
+    clip = session.get(Clip, given_back.clip_id)
+    return None if clip is None else _item(given_back, clip)
+
+
 @dataclass(frozen=True)
 class NextResult:
     """:func:`serve_next`'s answer: the item (None when nothing is available) and the progress counts."""
@@ -614,21 +631,28 @@ def _next(session: Session, project: Project, user: Any, state: _State, now: dat
             session.flush()
         return _next_new(session, project, user, _read_state(session, project, user.id, now), now), None
     item = _next_new(session, project, user, state, now)
+    if state.qualification["passed"] is None:
+        return item, None  # the open round may have been created, decided or found stuck meanwhile
     if item is None:
         return None, 0
-    if item.is_qualification:
-        return item, None  # the round's state may have been created meanwhile
     return item, 1
 
 
 def _next_new(session: Session, project: Project, user: Any, state: _State, now: datetime) -> WorkItem | None:
     qualification = state.qualification
+    if qualification["passed"] is None and qualification["answered"] >= qualification["required"]:
+        # The round now asks for no more than they answered (its size was lowered): decide it.
+        qualification = gold.close_qualification_round(session, project, user.id, now=now)
     if _blocked(project, user, qualification, state.served_today) is not None:
         return None
     if qualification["passed"] is None:  # the qualification round is open
-        gold_next = gold.next_qualification_item(session, project, user.id, state=qualification)
-        # None: out of qualification gold clips; the curator must add some.
-        return None if gold_next is None else _gold_item(session, project, user, gold_next, 0, now)
+        pick = gold.next_qualification_item(session, project, user.id, now=now, state=qualification)
+        if pick is None:  # no qualification clip left to serve: progress() says so
+            return None
+        item, given_back = pick
+        if given_back is not None:
+            return _lease_again(session, project, given_back, now)
+        return _gold_item(session, project, user, item, 0, now)
     if project.gold_rate > 0:
         hidden = gold.draw_hidden_gold(session, project, user.id, state.served_total)
         # Gold is mixed into real work, never served alone when there is none.
@@ -947,17 +971,23 @@ def progress(
     now = utc_now(now)
     user = annotator if fresh else (_run(session, sql.USER, user_id=annotator.id).first() or annotator)
     state = _read_state(session, project, user.id, now)
-    return _progress_view(project, user, state, served_today=state.served_today)
+    stall = None
+    if state.qualification["passed"] is None and state.lease_id is None:
+        stall = gold.qualification_stall(session, project, user.id, now=now)
+    return _progress_view(project, user, state, served_today=state.served_today, stall=stall)
 
 
-def _progress_view(project: Project, user: Any, state: _State, *, served_today: int) -> dict[str, Any]:
+def _progress_view(
+    project: Project, user: Any, state: _State, *, served_today: int, stall: str | None = None
+) -> dict[str, Any]:
+    """``stall``: why an open qualification round offers nothing (only :func:`progress` looks)."""
     return {
         "done_today": state.done_today,
         "daily_cap": project.daily_cap,
         "remaining_today": max(project.daily_cap - served_today, 0),
         "total_done": state.done_total,
         "qualification": state.qualification,
-        "blocked_reason": _blocked(project, user, state.qualification, served_today),
+        "blocked_reason": _blocked(project, user, state.qualification, served_today) or stall,
     }
 
 

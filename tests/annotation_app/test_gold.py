@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotation_app.errors import ConflictError, InvalidInputError
-from annotation_app.models import AuditEntry, ClipStatus, GoldResult
-from annotation_app.services import gold, work
+from annotation_app.models import AuditEntry, Clip, ClipStatus, GoldResult
+from annotation_app.services import curator, gold, projects, work
 from tests.annotation_app.factories import make_annotator, make_clips, make_gold, make_project, unique
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -127,3 +127,107 @@ def test_hidden_gold_draw_follows_the_rate(session: Session) -> None:
     assert 0.03 < sum(draws) / len(draws) < 0.07
     assert draws == [gold.draw_hidden_gold(session, project, a, n) is not None
                      for a in range(1, 5) for n in range(500)]
+
+
+# -- the qualification round resumes after any lease release (#19) -------------------------------
+
+
+def _submit(session: Session, project, annotator, item, label: str, now: datetime):  # noqa: ANN001, ANN202
+    return work.submit(session, project, annotator, assignment_id=item.assignment_id, label=label,
+                       client_request_id=unique("req"), now=now)
+
+
+def _release_by_pause(session: Session, project, annotator, boss, now: datetime) -> datetime:  # noqa: ANN001
+    curator.pause_annotator(session, project, boss, annotator.id, paused=True, reason="a word about speed")
+    assert work.next_item(session, project, annotator, now=now) is None  # paused: nothing
+    curator.pause_annotator(session, project, boss, annotator.id, paused=False, reason="talked")
+    return now
+
+
+def _release_by_exclusion(session: Session, project, annotator, boss, now: datetime) -> datetime:  # noqa: ANN001
+    curator.exclude_annotator(session, project, boss, annotator.id, reason="checking their first answers", now=now)
+    curator.pause_annotator(session, project, boss, annotator.id, paused=False, reason="all clear")
+    return now
+
+
+def _release_by_expiry(session: Session, project, annotator, boss, now: datetime) -> datetime:  # noqa: ANN001
+    return now + timedelta(minutes=project.lease_minutes + 1)  # the row still says "leased"
+
+
+def _release_by_reclaimed_expiry(session: Session, project, annotator, boss, now: datetime) -> datetime:  # noqa: ANN001
+    later = now + timedelta(minutes=project.lease_minutes + 1)
+    assert work.reclaim_expired(session, now=later) >= 1  # the row now says "expired"
+    return later
+
+
+@pytest.mark.parametrize("release", [_release_by_pause, _release_by_exclusion, _release_by_expiry,
+                                     _release_by_reclaimed_expiry],
+                         ids=["pause", "exclusion", "expiry", "reclaimed-expiry"])
+def test_the_round_resumes_after_a_released_qualification_lease(session: Session, release) -> None:  # noqa: ANN001
+    # As many qualification clips as the round asks for: none to spare, so a clip lost to the
+    # release would leave the annotator at 2 of 3 for good.
+    project = make_project(session, qualification_size=3, qualification_pass_mark=0.6)
+    golds = make_gold(session, project, 3, label="Fear", purpose="qualification")
+    [real] = make_clips(session, project, 1)
+    annotator, boss = make_annotator(session), make_annotator(session, role="curator")
+    first = work.next_item(session, project, annotator, now=T0)
+    _submit(session, project, annotator, first, "Fear", T0)
+    held = work.next_item(session, project, annotator, now=T0)
+    assert held.is_qualification and held.clip_id != first.clip_id
+
+    later = release(session, project, annotator, boss, T0)
+    again = work.next_item(session, project, annotator, now=later)
+    # The clip given back comes back, on its own row, with a fresh lease.
+    assert (again.clip_id, again.assignment_id, again.stage) == (held.clip_id, held.assignment_id, 0)
+    assert again.lease_expires_at > later
+    assert work.progress(session, project, annotator, now=later)["blocked_reason"] is None
+    _submit(session, project, annotator, again, "Fear", later)
+    last = work.next_item(session, project, annotator, now=later)
+    assert last.is_qualification and {first.clip_id, held.clip_id, last.clip_id} == {g.clip_id for g in golds}
+    result = _submit(session, project, annotator, last, "Fear", later)
+    assert result.qualification == {"required": 3, "answered": 3, "correct": 3, "passed": True}
+    assert work.next_item(session, project, annotator, now=later).clip_id == real.id
+
+
+def test_a_live_qualification_lease_is_not_served_twice(session: Session) -> None:
+    project = make_project(session, qualification_size=2)
+    make_gold(session, project, 2, purpose="qualification")
+    annotator = make_annotator(session)
+    held = work.next_item(session, project, annotator, now=T0)
+    # A reload within the lease resumes it; the round does not hand out its next clip beside it.
+    assert work.next_item(session, project, annotator, now=T0 + timedelta(minutes=1)) == held
+
+
+def test_a_round_whose_size_drops_to_the_answers_is_decided(session: Session) -> None:
+    project = make_project(session, qualification_size=3, qualification_pass_mark=0.5)
+    make_gold(session, project, 3, label="Fear", purpose="qualification")
+    [real] = make_clips(session, project, 1)
+    annotator = make_annotator(session)
+    for label in ("Fear", "Sadness"):
+        _submit(session, project, annotator, work.next_item(session, project, annotator, now=T0), label, T0)
+    projects.update_settings(session, project, qualification_size=2)
+    item = work.next_item(session, project, annotator, now=T0)
+    assert (item.clip_id, item.stage) == (real.id, 1)
+    assert gold.qualification_state(session, project, annotator.id)["passed"] is True  # 1 of 2 ≥ 0.5
+    audit = session.scalars(select(AuditEntry).where(
+        AuditEntry.action == "qualification.complete", AuditEntry.target_id == str(annotator.id))).all()
+    assert [e.details for e in audit] == [{"answered": 2, "correct": 1, "passed": True}]
+
+
+def test_an_open_round_with_no_clip_left_says_why(session: Session) -> None:
+    project = make_project(session, qualification_size=2)
+    first, spare = make_gold(session, project, 2, purpose="qualification")
+    make_clips(session, project, 2)
+    annotator = make_annotator(session)
+    item = work.next_item(session, project, annotator, now=T0)
+    _submit(session, project, annotator, item, "Fear", T0)
+    # The other qualification clip is taken out of use: still counted in the round, never servable.
+    other = spare if item.clip_id == first.clip_id else first
+    session.get(Clip, other.clip_id).status = ClipStatus.broken
+    session.flush()
+    result = work.serve_next(session, project, annotator, now=T0)
+    assert result.item is None
+    assert result.progress["blocked_reason"] == (
+        "qualification: 1 of 2 answered and no qualification clip is left to show you; "
+        "ask your curator to add qualification gold clips")
+    assert work.progress(session, project, annotator, now=T0)["blocked_reason"] == result.progress["blocked_reason"]

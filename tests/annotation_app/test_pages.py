@@ -15,10 +15,19 @@ from sqlalchemy import select
 
 from annotation_app.db import make_engine, make_sessionmaker
 from annotation_app.main import create_app
-from annotation_app.models import Judgement, User
-from annotation_app.services import users
+from annotation_app.models import ClipStatus, Judgement, User
+from annotation_app.services import gold, users
 from annotation_app.settings import Settings
-from tests.annotation_app._http import PASSWORD, Env, copy_sqlite, env_fixture, page_csrf, tiny_video  # noqa: F401
+from tests.annotation_app._http import (  # noqa: F401
+    PASSWORD,
+    Env,
+    copy_sqlite,
+    db_clip,
+    db_project,
+    env_fixture,
+    page_csrf,
+    tiny_video,
+)
 
 
 @pytest.fixture
@@ -110,6 +119,61 @@ def test_paused_annotator_sees_why(env: Env) -> None:
     page = env.login("annotator2").get("/annotate")
     assert page.status_code == 200 and boot(page.text)["item"] is None
     assert "paused" in page.text.lower()
+
+
+@pytest.fixture
+def qualifying(tmp_path: Path, sqlite_url: str, tiny_video: Path) -> Iterator[Env]:  # noqa: F811
+    """A round of two qualification clips (none to spare) before two real clips."""
+    for env in env_fixture(tmp_path, sqlite_url, tiny_video, n_clips=4, qualification_size=2):
+        with env.session() as session:
+            project = db_project(session, env.project_id)
+            for clip_id in env.clip_ids[:2]:
+                gold.add_gold(session, project, db_clip(session, clip_id), "Fear", purpose="qualification")
+            session.commit()
+        yield env
+
+
+def _submit_form(client: TestClient, item: dict, label: str = "Fear") -> None:
+    response = client.post("/annotate/submit", data={
+        "csrf_token": client.headers["X-CSRF-Token"], "assignment_id": item["assignment_id"], "label": label,
+        "client_request_id": uuid.uuid4().hex})
+    assert response.status_code == 303, response.text
+
+
+def test_qualification_resumes_on_the_page_after_a_pause(qualifying: Env) -> None:
+    env = qualifying
+    annotator, cur = env.login("annotator"), env.login("curator")
+    held = boot(annotator.get("/annotate").text)["item"]
+    assert held["is_qualification"] and held["clip_id"] in env.clip_ids[:2]
+    pause = f"/api/curator/annotators/{env.user_ids['annotator']}/pause"
+    assert cur.post(pause, json={"paused": True, "reason": "a word first"}).status_code == 200
+    page = annotator.get("/annotate")
+    assert boot(page.text)["item"] is None and "paused: a word first" in page.text
+    assert cur.post(pause, json={"paused": False, "reason": ""}).status_code == 200
+    again = boot(annotator.get("/annotate").text)["item"]
+    assert (again["clip_id"], again["is_qualification"]) == (held["clip_id"], True)
+    _submit_form(annotator, again)
+    second = boot(annotator.get("/annotate").text)["item"]
+    assert second["is_qualification"] and second["clip_id"] != held["clip_id"]
+    _submit_form(annotator, second)
+    real = boot(annotator.get("/annotate").text)
+    assert real["item"]["clip_id"] in env.clip_ids[2:] and real["progress"]["qualification"]["passed"] is True
+
+
+def test_a_stuck_qualification_round_says_why_on_the_page(qualifying: Env) -> None:
+    env = qualifying
+    annotator = env.login("annotator")
+    first = boot(annotator.get("/annotate").text)["item"]
+    _submit_form(annotator, first)
+    with env.session() as session:  # the round's other clip is taken out of use
+        other = next(c for c in env.clip_ids[:2] if c != first["clip_id"])
+        db_clip(session, other).status = ClipStatus.broken
+        session.commit()
+    page = annotator.get("/annotate")
+    assert boot(page.text)["item"] is None
+    message = "qualification: 1 of 2 answered and no qualification clip is left to show you"
+    assert message in page.text and "Nothing to label right now" not in page.text
+    assert message in annotator.get("/api/work/next").json()["progress"]["blocked_reason"]
 
 
 def test_expert_and_curator_pages_render(env: Env) -> None:
