@@ -223,11 +223,15 @@ def evaluate_command(
     with _progress() as bar:
         metrics = evaluate_checkpoint(checkpoint, export, split, out, cache_dir=cache, device=device, workers=workers,
                                       progress=_RichProgress(bar))
-    heads = ", ".join(f"{name} head {metrics[key]:.4f}" for name, key in (("visual", "visual_top1"), ("audio", "audio_top1"))
+    fused = metrics.get("visual_top1") is not None and metrics.get("audio_top1") is not None
+    heads = ", ".join(f"{name} {metrics[key]:.4f}" for name, key in (("visual", "visual_top1"), ("audio", "audio_top1"))
                       if metrics.get(key) is not None)
     console.print(f"{split}: {metrics['n']} clips, top-1 {metrics['top1']:.4f}, UAR {metrics['uar']:.4f}, "
-                  f"macro-F1 {metrics['macro_f1']:.4f}, weighted-F1 {metrics['weighted_f1']:.4f}"
-                  + (f"; {heads}" if heads else ""))
+                  f"macro-F1 {metrics['macro_f1']:.4f}, weighted-F1 {metrics['weighted_f1']:.4f}")
+    if fused:
+        # The auxiliary heads read the fused vectors: calling them "visual/audio accuracy" would mislead.
+        console.print(f"auxiliary heads over the fused features (not unimodal models; train with --modalities "
+                      f"visual|audio for those): {heads}")
     console.print(f"written to {out}")
 
 

@@ -69,6 +69,8 @@ def test_prepare_train_evaluate(app: typer.Typer, export: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 3 and {"visual_top1", "audio_top1", "per_class_recall"} <= set(metrics)
+    assert metrics["auxiliary_heads"].startswith("fused")
+    assert "auxiliary heads over the fused features (not unimodal models" in result.output
     assert (out / "confusion.png").is_file() and (out / "predictions.csv").is_file()
 
     result = runner.invoke(app, ["evaluate", "--checkpoint", str(run / "best.pt"), "--export", str(export),

@@ -28,15 +28,20 @@ MANIFEST_COLUMNS = (
 
 
 def make_clip(path: Path, colour: str, tone: int | None, *, seconds: float = 2.0, size: str = "72x128", fps: int = 10) -> Path:
-    """A 9:16 H.264 clip of one colour with a moving box; AAC sine tone unless ``tone`` is None."""
+    """A 9:16 H.264 clip of one colour with a moving box; AAC sine tone unless ``tone`` is None.
+
+    The box is overlaid (drawbox has no time variable: its ``t`` is the thickness), so frames differ
+    over time and across the frame, and crops and temporal offsets change what a sample shows.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
-               "-f", "lavfi", "-i", f"color=c={colour}:s={size}:r={fps}:d={seconds}"]
+               "-f", "lavfi", "-i", f"color=c={colour}:s={size}:r={fps}:d={seconds}",
+               "-f", "lavfi", "-i", f"color=c=white:s=16x16:r={fps}:d={seconds}"]
     if tone is not None:
         command += ["-f", "lavfi", "-i", f"sine=frequency={tone}:sample_rate=22050:duration={seconds}"]
-    command += ["-vf", "drawbox=x=t*20:y=40:w=16:h=16:color=white:t=fill",
+    command += ["-filter_complex", "[0:v][1:v]overlay=x='mod(t*40\\,W-w)':y='mod(t*60\\,H-h)'[v]", "-map", "[v]",
                 "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
-    command += ["-c:a", "aac", "-shortest"] if tone is not None else ["-an"]
+    command += ["-map", "2:a", "-c:a", "aac", "-shortest"] if tone is not None else ["-an"]
     subprocess.run([*command, str(path)], check=True)
     return path
 

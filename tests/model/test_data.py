@@ -44,3 +44,28 @@ def test_cached_dataset_matches_decoding_dataset(tiny_export: Path, tmp_path: Pa
     assert item["label"] == clips[1].label_index and bool(item["has_audio"])
     with pytest.raises(CacheMismatchError):
         CachedClipDataset(clips, tmp_path / "cache", PRESETS["full"], train=False)
+
+
+def test_a_training_item_depends_on_seed_epoch_and_clip_only(tiny_export: Path, tmp_path: Path) -> None:
+    """The same (epoch, clip) draws the same sample whatever the global RNG and the DataLoader workers;
+    another epoch draws another (so a resumed run, or one with more workers, sees what the first saw)."""
+    from torch.utils.data import DataLoader
+
+    from model.data import EpochSampler
+
+    clips = read_export(tiny_export).split("train")
+    prepare_features([(c.clip_id, c.media_path) for c in clips], tmp_path / "cache", cache_spec_for(TINY))
+    dataset = CachedClipDataset(clips, tmp_path / "cache", TINY, train=True, augment_probability=1.0, seed=3)
+    torch.manual_seed(0)
+    first = dataset[(2, 1)]["frames"]
+    torch.manual_seed(12345)
+    assert torch.equal(dataset[(2, 1)]["frames"], first)
+    assert any(not torch.equal(dataset[(epoch, 1)]["frames"], first) for epoch in (3, 4, 5))
+
+    def epoch_frames(workers: int) -> torch.Tensor:
+        sampler = EpochSampler(dataset, seed=3)
+        sampler.set_epoch(7)
+        loader = DataLoader(dataset, batch_size=3, sampler=sampler, num_workers=workers)
+        return torch.cat([batch["frames"] for batch in loader])
+
+    assert torch.equal(epoch_frames(0), epoch_frames(2))
