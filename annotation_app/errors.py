@@ -11,6 +11,7 @@ __all__ = [
     "LeaseError",
     "AuthenticationError",
     "RateLimitedError",
+    "SettingsError",
 ]
 
 
@@ -26,6 +27,10 @@ class InvalidInputError(AppError):
 
     http_status = 422
     exit_code = 2
+
+
+class SettingsError(InvalidInputError):
+    """An ``EMOTIONS_*`` variable (or ``.env`` line) with a value the settings refuse."""
 
 
 class NotFoundError(AppError):
@@ -58,5 +63,11 @@ class AuthenticationError(AppError):
 
 
 class RateLimitedError(AppError):
+    """Too many tries; ``retry_after_s`` (when known) becomes the response's ``Retry-After``."""
+
     http_status = 429
     exit_code = 8
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

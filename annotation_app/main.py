@@ -1,6 +1,9 @@
 """The annotation web app: ``create_app(settings)`` builds it; nothing happens at import.
 
-Run it with ``curate serve`` or ``uvicorn annotation_app.main:create_app --factory``.
+Run it with ``curate serve`` or ``uvicorn annotation_app.main:create_app --factory``. Run directly,
+uvicorn believes ``X-Forwarded-For`` from 127.0.0.1 unless told otherwise: pass
+``--forwarded-allow-ips`` with the proxies of ``EMOTIONS_TRUSTED_PROXIES``, or ``--no-proxy-headers``,
+as ``curate serve`` does, or the login throttle counts whatever address a client claims.
 
 >>> app = create_app(Settings(data_dir="/tmp/emotions-doc"))
 >>> any(getattr(r, "path", "") == "/healthz" for r in app.routes)
@@ -152,9 +155,11 @@ def _error_page(request: Request, status: int, message: str) -> Response:
 async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     message = str(exc) or exc.__class__.__name__
+    headers = {"Retry-After": str(exc.retry_after_s)} if getattr(exc, "retry_after_s", None) else {}
     if _is_api(request):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        return JSONResponse({"detail": message}, status_code=exc.http_status, headers=headers)
+        if exc.http_status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse({"detail": message}, status_code=exc.http_status, headers=headers or None)
     if isinstance(exc, LoginRequiredError) and request.method == "GET":
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     return _error_page(request, exc.http_status, message)

@@ -415,3 +415,10 @@ class AuditEntry(Base):
     target_id: Mapped[str] = mapped_column(String(64), default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    __table_args__ = (
+        # The login throttle counts one account's, address's or browser's recent failures on every
+        # login attempt (security.LoginThrottle, migration 0004): a range of this index, not a scan
+        # of the trail's last day.
+        Index("ix_audit_log_target_type_target_id_created_at", "target_type", "target_id", "created_at"),
+    )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from annotation_app.errors import SettingsError
 
 __all__ = ["Settings", "get_settings"]
 
@@ -37,7 +40,39 @@ class Settings(BaseSettings):
             "own pool of this size). 0: 4 on PostgreSQL, 2 on SQLite."
         ),
     )
-    login_attempts_per_minute: int = 10
+    # Failed logins (security.LoginThrottle). A browser that has logged in as the user before is
+    # held up by none of these: an attacker can slow a colleague's login elsewhere, never block it.
+    login_free_failures: int = Field(
+        5, ge=1, description="Failed logins per account in a day before each further try waits (1 s, doubling).")
+    login_max_delay_s: int = Field(900, ge=1, description="The longest such wait, seconds.")
+    login_address_budget: int = Field(
+        50, ge=1, description="Failed logins from one client address in 15 minutes, whatever the usernames.")
+    trusted_proxies: str = Field(
+        "", description=(
+            "Comma-separated addresses or networks of the reverse proxies in front of the app, whose "
+            "X-Forwarded-For gives the client's address (uvicorn's --forwarded-allow-ips). Empty: none; "
+            "the connecting address is the client's."
+        ),
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                # uvicorn would keep a typo as a literal that never matches: the proxy's header would
+                # be ignored without a word, so say it here.
+                raise ValueError(
+                    f"trusted proxy {entry!r} is not an IP address or network (0.0.0.0/0 trusts every address)"
+                ) from None
+        return ",".join(entries)
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return self.trusted_proxies.split(",") if self.trusted_proxies else []
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -77,4 +112,12 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value is a ``SettingsError`` naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "EMOTIONS_" + "_".join(str(part) for part in error.get("loc", ())).upper()
+            problems.append(f"{name}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}")
+        raise SettingsError("; ".join(problems)) from None

@@ -133,14 +133,18 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (use PostgreSQL for more than one).")] = 1,
 ) -> None:
-    """Start the annotation web app."""
+    """Start the annotation web app (behind a reverse proxy: name it in EMOTIONS_TRUSTED_PROXIES)."""
     import uvicorn
 
     if workers < 1:
         raise InvalidInputError("--workers must be at least 1")
-    console.print(f"annotation app on [bold]http://{host}:{port}/[/]  (Ctrl+C stops it)")
+    proxies = settings().trusted_proxy_list
+    console.print(f"annotation app on [bold]http://{host}:{port}/[/]  (Ctrl+C stops it)"
+                  + (f"; client addresses from X-Forwarded-For of {', '.join(proxies)}" if proxies else ""))
+    # uvicorn's own default believes X-Forwarded-For from 127.0.0.1, so anything on the machine
+    # could claim any address to the login throttle. Only the proxies the deployment names count.
     uvicorn.run("annotation_app.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning")
+                log_level="warning", proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies))
 
 
 def demo(

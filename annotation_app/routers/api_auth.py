@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
-from annotation_app.deps import CurrentUser, SessionDep, SettingsDep
-from annotation_app.routers.auth import client_address
+from annotation_app.deps import CurrentUser, SessionDep
+from annotation_app.routers.auth import client_address, known_device, remember_device, throttle
 from annotation_app.routers.schemas import TokenIn
 from annotation_app.security import TOKEN_MAX_AGE_S, authenticate
 
@@ -17,10 +17,12 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
 @router.post("/token")
-def issue_token(body: TokenIn, request: Request, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
-    """Exchange username + password for a bearer token (rate-limited like the login page)."""
+def issue_token(body: TokenIn, request: Request, response: Response, session: SessionDep) -> dict[str, Any]:
+    """Exchange username + password for a bearer token (throttled like the login page; a client
+    that keeps cookies is a known device after its first success)."""
     user = authenticate(session, body.username.strip(), body.password, client_address(request),
-                        per_minute=settings.login_attempts_per_minute)
+                        throttle=throttle(request), device=known_device(request))
+    remember_device(request, response, user.username)
     return {"access_token": request.app.state.codec.issue_token(user.id), "token_type": "bearer",
             "expires_in": TOKEN_MAX_AGE_S}
 

@@ -7,12 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from annotation_app.deps import SessionDep, SettingsDep, verify_csrf
-from annotation_app.errors import AuthenticationError
+from annotation_app.deps import SessionDep, verify_csrf
+from annotation_app.errors import AuthenticationError, RateLimitedError
 from annotation_app.routers.common import render, set_session_cookie
-from annotation_app.security import SESSION_COOKIE, SessionData, authenticate
+from annotation_app.security import (
+    DEVICE_COOKIE,
+    DEVICE_MAX_AGE_S,
+    SESSION_COOKIE,
+    KnownDevice,
+    LoginThrottle,
+    SessionData,
+    authenticate,
+)
 
-__all__ = ["router", "safe_next", "client_address"]
+__all__ = ["router", "safe_next", "client_address", "known_device", "remember_device", "throttle"]
 
 router = APIRouter(tags=["auth"], dependencies=[Depends(verify_csrf)])
 
@@ -25,7 +33,25 @@ def safe_next(target: str | None) -> str:
 
 
 def client_address(request: Request) -> str:
+    """The client's address as the server saw it: uvicorn puts a trusted proxy's X-Forwarded-For
+    here only for the proxies ``EMOTIONS_TRUSTED_PROXIES`` names (``curate serve``)."""
     return request.client.host if request.client else "unknown"
+
+
+def known_device(request: Request) -> KnownDevice | None:
+    return request.app.state.codec.load_device(request.cookies.get(DEVICE_COOKIE))
+
+
+def remember_device(request: Request, response: Response, username: str) -> None:
+    """Mark this browser as one that logged in as ``username`` (see ``security``); kept through log-out."""
+    response.set_cookie(
+        DEVICE_COOKIE, request.app.state.codec.dump_device(username), max_age=DEVICE_MAX_AGE_S,
+        httponly=True, samesite="lax", secure=request.app.state.settings.cookie_secure, path="/",
+    )
+
+
+def throttle(request: Request) -> LoginThrottle:
+    return LoginThrottle.from_settings(request.app.state.settings)
 
 
 @router.get("/login")
@@ -37,19 +63,23 @@ def login_page(request: Request, next: str | None = None) -> Response:
 def login(
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=256)],
     next: Annotated[str, Form(max_length=512)] = "/",
 ) -> Response:
     try:
         user = authenticate(session, username.strip(), password, client_address(request),
-                            per_minute=settings.login_attempts_per_minute)
-    except AuthenticationError as exc:
-        return render(request, "login.html", {"next": safe_next(next), "error": str(exc)}, status_code=401)
+                            throttle=throttle(request), device=known_device(request))
+    except (AuthenticationError, RateLimitedError) as exc:
+        page = render(request, "login.html", {"next": safe_next(next), "error": str(exc)},
+                      status_code=exc.http_status)
+        if isinstance(exc, RateLimitedError) and exc.retry_after_s:
+            page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
     # A fresh session (and CSRF token) at login: a token planted before login is worthless after.
     response = RedirectResponse(safe_next(next), status_code=303)
     set_session_cookie(request, response, SessionData(user_id=user.id))
+    remember_device(request, response, user.username)
     return response
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,7 +21,9 @@ def record(
     target_type: str = "",
     target_id: str | int = "",
     details: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
 ) -> AuditEntry:
+    """An audit row; ``created_at`` for a caller that works on a clock of its own (default: now)."""
     entry = AuditEntry(
         action=action,
         actor_id=actor_id,
@@ -29,5 +32,7 @@ def record(
         target_id=str(target_id),
         details=details or {},
     )
+    if created_at is not None:
+        entry.created_at = created_at
     session.add(entry)
     return entry

@@ -193,7 +193,7 @@ def build_env(
     finally:
         engine.dispose()
     settings = Settings(data_dir=tmp, database_url=url, media_dir=media_dir, secret_key="s" * 48,
-                        login_attempts_per_minute=5)
+                        login_free_failures=5, login_address_budget=8)
     return Env(app=create_app(settings), settings=settings, url=url, project_id=project_id,
                user_ids=user_ids, clip_ids=clip_ids, media_dir=media_dir)
 

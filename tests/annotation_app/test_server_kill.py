@@ -66,7 +66,8 @@ class Server:
 
     def start(self) -> None:
         env = {**os.environ, "EMOTIONS_DATABASE_URL": self.url, "EMOTIONS_DATA_DIR": str(self.data_dir),
-               "EMOTIONS_SECRET_KEY": "k" * 48, "EMOTIONS_LOGIN_ATTEMPTS_PER_MINUTE": "1000"}
+               "EMOTIONS_SECRET_KEY": "k" * 48, "EMOTIONS_LOGIN_FREE_FAILURES": "1000",
+               "EMOTIONS_LOGIN_ADDRESS_BUDGET": "1000"}
         # The log goes to a file: an unread pipe would fill up and block the server.
         with (self.data_dir / "uvicorn.log").open("ab") as log:
             self.proc = subprocess.Popen(
