@@ -149,8 +149,14 @@ def train_baseline_command(
     import warnings
 
     from model.errors import ModelError
-    from model.train import PretrainedWeightsWarning, TrainConfig, check_model_overrides, main, pretrained_warning
-    from model.train import read_config_file
+    from model.train import (
+        PretrainedWeightsWarning,
+        TrainConfig,
+        check_model_overrides,
+        main,
+        pretrained_warning,
+        read_config_file,
+    )
 
     values: dict[str, Any] = read_config_file(config) if config is not None else {}
     flags: dict[str, Any] = {

@@ -38,7 +38,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in several types
-        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {exc}") from exc
+        # torch's unpickling message runs over many lines of advice; its first line names the problem
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {first_line}") from exc
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise CheckpointMismatchError(
             f"{path} is not an AV-CPNet training checkpoint (it needs the keys {', '.join(REQUIRED_KEYS)})"

@@ -32,14 +32,20 @@ from typing import Any
 import torch
 
 from curation.errors import MediaError
-from model.avcpnet import AVCPNet, ModelConfig, build_avcpnet
-from model.checkpoints import load_checkpoint
+from model.avcpnet import AVCPNet, ModelConfig
 from model.data import cache_spec_for, sample_clip
 from model.errors import ModelError
 from model.export_reader import SPLITS, ExportTable, UnknownSplitError, read_export
-from model.features import CacheSpec, ClipFeatures, DecodeError, decode_clip, load_cached_clip, read_cache_spec
+from model.features import (
+    CacheSpec,
+    ClipFeatures,
+    DecodeError,
+    decode_clip,
+    load_cached_clip,
+    read_cache_spec,
+)
 from model.labels import LabelSet
-from model.train import Progress, TrainConfig
+from model.train import Progress, TrainConfig, load_trained_model, resolve_device
 from model.visual import CheckpointMismatchError
 
 __all__ = ["ClipPrediction", "Predictions", "predict_export", "predict_videos", "write_predictions"]
@@ -178,51 +184,13 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError("--device cuda asked for, but CUDA is not available")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ModelError(f"unknown device {name!r}; use auto, cpu or cuda") from exc
-
-
-def _load(checkpoint: str | Path) -> tuple[AVCPNet, LabelSet, dict[str, Any]]:
-    """:func:`model.train.load_trained_model`, with each misfit said in one line."""
-    try:
-        state = load_checkpoint(checkpoint)
-    except CheckpointMismatchError as exc:  # torch's unpickling message runs over many lines
-        raise CheckpointMismatchError(str(exc).splitlines()[0]) from exc
-    model_config = ModelConfig.from_dict(state["model_config"])
-    labels = LabelSet.from_json_rows(state["labels"], source=f"{checkpoint} labels")
-    if len(labels) != model_config.num_classes:
-        raise CheckpointMismatchError(
-            f"{checkpoint} lists {len(labels)} labels but its model has {model_config.num_classes} classes"
-        )
-    model = build_avcpnet(model_config)
-    own = model.state_dict()
-    stored = state["model"]
-    misfits = sorted(set(own) ^ set(stored)) or [key for key in own if own[key].shape != stored[key].shape]
-    if misfits:
-        # load_state_dict would say this in one line per tensor; the first is enough to act on.
-        first = misfits[0]
-        detail = (f"{first} is {tuple(stored[first].shape)}, the model needs {tuple(own[first].shape)}"
-                  if first in own and first in stored else f"{first} is {'missing' if first in own else 'unexpected'}")
-        raise CheckpointMismatchError(f"{checkpoint}: the weights do not fit the stored model configuration "
-                                      f"({detail}; {len(misfits)} tensors differ)")
-    model.load_state_dict(stored)
-    return model, labels, state
-
-
 def _runner(checkpoint: str | Path, device: str, batch_size: int | None) -> tuple[_Runner, dict[str, Any]]:
-    model, labels, state = _load(checkpoint)
+    model, labels, state = load_trained_model(checkpoint)
     train_cfg = TrainConfig.from_dict(state["config"])
     model_config = ModelConfig.from_dict(state["model_config"])
     if batch_size is not None and batch_size < 1:
         raise ModelError(f"batch size must be at least 1, not {batch_size}")
-    torch_device = _device(device)
+    torch_device = resolve_device(device)
     model.to(torch_device).eval()  # eval: dropout off and BatchNorm on its running statistics
     # The sampling the model was trained on: the run records its cache's jitter (None in old runs:
     # the default, half a segment), and the centre offset depends on it.

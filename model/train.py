@@ -61,6 +61,7 @@ __all__ = [
     "pretrained_warning",
     "prepare_export_features",
     "read_config_file",
+    "resolve_device",
     "resolve_jitter",
     "train_one_epoch",
 ]
@@ -301,14 +302,18 @@ def _setup_distributed(device_name: str) -> _Dist:
     return info
 
 
-def _resolve_device(name: str, info: _Dist) -> torch.device:
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a device; under torchrun ``cuda`` is this process's GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError("--device cuda asked for, but CUDA is not available")
-    if name == "cuda" and info.enabled:
-        return torch.device("cuda", info.local_rank)
-    return torch.device(name)
+    if name == "cuda" and local_rank is not None:
+        return torch.device("cuda", local_rank)
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ModelError(f"unknown device {name!r}; use auto, cpu or cuda") from exc
 
 
 def _barrier(info: _Dist) -> None:
@@ -659,7 +664,7 @@ def main(
     ``RUN/config.json`` and ``RUN/test/`` (as :func:`evaluate_checkpoint`). Returns the summary.
     """
     info = _setup_distributed(cfg.device)
-    device = _resolve_device(cfg.device, info)
+    device = resolve_device(cfg.device, info.local_rank if info.enabled else None)
     _seed_everything(cfg.seed + info.rank)
     out = Path(cfg.out)
     show = progress if info.main else None
@@ -788,14 +793,24 @@ def main(
 
 
 def load_trained_model(path: str | Path) -> tuple[AVCPNet, LabelSet, dict[str, Any]]:
-    """The model of a training checkpoint, its label set and the checkpoint dict."""
+    """The model of a training checkpoint, its label set and the checkpoint dict; each misfit in one line."""
     state = load_checkpoint(path)
-    model = build_avcpnet(ModelConfig.from_dict(state["model_config"]))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointMismatchError(f"{path}: the weights do not fit the stored configuration: {exc}") from exc
-    labels = LabelSet.from_json_rows(state["labels"])
+    model_config = ModelConfig.from_dict(state["model_config"])
+    labels = LabelSet.from_json_rows(state["labels"], source=f"{path} labels")
+    if len(labels) != model_config.num_classes:
+        raise CheckpointMismatchError(f"{path} lists {len(labels)} labels but its model has "
+                                      f"{model_config.num_classes} classes")
+    model = build_avcpnet(model_config)
+    own, stored = model.state_dict(), state["model"]
+    misfits = sorted(set(own) ^ set(stored)) or [key for key in own if own[key].shape != stored[key].shape]
+    if misfits:
+        # load_state_dict would say this in one line per tensor; the first is enough to act on.
+        first = misfits[0]
+        detail = (f"{first} is {tuple(stored[first].shape)}, the model needs {tuple(own[first].shape)}"
+                  if first in own and first in stored else f"{first} is {'missing' if first in own else 'unexpected'}")
+        raise CheckpointMismatchError(f"{path}: the weights do not fit the stored model configuration "
+                                      f"({detail}; {len(misfits)} tensors differ)")
+    model.load_state_dict(stored)
     return model, labels, state
 
 
@@ -831,7 +846,7 @@ def evaluate_checkpoint(
     clips = evaluated
     run_cfg = replace(train_cfg, workers=workers, batch_size=batch_size or train_cfg.batch_size)
     loader = _loader(CachedClipDataset(clips, cache, model_config, train=False), run_cfg)
-    torch_device = _resolve_device(device, _Dist())
+    torch_device = resolve_device(device)
     model.to(torch_device)
     result = evaluate(model, _criterion(train_cfg, labels).to(torch_device), loader, torch_device, labels.names,
                       amp=train_cfg.amp, progress=progress)

@@ -57,7 +57,7 @@ def _original_swin_state(
         "patch_embed.norm.weight": torch.randn(EMBED),
         "patch_embed.norm.bias": torch.randn(EMBED),
     }
-    for i, (depth, heads) in enumerate(zip(DEPTHS, HEADS)):
+    for i, (depth, heads) in enumerate(zip(DEPTHS, HEADS, strict=True)):
         dim = EMBED * 2**i
         for j in range(depth):
             block = f"layers.{i}.blocks.{j}."

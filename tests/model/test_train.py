@@ -12,7 +12,14 @@ import torch
 from model.avcpnet import PRESETS, build_avcpnet
 from model.checkpoints import load_checkpoint
 from model.labels import LabelSet
-from model.train import ResumeMismatchError, TrainConfig, evaluate_checkpoint, load_trained_model, lr_factor, main
+from model.train import (
+    ResumeMismatchError,
+    TrainConfig,
+    evaluate_checkpoint,
+    load_trained_model,
+    lr_factor,
+    main,
+)
 from model.visual import CheckpointMismatchError
 
 
@@ -130,9 +137,9 @@ def test_resume_refuses_a_changed_learning_rate_unless_forced(tiny_export: Path,
 
 def test_a_cache_made_with_another_jitter_is_used_or_refused_by_name(tiny_export: Path, tmp_path: Path) -> None:
     from model.data import cache_spec_for
+    from model.export_reader import read_export
     from model.features import CacheMismatchError
     from model.train import prepare_export_features
-    from model.export_reader import read_export
 
     cache = tmp_path / "cache"
     table = read_export(tiny_export)
