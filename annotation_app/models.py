@@ -198,6 +198,10 @@ class User(Base):
     background: Mapped[str | None] = mapped_column(String(64))
     # Simulated annotators (``curate demo --simulate``) are marked so they never log in.
     is_simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Every session cookie and API token carries the version it was issued under; one that differs
+    # from this is refused. Log-out, a password change, deactivation, a role change and "sign out
+    # everywhere" add one, which ends all of the account's sessions at once (``users.end_sessions``).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
