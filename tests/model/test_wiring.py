@@ -122,6 +122,25 @@ def test_the_cross_branch_of_each_modality_is_queried_by_that_modality(dilation:
     assert torch.allclose(a1, a0, atol=1e-12), "the audio cross branch is queried by visual"
 
 
+def test_the_level_weights_of_each_modality_come_from_the_other_modalitys_scores() -> None:
+    """The weighting exchanges the two modalities' level scores: move only the audio levels and the
+    visual output moves (through its weights), and it stays a sum of the visual levels."""
+    from model.fusion import LevelWeighting
+
+    weighting = _randomise(LevelWeighting(DIM, 3)).double().eval()
+    generator = torch.Generator().manual_seed(4)
+    visual_levels = torch.randn(2, 3, SEGMENTS, DIM, generator=generator, dtype=torch.float64)
+    audio_levels = torch.randn(2, 3, SEGMENTS, DIM, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        v0, _ = weighting(visual_levels, audio_levels)
+        v1, _ = weighting(visual_levels, audio_levels * 3.0 + 1.0)
+        _, a_visual_moved = weighting(visual_levels * 3.0 + 1.0, audio_levels)
+        _, a0 = weighting(visual_levels, audio_levels)
+        v_zero, _ = weighting(torch.zeros_like(visual_levels), audio_levels)
+    assert _moved(v1, v0).all() and _moved(a_visual_moved, a0).all()
+    assert torch.equal(v_zero, torch.zeros_like(v_zero))  # no bias or other stream leaks into the sum
+
+
 def test_in_the_global_stage_each_modality_queries_the_other() -> None:
     """Attention over a context that is the same at every segment returns that context's value, whatever
     the query: so with V constant over segments, moving A moves a only by its residual, exactly."""
