@@ -29,6 +29,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from annotation_app import api_docs
 from annotation_app.db import make_engine, make_sessionmaker
 from annotation_app.deps import LoginRequiredError, session_data
 from annotation_app.errors import AppError
@@ -238,7 +239,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         version="0.1.0",
         lifespan=lifespan,
+        # Served from the package's own files instead (api_docs): FastAPI's pages load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    api_docs.install(app)
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
     app.add_middleware(api_work.QueueFastPath)  # innermost of ours: inside the body limit and headers

@@ -192,3 +192,33 @@ def test_expert_resolves_a_stage3_clip(env: Env, base_url: str, browser) -> None
     with env.session() as session:
         clip = session.get(Clip, clip_id)
         assert clip.status == ClipStatus.resolved and clip.final_label.name == "Relaxation" and clip.resolved_stage == 3
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_api_docs_render_with_nothing_from_outside(base_url: str, browser, path: str) -> None:  # type: ignore[no-untyped-def]
+    """Offline, as on a lab server: every request off the app is refused, and the UI still renders."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    outside: list[str] = []
+
+    def only_the_app(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.url.startswith(base_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_app)
+    page = context.new_page()
+    page.goto(f"{base_url}{path}")
+    if path == "/docs":
+        page.wait_for_selector(".swagger-ui .opblock", timeout=20_000)
+        # The bearer scheme gives Swagger UI its Authorize button, and it names the scheme.
+        page.click("button.authorize")
+        page.wait_for_selector("text=bearerAuth", timeout=5_000)
+        assert page.locator(".opblock").count() > 10
+    else:
+        page.wait_for_selector("text=\"/api/work/next\"", timeout=20_000)
+        assert page.locator("text=bearerAuth").count() > 0  # ReDoc lists the scheme under Authentication
+    # Swagger UI asks for nothing outside; ReDoc only for its footer logo, which it hides on failure.
+    assert all("redoc" in url for url in outside), outside
+    context.close()
