@@ -10,9 +10,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/emotions
 
-# The CPU build of PyTorch first: the app and dashboard never import torch, and `curate
-# train-baseline` in this image is for small runs (train on GPU machines with torchrun instead).
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.4,<=2.14.1" "torchvision>=0.19,<=0.29.1"
+# The app and the dashboard never import torch, so the image leaves it out (pyproject's `model` extra,
+# ~7 GB with CUDA) unless built with `--build-arg WITH_MODEL=1`: then the CPU build of PyTorch, for
+# small `curate train-baseline` runs (train on GPU machines with torchrun instead).
+ARG WITH_MODEL=0
+RUN if [ "$WITH_MODEL" = 1 ]; then \
+      pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.4,<=2.14.1" "torchvision>=0.19,<=0.29.1"; \
+    fi
 
 # Dependencies before sources, so a code change does not reinstall them.
 COPY pyproject.toml README.md ./

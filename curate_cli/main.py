@@ -47,6 +47,13 @@ for _name in COMMAND_MODULES:
             raise
 
 DOMAIN_ERRORS = (AppError, CurationError, ModelError)
+# What the baseline's commands import and a plain ``pip install emotions-toolkit`` leaves out: the
+# app, the curation engine and the dashboard run without them (pyproject's ``model`` extra).
+MODEL_EXTRA_MODULES = frozenset({"torch", "torchvision"})
+MODEL_EXTRA_HINT = (
+    "this command needs PyTorch, which the model extra installs: pip install 'emotions-toolkit[model]'"
+    " (from a checkout: pip install -e '.[model]')"
+)
 
 
 def _parser_exceptions(name: str, *typer_classes: type[BaseException]) -> tuple[type[BaseException], ...]:
@@ -111,6 +118,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("error: interrupted")
         return 130
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in MODEL_EXTRA_MODULES:
+            raise
+        err.print(f"error: {MODEL_EXTRA_HINT} ({exc.name} is not installed)", markup=False)
+        return 1
     return int(result) if isinstance(result, int) else 0
 
 
