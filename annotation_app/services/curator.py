@@ -153,7 +153,10 @@ def annotator_quality(session: Session, project: Project, *, now: datetime | Non
             "n_judgements": s.n_judgements,
             "done_today": int(today.get(u.id, 0)),
             "reliability": s.reliability,
-            "below_quality_floor": s.gold_accuracy is not None and s.gold_accuracy < project.quality_floor,
+            # The automatic pause's own rule (hidden gold only, enough answers), not all gold answers.
+            "hidden_gold_accuracy": s.hidden_gold_accuracy,
+            "hidden_gold_answers": s.hidden_gold_n,
+            "below_quality_floor": gold.below_quality_floor(project, s.hidden_gold_correct, s.hidden_gold_n),
         })
     return out
 

@@ -22,7 +22,9 @@ Rules:
   same gold clip twice (qualification and hidden included).
 - **Quality floor.** After at least ``FLOOR_MIN_ANSWERS`` hidden gold answers, an annotator whose
   hidden-gold accuracy is below ``quality_floor`` is paused automatically (audited as
-  ``annotator.auto_pause``); the curator decides what happens next.
+  ``annotator.auto_pause``); the curator decides what happens next. :func:`below_quality_floor` is
+  that rule, for the pause and for the curator's "below quality floor" alike: qualification answers
+  do not count (the round has its own pass mark), nor do fewer than ``FLOOR_MIN_ANSWERS`` answers.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from annotation_app.services import audit
 
 __all__ = [
     "FLOOR_MIN_ANSWERS",
+    "below_quality_floor",
     "add_gold",
     "qualification_required",
     "qualification_state",
@@ -301,17 +304,25 @@ def _decide(session: Session, project: Project, row: Qualification, *, now: date
     session.flush()
 
 
+def below_quality_floor(project: Project, hidden_correct: int, hidden_answers: int) -> bool:
+    """Whether hidden-gold results put an annotator below the project's quality floor.
+
+    >>> below_quality_floor(Project(quality_floor=0.5), 2, 5), below_quality_floor(Project(quality_floor=0.5), 0, 4)
+    (True, False)
+    """
+    return hidden_answers >= FLOOR_MIN_ANSWERS and hidden_correct / hidden_answers < project.quality_floor
+
+
 def _check_quality_floor(session: Session, project: Project, annotator_id: int) -> None:
     rows = session.execute(
         select(GoldResult.correct).join(GoldItem, GoldItem.id == GoldResult.gold_item_id).where(
             GoldItem.project_id == project.id, GoldResult.annotator_id == annotator_id,
             GoldResult.context == "hidden")
     ).scalars().all()
-    if len(rows) < FLOOR_MIN_ANSWERS:
+    correct = sum(bool(r) for r in rows)
+    if not below_quality_floor(project, correct, len(rows)):
         return
-    accuracy = sum(bool(r) for r in rows) / len(rows)
-    if accuracy >= project.quality_floor:
-        return
+    accuracy = correct / len(rows)
     user = session.get(User, annotator_id)
     if user is None or user.paused:
         return

@@ -44,6 +44,9 @@ class AnnotatorStats:
     gold_n: int = 0
     agreed: int = 0
     agreed_n: int = 0
+    # Of the gold answers, those on hidden gold (the quality floor's evidence, ``gold.below_quality_floor``).
+    hidden_gold_correct: int = 0
+    hidden_gold_n: int = 0
     n_judgements: int = 0
     times: list[float] = field(default_factory=list)
     label_counts: Counter[str] = field(default_factory=Counter)
@@ -51,6 +54,10 @@ class AnnotatorStats:
     @property
     def gold_accuracy(self) -> float | None:
         return self.gold_correct / self.gold_n if self.gold_n else None
+
+    @property
+    def hidden_gold_accuracy(self) -> float | None:
+        return self.hidden_gold_correct / self.hidden_gold_n if self.hidden_gold_n else None
 
     @property
     def agreement(self) -> float | None:
@@ -82,16 +89,19 @@ def annotator_stats(
             return stats
 
     gold_q = (
-        select(GoldResult.annotator_id, GoldResult.correct)
+        select(GoldResult.annotator_id, GoldResult.correct, GoldResult.context)
         .join(GoldItem, GoldItem.id == GoldResult.gold_item_id)
         .where(GoldItem.project_id == project.id)
     )
     if ids is not None:
         gold_q = gold_q.where(GoldResult.annotator_id.in_(ids))
-    for aid, correct in session.execute(gold_q):
+    for aid, correct, context in session.execute(gold_q):
         s = of(aid)
         s.gold_n += 1
         s.gold_correct += int(bool(correct))
+        if context == "hidden":
+            s.hidden_gold_n += 1
+            s.hidden_gold_correct += int(bool(correct))
 
     gold_clips = select(GoldItem.clip_id).where(GoldItem.project_id == project.id)
     j_q = (

@@ -103,6 +103,36 @@ def test_below_the_quality_floor_is_paused(session: Session) -> None:
         AuditEntry.action == "annotator.auto_pause", AuditEntry.target_id == str(annotator.id))) is not None
 
 
+def test_the_page_and_the_pause_share_one_quality_floor(session: Session) -> None:
+    """Qualification answers and a handful of hidden ones never put anyone below the floor."""
+    project = make_project(session, gold_rate=1.0, quality_floor=0.6, qualification_size=4,
+                           qualification_pass_mark=0.5)
+    make_gold(session, project, 4, label="Fear", purpose="qualification")
+    make_gold(session, project, gold.FLOOR_MIN_ANSWERS, label="Fear", purpose="hidden")
+    make_clips(session, project, 3)
+    # Passed qualification at 2/4, then 3/5 hidden right: 60 %, at the floor (5/9 of all gold: below it).
+    fair = make_annotator(session)
+    # Every hidden answer wrong, but fewer answers than the floor needs.
+    early = make_annotator(session)
+    # Five hidden answers, one right: below the floor.
+    poor = make_annotator(session)
+    for annotator, hidden in ((fair, ["Fear"] * 3 + ["Neutral"] * 2), (early, ["Neutral"] * 3),
+                              (poor, ["Fear"] + ["Neutral"] * 4)):
+        for label in ("Fear", "Fear", "Neutral", "Neutral"):
+            item, _ = _answer(session, project, annotator, label)
+            assert item.is_qualification
+        for label in hidden:
+            item, _ = _answer(session, project, annotator, label)
+            assert not item.is_qualification
+    rows = {row["annotator_id"]: row for row in curator.annotator_quality(session, project)}
+    for annotator, below in ((fair, False), (early, False), (poor, True)):
+        session.refresh(annotator)
+        row = rows[annotator.id]
+        assert (row["below_quality_floor"], annotator.paused) == (below, below), row
+    assert rows[fair.id]["gold_accuracy"] < project.quality_floor <= rows[fair.id]["hidden_gold_accuracy"]
+    assert rows[poor.id]["hidden_gold_answers"] == gold.FLOOR_MIN_ANSWERS
+
+
 def test_add_gold_checks_its_input(session: Session) -> None:
     project = make_project(session)
     clip, labelled = make_clips(session, project, 2)
