@@ -16,12 +16,13 @@ from psycopg.pq import ExecStatus
 from psycopg.rows import tuple_row
 from psycopg.sql import Literal
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, InvalidRequestError, NoResultFound, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InvalidRequestError, NoResultFound, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from annotation_app.errors import AppError, ConflictError, InvalidInputError
 from annotation_app.settings import Settings
 
-__all__ = ["make_engine", "make_sessionmaker", "session_scope", "run_prebuilt"]
+__all__ = ["make_engine", "make_sessionmaker", "session_scope", "run_prebuilt", "database_error"]
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10) -> Engine:
@@ -59,6 +60,27 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10)
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def database_error(exc: IntegrityError | DataError) -> AppError:
+    """The app's error for a write the database refused, worded alike on SQLite and PostgreSQL.
+
+    The services check what they can first; this is the net under them (two requests racing for
+    one unique name, a value past a column's range). An integrity error (a unique, NOT NULL,
+    foreign-key or CHECK rule) is a ``ConflictError``; a data error (a number out of the column's
+    range, text too long, NUL in text) an ``InvalidInputError``. The message names the rule or the
+    problem, never the SQL or the parameters.
+    """
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)  # psycopg's: the constraint's own name
+    rule = getattr(diag, "constraint_name", None) or (
+        f"{getattr(diag, 'table_name', '')}.{diag.column_name} may not be null" if getattr(diag, "column_name", None)
+        else None)
+    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if isinstance(exc, IntegrityError):
+        # SQLite says "UNIQUE constraint failed: users.username" and the like: the rule, no values.
+        return ConflictError(f"the change breaks a rule of the data: {rule or first_line}")
+    return InvalidInputError(f"a value does not fit the database: {first_line}")
 
 
 @contextmanager

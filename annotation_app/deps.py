@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 from annotation_app.db import run_prebuilt
 from annotation_app.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from annotation_app.models import Project, Role, User
+from annotation_app.routers.schemas import ProjectName
 from annotation_app.security import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, SessionData, csrf_matches
 from annotation_app.services.projects import get_project
 from annotation_app.settings import Settings
@@ -121,27 +122,38 @@ def _bearer(request: Request) -> str | None:
 
 
 def _caller_id(request: Request) -> int | None:
-    """The user id the request's bearer token or session cookie names (verified signature, no DB)."""
+    """The user id the request's bearer token or session cookie names (verified signature, no DB).
+
+    The session version it was issued under goes to ``request.state.auth_version``; :func:`_admit`
+    compares it with the user's row.
+    """
     token = _bearer(request)
     if token is not None:
         request.state.auth_via = "bearer"
-        user_id = request.app.state.codec.load_token(token)
-        if user_id is None:
+        credential = request.app.state.codec.load_token(token)
+        if credential is None:
             raise LoginRequiredError("invalid or expired API token")
+        user_id, request.state.auth_version = credential
         return user_id
     request.state.auth_via = "cookie"
     data = session_data(request)
-    return data.user_id if data else None
+    if data is None:
+        return None
+    request.state.auth_version = data.version
+    return data.user_id
 
 
 def _load_user(request: Request, session: Session, user_id: int | None) -> User | None:
-    """The caller's row, if it may act (active, not simulated); cached on the request."""
+    """The caller's row, if it may act (active, not simulated, session not ended); cached on the request."""
     user = session.get(User, user_id) if user_id is not None else None
     return _admit(request, user)
 
 
 def _admit(request: Request, user: Any) -> Any:
-    if user is not None and (not user.is_active or user.is_simulated):
+    # A cookie or token issued before the account's sessions were last ended (log-out, password
+    # change, deactivation, sign out everywhere) carries an older version: it no longer logs in.
+    if user is not None and (not user.is_active or user.is_simulated
+                             or user.session_version != getattr(request.state, "auth_version", None)):
         user = None
     request.state.user = user
     # A detached snapshot for templates: error pages render after the session is gone.
@@ -231,7 +243,7 @@ def _end_read(session: Session) -> None:
     session.commit()
 
 
-def current_project(request: Request, session: SessionDep, project: str | None = None) -> Project:
+def current_project(request: Request, session: SessionDep, project: ProjectName = None) -> Project:
     """``?project=NAME``, else the project chosen in this session, else the only project."""
     try:
         if project:
@@ -278,7 +290,7 @@ def _snapshot_of(request: Request, session: Session, project_id: int, values: tu
     return fresh
 
 
-def current_project_snapshot(request: Request, session: SessionDep, project: str | None = None) -> Project:
+def current_project_snapshot(request: Request, session: SessionDep, project: ProjectName = None) -> Project:
     """:func:`current_project` for handlers that only read the project (the annotator's queue).
 
     The same choice of project, but the project's row is read with one plain query and compared
@@ -355,7 +367,7 @@ _USERS = User.__table__
 _CALLER_COLUMNS = (
     _USERS.c.id, _USERS.c.username, _USERS.c.role, _USERS.c.languages, _USERS.c.is_active, _USERS.c.is_simulated,
     _USERS.c.paused, _USERS.c.pause_reason, _USERS.c.gender, _USERS.c.age_band, _USERS.c.region,
-    _USERS.c.background,
+    _USERS.c.background, _USERS.c.session_version,
 )
 _PROJECT_COLUMNS = [c.label(f"project__{c.name}") for c in _PROJECTS.c]
 

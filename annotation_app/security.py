@@ -10,6 +10,11 @@ How a request is authenticated:
 - **API clients**: ``POST /api/auth/token`` (username + password) returns a bearer token signed with
   the same key (valid 12 h). ``Authorization: Bearer <token>`` needs no CSRF token: a browser never
   attaches it on its own, so a cross-site page cannot forge it.
+- **Ending sessions**: cookies and tokens are not stored, so each carries the account's
+  ``session_version`` at issue and every request compares it with the row it reads anyway.
+  Log-out, a password change, deactivation, a role change and "sign out everywhere" add one to the
+  version (``services.users.end_sessions``): every cookie and token of the account stops working at
+  once, on every worker. Log-out therefore ends the account's sessions on every device.
 
 Failed logins slow guessing without locking the owner out (:class:`LoginThrottle`):
 
@@ -88,24 +93,28 @@ _FIRST_DELAY_S = 1.0
 
 @dataclass
 class SessionData:
-    """What the session cookie holds: who is logged in (None before login) and the CSRF token."""
+    """What the session cookie holds: who is logged in (None before login), the account's session
+    version at login, the CSRF token and the chosen project."""
 
     user_id: int | None = None
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     project_id: int | None = None
+    version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"uid": self.user_id, "csrf": self.csrf, "pid": self.project_id}
+        return {"uid": self.user_id, "csrf": self.csrf, "pid": self.project_id, "sv": self.version}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SessionData:
-        uid, pid, csrf = data.get("uid"), data.get("pid"), data.get("csrf")
+        uid, pid, csrf, sv = data.get("uid"), data.get("pid"), data.get("csrf"), data.get("sv", 0)
         if not isinstance(csrf, str) or len(csrf) < 16:
             raise ValueError("session without a CSRF token")
         return cls(
             user_id=uid if isinstance(uid, int) else None,
             csrf=csrf,
             project_id=pid if isinstance(pid, int) else None,
+            # Cookies from before session versions read as 0, every account's first version.
+            version=sv if isinstance(sv, int) else -1,
         )
 
 
@@ -123,18 +132,19 @@ class SessionCodec:
     >>> codec = SessionCodec("k" * 32)
     >>> codec.load_session(codec.dump_session(SessionData(user_id=7, csrf="c" * 20))).user_id
     7
-    >>> codec.load_token(codec.issue_token(7))
-    7
+    >>> codec.load_token(codec.issue_token(7, version=2))
+    (7, 2)
     """
 
     def __init__(self, secret: str) -> None:
         self._session = URLSafeTimedSerializer(secret, salt="emotions.session")
         self._token = URLSafeTimedSerializer(secret, salt="emotions.api-token")
         self._device = URLSafeTimedSerializer(secret, salt="emotions.device")
-        # Verified tokens: raw token -> (user id, verified until). A script sends the same token on
-        # every request, and checking its HMAC again cost more than a query; an entry never
-        # outlives the token's own expiry.
-        self._verified: dict[str, tuple[int, float]] = {}
+        # Verified tokens: raw token -> (user id, session version, verified until). A script sends
+        # the same token on every request, and checking its HMAC again cost more than a query; an
+        # entry never outlives the token's own expiry. Whether the version is still the account's
+        # is checked on every request against the user's row, so a cached entry revokes as fast.
+        self._verified: dict[str, tuple[int, int, float]] = {}
 
     def dump_session(self, data: SessionData) -> str:
         return self._session.dumps(data.to_dict())
@@ -162,25 +172,28 @@ class SessionCodec:
             return None
         return KnownDevice(username=data["u"], nonce=data["n"][:32])
 
-    def issue_token(self, user_id: int) -> str:
-        return self._token.dumps({"uid": user_id})
+    def issue_token(self, user_id: int, *, version: int = 0) -> str:
+        """A bearer token for ``user_id`` under the account's session ``version``."""
+        return self._token.dumps({"uid": user_id, "sv": version})
 
-    def load_token(self, raw: str) -> int | None:
+    def load_token(self, raw: str) -> tuple[int, int] | None:
+        """(user id, session version) of a valid, unexpired token; None otherwise."""
         now = time.time()
         hit = self._verified.get(raw)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        if hit is not None and hit[2] > now:
+            return hit[0], hit[1]
         try:
             data, signed_at = self._token.loads(raw, max_age=TOKEN_MAX_AGE_S, return_timestamp=True)
         except (BadSignature, SignatureExpired):
             return None
         uid = data.get("uid") if isinstance(data, dict) else None
-        if not isinstance(uid, int):
+        version = data.get("sv", 0) if isinstance(data, dict) else None
+        if not isinstance(uid, int) or not isinstance(version, int):
             return None
         if len(self._verified) >= _VERIFIED_TOKENS_MAX:
             self._verified.clear()
-        self._verified[raw] = (uid, min(now + _VERIFIED_TOKEN_S, signed_at.timestamp() + TOKEN_MAX_AGE_S))
-        return uid
+        self._verified[raw] = (uid, version, min(now + _VERIFIED_TOKEN_S, signed_at.timestamp() + TOKEN_MAX_AGE_S))
+        return uid, version
 
 
 def csrf_matches(expected: str, supplied: str | None) -> bool:

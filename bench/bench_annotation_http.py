@@ -474,7 +474,7 @@ def run_case(backend: str, clients: int, seconds: float, warmup: float, workers:
     try:
         user_ids, _ = seed(url, clients, clips_needed(clients, seconds, warmup, rate))
         codec = SessionCodec(SECRET)
-        tokens = [codec.issue_token(uid) for uid in user_ids]
+        tokens = [codec.issue_token(uid) for uid in user_ids]  # version 0: every seeded account's first
         proc, port, log = start_server(url, workdir, workers)
         try:
             health: list[float] | None = None

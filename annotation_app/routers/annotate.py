@@ -7,17 +7,18 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from annotation_app.deps import CurrentUser, ProjectSnapshotDep, SessionDep, require_annotator, verify_csrf
 from annotation_app.routers.common import item_view, label_views, render
-from annotation_app.routers.schemas import CorrectIn, SubmitIn
+from annotation_app.routers.schemas import PAGE_RESPONSES, CorrectIn, ResourceId, SubmitIn
 from annotation_app.services import work
 
 __all__ = ["router"]
 
 router = APIRouter(
-    prefix="/annotate", tags=["pages"], dependencies=[Depends(require_annotator), Depends(verify_csrf)]
+    prefix="/annotate", tags=["pages"], dependencies=[Depends(require_annotator), Depends(verify_csrf)],
+    default_response_class=HTMLResponse, responses=PAGE_RESPONSES,
 )
 
 
@@ -64,7 +65,7 @@ def recent_page(request: Request, session: SessionDep, project: ProjectSnapshotD
 
 @router.post("/judgements/{judgement_id}/correct")
 def correct_form(
-    judgement_id: int, form: Annotated[CorrectIn, Form()], session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser
+    judgement_id: ResourceId, form: Annotated[CorrectIn, Form()], session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser
 ) -> Response:
     work.correct(
         session, project, user, judgement_id=judgement_id, label=form.label, confidence=form.confidence,

@@ -1,35 +1,42 @@
-"""JSON API of the curator/admin: settings, annotators, progress, clips, exclusions, audit, export."""
+"""JSON API of the curator/admin: settings, annotators, progress, clips, exclusions, audit, export.
+
+Every action on a person asks the one rule of :mod:`annotation_app.services.access` (curators
+manage annotators and experts, admins everyone): here for creating and editing, in the services
+for pausing, excluding and signing out.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from annotation_app.deps import ROLE_RANK, CuratorUser, ProjectDep, SessionDep, require_curator, verify_csrf
-from annotation_app.errors import NotFoundError, PermissionDeniedError
-from annotation_app.models import Project, Role, User
-from annotation_app.routers.schemas import AnnotatorIn, ExcludeIn, PauseIn, ProfileIn
+from annotation_app.deps import CuratorUser, ProjectDep, SessionDep, require_curator, verify_csrf
+from annotation_app.errors import NotFoundError
+from annotation_app.models import Project, User
+from annotation_app.routers.schemas import (
+    ERROR_RESPONSES,
+    INT32_MAX,
+    AnnotatorIn,
+    ExcludeIn,
+    PauseIn,
+    PlainText,
+    ProfileIn,
+    ResourceId,
+    SettingsIn,
+)
 from annotation_app.services import curator, projects, users
+from annotation_app.services.access import check_may_manage
 
-__all__ = ["router", "check_may_manage", "settings_view", "user_view", "export_response"]
+__all__ = ["router", "settings_view", "user_view", "export_response", "get_user_by_id", "EXPORT_RESPONSES"]
 
 router = APIRouter(
-    prefix="/api/curator", tags=["curator"], dependencies=[Depends(require_curator), Depends(verify_csrf)]
+    prefix="/api/curator", tags=["curator"], dependencies=[Depends(require_curator), Depends(verify_csrf)],
+    responses=ERROR_RESPONSES,
 )
-
-
-def check_may_manage(actor: User, target_role: Role | str | None, target: User | None = None) -> None:
-    """Curators manage annotators and experts; only an admin makes or edits curators and admins."""
-    if ROLE_RANK[actor.role] >= ROLE_RANK[Role.admin]:
-        return
-    roles = [Role(target_role)] if target_role and target_role in Role.__members__ else []
-    if target is not None:
-        roles.append(target.role)
-    if any(ROLE_RANK[r] >= ROLE_RANK[Role.curator] for r in roles):
-        raise PermissionDeniedError("only an admin may create or change curators and admins")
 
 
 def settings_view(project: Project) -> dict[str, Any]:
@@ -52,11 +59,19 @@ def get_user_by_id(session: Session, user_id: int) -> User:
     return user
 
 
+EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The judgements table", "content": {"text/csv": {}, "application/vnd.apache.parquet": {}}},
+}
+
+
 def export_response(session: Session, project: Project, fmt: str) -> Response:
     data = curator.judgements_export(session, project, fmt=fmt)
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/vnd.apache.parquet"
-    filename = f"{project.name}-judgements.{fmt}".replace('"', "")
-    return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    filename = f"{project.name}-judgements.{fmt}"
+    # Headers are Latin-1: an ASCII stand-in for old clients, the real name in RFC 5987's form.
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return Response(data, media_type=media, headers={"Content-Disposition": disposition})
 
 
 @router.get("/progress")
@@ -71,11 +86,8 @@ def get_settings(project: ProjectDep) -> dict[str, Any]:
 
 
 @router.patch("/settings")
-def patch_settings(
-    session: SessionDep, project: ProjectDep, user: CuratorUser,
-    changes: dict[str, Any] = Body(examples=[{"overlap_k": 5, "consensus_threshold": 0.6}]),
-) -> dict[str, Any]:
-    projects.update_settings(session, project, actor_id=user.id, **changes)
+def patch_settings(body: SettingsIn, session: SessionDep, project: ProjectDep, user: CuratorUser) -> dict[str, Any]:
+    projects.update_settings(session, project, actor_id=user.id, **body.changes())
     session.commit()
     return settings_view(project)
 
@@ -88,7 +100,7 @@ def annotators(session: SessionDep, project: ProjectDep) -> dict[str, Any]:
 
 @router.post("/annotators", status_code=201)
 def create_annotator(body: AnnotatorIn, session: SessionDep, user: CuratorUser) -> dict[str, Any]:
-    check_may_manage(user, body.role)
+    check_may_manage(user, new_role=body.role)
     created = users.create_user(
         session, body.username, role=body.role or "annotator", password=body.password, gender=body.gender,
         age_band=body.age_band, region=body.region, languages=body.languages, background=body.background,
@@ -99,40 +111,48 @@ def create_annotator(body: AnnotatorIn, session: SessionDep, user: CuratorUser) 
 
 
 @router.get("/annotators/{user_id}")
-def get_annotator(user_id: int, session: SessionDep) -> dict[str, Any]:
+def get_annotator(user_id: ResourceId, session: SessionDep) -> dict[str, Any]:
     return user_view(get_user_by_id(session, user_id))
 
 
 @router.patch("/annotators/{user_id}")
-def update_annotator(user_id: int, body: ProfileIn, session: SessionDep, user: CuratorUser) -> dict[str, Any]:
+def update_annotator(user_id: ResourceId, body: ProfileIn, session: SessionDep, user: CuratorUser) -> dict[str, Any]:
     target = get_user_by_id(session, user_id)
-    check_may_manage(user, body.role, target)
+    check_may_manage(user, target=target, new_role=body.role)
     users.update_profile(session, target, actor_id=user.id, **body.model_dump(exclude_unset=True))
     session.commit()
     return user_view(target)
 
 
 @router.post("/annotators/{user_id}/pause")
-def pause(user_id: int, body: PauseIn, session: SessionDep, project: ProjectDep, user: CuratorUser) -> dict[str, Any]:
+def pause(user_id: ResourceId, body: PauseIn, session: SessionDep, project: ProjectDep, user: CuratorUser) -> dict[str, Any]:
     curator.pause_annotator(session, project, user, user_id, paused=body.paused, reason=body.reason)
     session.commit()
     return user_view(get_user_by_id(session, user_id))
 
 
 @router.post("/annotators/{user_id}/exclude")
-def exclude(user_id: int, body: ExcludeIn, session: SessionDep, project: ProjectDep, user: CuratorUser) -> dict[str, Any]:
+def exclude(user_id: ResourceId, body: ExcludeIn, session: SessionDep, project: ProjectDep, user: CuratorUser) -> dict[str, Any]:
     """Exclude all of an annotator's judgements and re-open the clips they affected (audited)."""
     reopened = curator.exclude_annotator(session, project, user, user_id, reason=body.reason)
     session.commit()
     return {"annotator_id": user_id, "reopened_clips": reopened}
 
 
+@router.post("/annotators/{user_id}/sign-out")
+def sign_out(user_id: ResourceId, session: SessionDep, user: CuratorUser) -> dict[str, Any]:
+    """Sign a person out everywhere: every session cookie and API token of theirs ends now."""
+    target = curator.sign_out_annotator(session, user, user_id)
+    session.commit()
+    return user_view(target)
+
+
 @router.get("/clips")
 def clips(
     session: SessionDep, project: ProjectDep,
     status: str | None = Query(None, max_length=16), stage: int | None = Query(None, ge=1, le=3),
-    label: str | None = Query(None, max_length=64), max_agreement: float | None = Query(None, ge=0, le=1),
-    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+    label: PlainText | None = Query(None, max_length=64), max_agreement: float | None = Query(None, ge=0, le=1),
+    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=INT32_MAX),
 ) -> dict[str, Any]:
     return {"clips": curator.list_clips(session, project, status=status, stage=stage, label=label,
                                         max_agreement=max_agreement, limit=limit, offset=offset)}
@@ -143,7 +163,7 @@ def audit_trail(session: SessionDep, project: ProjectDep, limit: int = Query(200
     return {"entries": curator.audit_trail(session, project, limit=limit)}
 
 
-@router.get("/judgements.{fmt}")
+@router.get("/judgements.{fmt}", responses=EXPORT_RESPONSES)
 def export(fmt: Literal["csv", "parquet"], session: SessionDep, project: ProjectDep) -> Response:
     """All judgements with annotator id, stage, time on task and timestamps."""
     return export_response(session, project, fmt)

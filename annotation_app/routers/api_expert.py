@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends
 
 from annotation_app.deps import ExpertUser, ProjectDep, SessionDep, require_expert, verify_csrf
 from annotation_app.routers.common import label_views
-from annotation_app.routers.schemas import AdjudicateIn
+from annotation_app.routers.schemas import ERROR_RESPONSES, AdjudicateIn, ResourceId
 from annotation_app.services import adjudication
 
 __all__ = ["router", "adjudication_view"]
 
 router = APIRouter(
-    prefix="/api/expert", tags=["expert"], dependencies=[Depends(require_expert), Depends(verify_csrf)]
+    prefix="/api/expert", tags=["expert"], dependencies=[Depends(require_expert), Depends(verify_csrf)],
+    responses=ERROR_RESPONSES,
 )
 
 
@@ -34,7 +35,7 @@ def queue(session: SessionDep, project: ProjectDep) -> dict[str, Any]:
 
 
 @router.get("/clips/{clip_id}")
-def evidence(clip_id: int, session: SessionDep, project: ProjectDep, user: ExpertUser) -> dict[str, Any]:
+def evidence(clip_id: ResourceId, session: SessionDep, project: ProjectDep, user: ExpertUser) -> dict[str, Any]:
     """The anonymised label distribution and each label's annotator reliability (no names)."""
     data = adjudication.clip_evidence(session, project, clip_id)
     return {**data, "labels": label_views(project, user)}
@@ -42,7 +43,7 @@ def evidence(clip_id: int, session: SessionDep, project: ProjectDep, user: Exper
 
 @router.post("/clips/{clip_id}/adjudicate")
 def adjudicate(
-    clip_id: int, body: AdjudicateIn, session: SessionDep, project: ProjectDep, user: ExpertUser
+    clip_id: ResourceId, body: AdjudicateIn, session: SessionDep, project: ProjectDep, user: ExpertUser
 ) -> dict[str, Any]:
     result = adjudication.adjudicate(
         session, project, user, clip_id=clip_id, label=body.label, discard=body.discard, reason=body.reason

@@ -24,17 +24,19 @@ from annotation_app.deps import (
 )
 from annotation_app.models import Project
 from annotation_app.routers.common import item_view, label_views
-from annotation_app.routers.schemas import CorrectIn, SubmitIn
+from annotation_app.routers.schemas import ERROR_RESPONSES, CorrectIn, ProjectName, ResourceId, SubmitIn
 from annotation_app.services import work
 
 __all__ = ["router", "queue_router", "submit_result_view", "QueueFastPath"]
 
 router = APIRouter(
-    prefix="/api/work", tags=["work"], dependencies=[Depends(require_annotator), Depends(verify_csrf)]
+    prefix="/api/work", tags=["work"], dependencies=[Depends(require_annotator), Depends(verify_csrf)],
+    responses=ERROR_RESPONSES,
 )
 # Next clip and submit, the requests annotators make all day: each runs as one unit of work
 # (``deps.in_unit_of_work`` checks the caller's row there, with the same rule as ``require_annotator``).
-queue_router = APIRouter(prefix="/api/work", tags=["work"], dependencies=[Depends(caller_id), Depends(verify_csrf)])
+queue_router = APIRouter(prefix="/api/work", tags=["work"], dependencies=[Depends(caller_id), Depends(verify_csrf)],
+                         responses=ERROR_RESPONSES)
 
 
 def submit_result_view(result: Any) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def labels(project: ProjectSnapshotDep, user: CurrentUser) -> dict[str, Any]:
 
 
 @queue_router.get("/next")
-async def next_clip(request: Request, caller: CallerId, project: str | None = None) -> dict[str, Any]:
+async def next_clip(request: Request, caller: CallerId, project: ProjectName = None) -> dict[str, Any]:
     """The annotator's live lease, or a newly allocated clip; ``item`` is null when nothing is available."""
 
     def serve(session: Session, user: Any, chosen: Project) -> dict[str, Any]:
@@ -59,7 +61,7 @@ async def next_clip(request: Request, caller: CallerId, project: str | None = No
 
 
 @queue_router.post("/submit")
-async def submit(request: Request, body: SubmitIn, caller: CallerId, project: str | None = None) -> dict[str, Any]:
+async def submit(request: Request, body: SubmitIn, caller: CallerId, project: ProjectName = None) -> dict[str, Any]:
     """Record a judgement on a leased clip; idempotent by ``client_request_id``."""
 
     def store(session: Session, user: Any, chosen: Project) -> dict[str, Any]:
@@ -86,7 +88,7 @@ def recent(session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser, 
 
 @router.post("/judgements/{judgement_id}/correct")
 def correct(
-    judgement_id: int, body: CorrectIn, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser
+    judgement_id: ResourceId, body: CorrectIn, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Correct an own judgement while its clip's stage is open: a new row pointing at the old one."""
     result = work.correct(

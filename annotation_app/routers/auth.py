@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from annotation_app.deps import SessionDep, verify_csrf
+from annotation_app.deps import OptionalUser, SessionDep, verify_csrf
 from annotation_app.errors import AuthenticationError, RateLimitedError
 from annotation_app.routers.common import render, set_session_cookie
+from annotation_app.routers.schemas import PAGE_RESPONSES, PlainText
+from annotation_app.services import users
 from annotation_app.security import (
     DEVICE_COOKIE,
     DEVICE_MAX_AGE_S,
@@ -22,7 +24,8 @@ from annotation_app.security import (
 
 __all__ = ["router", "safe_next", "client_address", "known_device", "remember_device", "throttle"]
 
-router = APIRouter(tags=["auth"], dependencies=[Depends(verify_csrf)])
+router = APIRouter(tags=["auth"], dependencies=[Depends(verify_csrf)], default_response_class=HTMLResponse,
+                   responses=PAGE_RESPONSES)
 
 
 def safe_next(target: str | None) -> str:
@@ -55,7 +58,7 @@ def throttle(request: Request) -> LoginThrottle:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str | None = None) -> Response:
+def login_page(request: Request, next: Annotated[PlainText | None, Query(max_length=512)] = None) -> Response:
     return render(request, "login.html", {"next": safe_next(next), "error": None})
 
 
@@ -63,9 +66,9 @@ def login_page(request: Request, next: str | None = None) -> Response:
 def login(
     request: Request,
     session: SessionDep,
-    username: Annotated[str, Form(max_length=64)],
-    password: Annotated[str, Form(max_length=256)],
-    next: Annotated[str, Form(max_length=512)] = "/",
+    username: Annotated[PlainText, Form(max_length=64)],
+    password: Annotated[PlainText, Form(max_length=256)],
+    next: Annotated[PlainText, Form(max_length=512)] = "/",
 ) -> Response:
     try:
         user = authenticate(session, username.strip(), password, client_address(request),
@@ -78,13 +81,18 @@ def login(
         return page
     # A fresh session (and CSRF token) at login: a token planted before login is worthless after.
     response = RedirectResponse(safe_next(next), status_code=303)
-    set_session_cookie(request, response, SessionData(user_id=user.id))
+    set_session_cookie(request, response, SessionData(user_id=user.id, version=user.session_version))
     remember_device(request, response, user.username)
     return response
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+def logout(request: Request, session: SessionDep, user: OptionalUser) -> Response:
+    """Log out: every session and token of the account ends, here and on every other device
+    (a cookie copied before stops working too). A cookie that no longer logs in changes nothing."""
+    if user is not None:
+        users.end_sessions(session, user, actor_id=user.id, reason="logged out")
+        session.commit()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

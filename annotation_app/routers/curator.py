@@ -5,23 +5,37 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from annotation_app.deps import CuratorUser, ProjectDep, SessionDep, require_curator, verify_csrf
 from annotation_app.models import Role
 from annotation_app.routers.api_curator import (
-    check_may_manage,
+    EXPORT_RESPONSES,
     export_response,
     get_user_by_id,
     settings_view,
 )
 from annotation_app.routers.common import render
-from annotation_app.routers.schemas import AnnotatorIn, ExcludeIn, PauseIn, ProfileIn
+from annotation_app.routers.schemas import (
+    INT32_MAX,
+    PAGE_RESPONSES,
+    AnnotatorIn,
+    ExcludeIn,
+    PauseIn,
+    PlainText,
+    ProfileIn,
+    ResourceId,
+    SettingsIn,
+)
 from annotation_app.services import curator, projects, users
+from annotation_app.services.access import check_may_manage
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/curator", tags=["pages"], dependencies=[Depends(require_curator), Depends(verify_csrf)])
+router = APIRouter(prefix="/curator", tags=["pages"], dependencies=[Depends(require_curator), Depends(verify_csrf)],
+                   default_response_class=HTMLResponse, responses=PAGE_RESPONSES)
 
 
 @router.get("")
@@ -48,7 +62,11 @@ async def save_settings(request: Request, session: SessionDep, project: ProjectD
             changes[key] = raw is not None and raw not in ("", "0", "false", "off")
         elif isinstance(raw, str) and raw.strip() != "":
             changes[key] = [v.strip() for v in raw.split(",") if v.strip()] if kind is list else raw.strip()
-    projects.update_settings(session, project, actor_id=user.id, **changes)
+    try:  # the form's strings through the API's model: one set of bounds for both
+        checked = SettingsIn.model_validate(changes).changes()
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    projects.update_settings(session, project, actor_id=user.id, **checked)
     session.commit()
     return RedirectResponse("/curator/settings", status_code=303)
 
@@ -63,7 +81,7 @@ def annotators_page(request: Request, session: SessionDep, project: ProjectDep) 
 
 @router.post("/annotators")
 def create_annotator(form: Annotated[AnnotatorIn, Form()], session: SessionDep, user: CuratorUser) -> Response:
-    check_may_manage(user, form.role)
+    check_may_manage(user, new_role=form.role)
     users.create_user(
         session, form.username, role=form.role or "annotator", password=form.password, gender=form.gender or None,
         age_band=form.age_band or None, region=form.region or None, languages=form.languages,
@@ -74,7 +92,7 @@ def create_annotator(form: Annotated[AnnotatorIn, Form()], session: SessionDep, 
 
 
 @router.get("/annotators/{user_id}")
-def annotator_page(user_id: int, request: Request, session: SessionDep, project: ProjectDep) -> Response:
+def annotator_page(user_id: ResourceId, request: Request, session: SessionDep, project: ProjectDep) -> Response:
     target = get_user_by_id(session, user_id)
     return render(request, "curator_annotator.html", {
         "project": project, "target": target, "roles": [r.value for r in Role],
@@ -83,10 +101,10 @@ def annotator_page(user_id: int, request: Request, session: SessionDep, project:
 
 @router.post("/annotators/{user_id}")
 def update_annotator(
-    user_id: int, form: Annotated[ProfileIn, Form()], session: SessionDep, user: CuratorUser
+    user_id: ResourceId, form: Annotated[ProfileIn, Form()], session: SessionDep, user: CuratorUser
 ) -> Response:
     target = get_user_by_id(session, user_id)
-    check_may_manage(user, form.role, target)
+    check_may_manage(user, target=target, new_role=form.role)
     fields = {k: v for k, v in form.model_dump(exclude_unset=True).items() if v is not None}
     users.update_profile(session, target, actor_id=user.id, **fields)
     session.commit()
@@ -95,7 +113,7 @@ def update_annotator(
 
 @router.post("/annotators/{user_id}/pause")
 def pause(
-    user_id: int, form: Annotated[PauseIn, Form()], session: SessionDep, project: ProjectDep, user: CuratorUser
+    user_id: ResourceId, form: Annotated[PauseIn, Form()], session: SessionDep, project: ProjectDep, user: CuratorUser
 ) -> Response:
     curator.pause_annotator(session, project, user, user_id, paused=form.paused, reason=form.reason)
     session.commit()
@@ -104,25 +122,35 @@ def pause(
 
 @router.post("/annotators/{user_id}/exclude")
 def exclude(
-    user_id: int, form: Annotated[ExcludeIn, Form()], session: SessionDep, project: ProjectDep, user: CuratorUser
+    user_id: ResourceId, form: Annotated[ExcludeIn, Form()], session: SessionDep, project: ProjectDep, user: CuratorUser
 ) -> Response:
     curator.exclude_annotator(session, project, user, user_id, reason=form.reason)
     session.commit()
     return RedirectResponse("/curator/audit", status_code=303)
 
 
+@router.post("/annotators/{user_id}/sign-out")
+def sign_out(user_id: ResourceId, session: SessionDep, user: CuratorUser) -> Response:
+    """Sign the person out everywhere (their open pages and API tokens stop working)."""
+    curator.sign_out_annotator(session, user, user_id)
+    session.commit()
+    return RedirectResponse(f"/curator/annotators/{user_id}", status_code=303)
+
+
 @router.get("/clips")
 def clips_page(
     request: Request, session: SessionDep, project: ProjectDep,
     status: str | None = Query(None, max_length=16), stage: str | None = Query(None, max_length=2),
-    label: str | None = Query(None, max_length=64), max_agreement: str | None = Query(None, max_length=8),
-    offset: int = Query(0, ge=0),
+    label: PlainText | None = Query(None, max_length=64), max_agreement: str | None = Query(None, max_length=8),
+    offset: int = Query(0, ge=0, le=INT32_MAX),
 ) -> Response:
     # The filter form sends "" for "any": treat blanks as no filter.
-    stage_n = int(stage) if stage and stage.isdigit() else None
+    stage_n = int(stage) if stage in ("1", "2", "3") else None  # not isdigit(): "²" is a digit to it
     try:
         agreement = float(max_agreement) if max_agreement else None
     except ValueError:
+        agreement = None
+    if agreement is not None and not 0 <= agreement <= 1:  # "nan", "inf", -3: no filter, as a typo is
         agreement = None
     rows = curator.list_clips(session, project, status=status or None, stage=stage_n, label=label or None,
                               max_agreement=agreement, limit=100, offset=offset)
@@ -140,6 +168,6 @@ def audit_page(request: Request, session: SessionDep, project: ProjectDep) -> Re
     })
 
 
-@router.get("/judgements.{fmt}")
+@router.get("/judgements.{fmt}", responses=EXPORT_RESPONSES)
 def export(fmt: Literal["csv", "parquet"], session: SessionDep, project: ProjectDep) -> Response:
     return export_response(session, project, fmt)

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from annotation_app.deps import ExpertUser, ProjectDep, SessionDep, require_expert, verify_csrf
 from annotation_app.models import Clip
 from annotation_app.routers.common import label_views, media_sources, render
-from annotation_app.routers.schemas import AdjudicateIn
+from annotation_app.routers.schemas import PAGE_RESPONSES, AdjudicateIn, ResourceId
 from annotation_app.services import adjudication
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/expert", tags=["pages"], dependencies=[Depends(require_expert), Depends(verify_csrf)])
+router = APIRouter(prefix="/expert", tags=["pages"], dependencies=[Depends(require_expert), Depends(verify_csrf)],
+                   default_response_class=HTMLResponse, responses=PAGE_RESPONSES)
 
 
 @router.get("")
@@ -26,7 +27,7 @@ def queue_page(request: Request, session: SessionDep, project: ProjectDep) -> Re
 
 
 @router.get("/clips/{clip_id}")
-def clip_page(clip_id: int, request: Request, session: SessionDep, project: ProjectDep, user: ExpertUser) -> Response:
+def clip_page(clip_id: ResourceId, request: Request, session: SessionDep, project: ProjectDep, user: ExpertUser) -> Response:
     evidence = adjudication.clip_evidence(session, project, clip_id)
     clip = session.get(Clip, clip_id)
     return render(request, "expert_clip.html", {
@@ -40,7 +41,7 @@ def clip_page(clip_id: int, request: Request, session: SessionDep, project: Proj
 
 @router.post("/clips/{clip_id}")
 def adjudicate_form(
-    clip_id: int, form: Annotated[AdjudicateIn, Form()], session: SessionDep, project: ProjectDep, user: ExpertUser
+    clip_id: ResourceId, form: Annotated[AdjudicateIn, Form()], session: SessionDep, project: ProjectDep, user: ExpertUser
 ) -> Response:
     adjudication.adjudicate(
         session, project, user, clip_id=clip_id, label=form.label, discard=form.discard, reason=form.reason

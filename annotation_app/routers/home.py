@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from annotation_app.deps import (
     CURATOR_ROLES,
@@ -18,12 +18,14 @@ from annotation_app.deps import (
 )
 from annotation_app.errors import NotFoundError
 from annotation_app.routers.common import render, set_session_cookie
+from annotation_app.routers.schemas import PAGE_RESPONSES, PlainText
 from annotation_app.services import work
 from annotation_app.services.projects import get_project, list_projects
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["pages"], dependencies=[Depends(require_annotator), Depends(verify_csrf)])
+router = APIRouter(tags=["pages"], dependencies=[Depends(require_annotator), Depends(verify_csrf)],
+                   default_response_class=HTMLResponse, responses=PAGE_RESPONSES)
 
 
 @router.get("/")
@@ -49,7 +51,7 @@ def front_page(request: Request, session: SessionDep, user: CurrentUser) -> Resp
 
 @router.post("/projects/select")
 def select_project(
-    request: Request, session: SessionDep, user: CurrentUser, project: Annotated[str, Form(max_length=120)]
+    request: Request, session: SessionDep, user: CurrentUser, project: Annotated[PlainText, Form(max_length=120)]
 ) -> Response:
     chosen = get_project(session, project)
     data = session_data(request)

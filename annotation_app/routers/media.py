@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from annotation_app.deps import CurrentUser, SessionDep, require_annotator
 from annotation_app.errors import NotFoundError, PermissionDeniedError
 from annotation_app.media import media_response, resolve_media
 from annotation_app.models import Clip, Role
+from annotation_app.routers.schemas import ERROR_RESPONSES, ResourceId
 from annotation_app.services import work
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/media", tags=["media"], dependencies=[Depends(require_annotator)])
+_VIDEO = {"content": {"video/mp4": {}, "video/webm": {}}}
+router = APIRouter(prefix="/media", tags=["media"], dependencies=[Depends(require_annotator)], responses={
+    **ERROR_RESPONSES,
+    200: {"description": "The clip's media file", **_VIDEO},
+    206: {"description": "The requested byte range", **_VIDEO},
+    416: {"description": "The range lies outside the file"},
+})
 
 
 @router.get("/clips/{clip_id}")
 def clip_media(
-    clip_id: int, request: Request, session: SessionDep, user: CurrentUser, rendition: str | None = None
+    clip_id: ResourceId, request: Request, session: SessionDep, user: CurrentUser,
+    rendition: str | None = Query(None, max_length=16),
 ) -> Response:
     """The clip's media file; honours ``Range`` (206 / 416) so the player can seek."""
     if not work.can_access_clip(session, user, clip_id):

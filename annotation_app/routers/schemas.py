@@ -1,14 +1,55 @@
-"""Request bodies, shared by the JSON API and the page forms so both validate alike."""
+"""Request bodies and parameters, shared by the JSON API and the page forms so both validate alike.
+
+The edge's bounds: every id is a positive 64-bit integer (:data:`ResourceId`), every text is valid
+Unicode without NUL characters and has a length limit, and a field is nullable only where its
+column is. Whatever passes here fits the database on SQLite and PostgreSQL alike (a Python int
+past 64 bits, a lone UTF-16 surrogate or a NUL would otherwise fail inside the driver).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-__all__ = ["SubmitIn", "CorrectIn", "AdjudicateIn", "AnnotatorIn", "ProfileIn", "PauseIn", "ExcludeIn", "TokenIn"]
+__all__ = [
+    "INT64_MAX", "INT32_MAX", "plain_text", "PlainText", "ResourceId", "ProjectName",
+    "SubmitIn", "CorrectIn", "AdjudicateIn", "AnnotatorIn", "ProfileIn", "PauseIn", "ExcludeIn", "TokenIn",
+    "PasswordIn", "SettingsIn", "ErrorOut", "ERROR_RESPONSES", "PAGE_RESPONSES",
+]
 
+INT64_MAX = 2**63 - 1  # ids: SQLite's INTEGER, PostgreSQL's bigint
+INT32_MAX = 2**31 - 1  # counts stored in PostgreSQL's integer columns (settings)
 _REQUEST_ID = r"^[A-Za-z0-9_.:-]{8,64}$"
+
+
+def plain_text(value: str) -> str:
+    """``value`` if it is text a database stores as it is: no NUL, no unpaired surrogate.
+
+    JSON may spell a lone surrogate (``"\\ud800"``), which no UTF-8 encoder takes; PostgreSQL
+    refuses NUL in text.
+
+    >>> plain_text("恐惧 ok")
+    '恐惧 ok'
+    >>> plain_text("a\\x00b")
+    Traceback (most recent call last):
+    ...
+    ValueError: must not contain NUL characters
+    """
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (an unpaired surrogate is not)") from None
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(plain_text)]
+ResourceId = Annotated[int, Path(ge=1, le=INT64_MAX, description="A positive 64-bit id.")]
+ProjectName = Annotated[PlainText | None, Query(max_length=120, description="The project's name (default: the session's choice, else the only one).")]
 
 
 class _Body(BaseModel):
@@ -23,6 +64,14 @@ class _Body(BaseModel):
             # An untouched form field arrives as "": treat it as absent so the default applies.
             data = {k: v for k, v in data.items() if k != "csrf_token" and v != ""}
         return data
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_texts(cls, value: Any) -> Any:
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, str):
+                plain_text(item)
+        return value
 
 
 class _Judgement(_Body):
@@ -45,7 +94,7 @@ class _Judgement(_Body):
 
 
 class SubmitIn(_Judgement):
-    assignment_id: int = Field(ge=1)
+    assignment_id: int = Field(ge=1, le=INT64_MAX)
     time_on_task_s: float | None = Field(None, ge=0, le=24 * 3600)
 
 
@@ -68,13 +117,23 @@ class AdjudicateIn(_Body):
 
 
 class ProfileIn(_Body):
-    role: str | None = Field(None, max_length=16)
+    # ``role`` and ``is_active`` are NOT NULL columns: absent means "unchanged", null is refused
+    # (and the schema does not offer it). The profile attributes may be cleared with null.
+    role: str | SkipJsonSchema[None] = Field(None, max_length=16)
     gender: str | None = Field(None, max_length=32)
     age_band: str | None = Field(None, max_length=32)
     region: str | None = Field(None, max_length=64)
-    languages: list[str] | str | None = Field(None, description='First language first, e.g. ["zh", "en"] or "zh, en".')
+    languages: list[Annotated[str, Field(max_length=64)]] | Annotated[str, Field(max_length=400)] | None = Field(
+        None, max_length=20, description='First language first, e.g. ["zh", "en"] or "zh, en".')
     background: str | None = Field(None, max_length=64)
-    is_active: bool | None = None
+    is_active: bool | SkipJsonSchema[None] = None
+
+    @field_validator("role", "is_active")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null (leave it out to keep it unchanged)")
+        return value
 
     @field_validator("languages")
     @classmethod
@@ -83,7 +142,10 @@ class ProfileIn(_Body):
         if value is None:
             return None
         items = [value] if isinstance(value, str) else value
-        return [lang.strip() for item in items for lang in item.split(",") if lang.strip()]
+        languages = [lang.strip() for item in items for lang in item.split(",") if lang.strip()]
+        if any(len(lang) > 16 for lang in languages):
+            raise ValueError("a language is a short code such as zh or en (at most 16 characters)")
+        return languages
 
 
 class AnnotatorIn(ProfileIn):
@@ -104,3 +166,68 @@ class ExcludeIn(_Body):
 class TokenIn(_Body):
     username: str = Field(max_length=64)
     password: str = Field(max_length=256)
+
+
+class PasswordIn(_Body):
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(min_length=8, max_length=256)
+
+
+class SettingsIn(_Body):
+    """The project settings a curator may change (``projects.PROJECT_SETTINGS``); absent: unchanged."""
+
+    overlap_k: int | SkipJsonSchema[None] = Field(None, ge=1, le=100, description="Stage-1 annotators per clip.")
+    consensus_threshold: float | SkipJsonSchema[None] = Field(None, gt=0, le=1)
+    weighted_consensus: bool | SkipJsonSchema[None] = None
+    stage2_extra: int | SkipJsonSchema[None] = Field(None, ge=0, le=100)
+    gold_rate: float | SkipJsonSchema[None] = Field(None, ge=0, le=1)
+    lease_minutes: int | SkipJsonSchema[None] = Field(None, ge=1, le=7 * 24 * 60)
+    daily_cap: int | SkipJsonSchema[None] = Field(None, ge=1, le=INT32_MAX)
+    qualification_size: int | SkipJsonSchema[None] = Field(None, ge=0, le=1000)
+    qualification_pass_mark: float | SkipJsonSchema[None] = Field(None, ge=0, le=1)
+    quality_floor: float | SkipJsonSchema[None] = Field(None, ge=0, le=1)
+    balance_attributes: list[Annotated[str, Field(max_length=32)]] | SkipJsonSchema[None] = Field(None, max_length=10)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> SettingsIn:
+        nulls = sorted(k for k in self.model_fields_set if getattr(self, k) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} may not be null (leave a setting out to keep it)")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class ErrorOut(BaseModel):
+    """Every error answer of the API: one message, and for a request that did not validate, each problem."""
+
+    detail: str = Field(description="What was wrong, in one line.")
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="For 422 from validation: each problem's location (loc), message (msg) and type.")
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+# Documented on every API router, so that a client (and the schema fuzz test) knows each answer.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("Not logged in, or the session or token ended"),
+    403: _error("Logged in, but not allowed (role, CSRF token)"),
+    404: _error("No such thing"),
+    409: _error("Conflicts with the current state (a duplicate, a closed stage, a lease that ended)"),
+    413: _error("Request body too large"),
+    422: _error("The request does not validate"),
+    429: _error("Too many tries: wait Retry-After seconds"),
+}
+_HTML = {"content": {"text/html": {}}}
+# The pages answer HTML, redirect after a form, and show errors as HTML pages (an oversized body is
+# refused as JSON before any page runs).
+PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The page", **_HTML},
+    303: {"description": "After a form, or to the login page"},
+    **{status: {"description": spec["description"], **_HTML} for status, spec in ERROR_RESPONSES.items()
+       if status != 413},
+    413: _error("Request body too large"),
+}

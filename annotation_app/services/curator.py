@@ -37,7 +37,8 @@ from annotation_app.models import (
     Role,
     User,
 )
-from annotation_app.services import audit, gold, quality, stages
+from annotation_app.services import audit, gold, quality, stages, users
+from annotation_app.services.access import check_may_manage
 from annotation_app.services._common import aware, day_start, lock_clip, lock_user, utc_now
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "list_clips",
     "pause_annotator",
     "exclude_annotator",
+    "sign_out_annotator",
     "audit_trail",
     "judgements_export",
 ]
@@ -320,6 +322,7 @@ def pause_annotator(
     if paused and not reason:
         raise InvalidInputError("pausing an annotator needs a reason")
     user = _annotator(session, annotator_id)
+    check_may_manage(curator, target=user)
     released = _release_leases(session, project, user.id) if paused else 0
     before = user.paused
     user.paused = bool(paused)
@@ -328,6 +331,16 @@ def pause_annotator(
                  project_id=project.id, target_type="user", target_id=user.id,
                  details={"reason": reason, "was_paused": before, "leases_released": released})
     session.flush()
+    return user
+
+
+def sign_out_annotator(session: Session, curator: User, annotator_id: int) -> User:
+    """End every session and token of a person the curator manages ("sign out everywhere"); audited
+    as ``user.sign_out``. Does not commit."""
+    _require_curator(curator)
+    user = _annotator(session, annotator_id)
+    check_may_manage(curator, target=user)
+    users.end_sessions(session, user, actor_id=curator.id, reason=f"signed out by {curator.username}")
     return user
 
 
@@ -351,6 +364,7 @@ def exclude_annotator(
     if not reason:
         raise InvalidInputError("excluding an annotator's judgements needs a reason")
     user = _annotator(session, annotator_id)
+    check_may_manage(curator, target=user)
     judgements = session.scalars(select(Judgement).where(
         Judgement.project_id == project.id, Judgement.annotator_id == user.id,
         Judgement.excluded.is_(False))).all()

@@ -8,14 +8,18 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from annotation_app.errors import ConflictError, InvalidInputError, NotFoundError
 from annotation_app.models import Role, User
 from annotation_app.services import audit
 
-__all__ = ["hash_password", "verify_password", "create_user", "get_user", "update_profile", "PROFILE_FIELDS"]
+__all__ = [
+    "hash_password", "verify_password", "create_user", "get_user", "update_profile", "set_password", "end_sessions",
+    "PROFILE_FIELDS",
+]
 
 _hasher = PasswordHasher()
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
@@ -60,8 +64,8 @@ def create_user(
         raise InvalidInputError(
             f"invalid username {username!r}: 2-64 letters, digits or . _ @ -"
         )
-    if len(password) < 8 and not is_simulated:
-        raise InvalidInputError("password must have at least 8 characters")
+    if not is_simulated:
+        _check_password(password)
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise ConflictError(f"a user named {username!r} already exists")
     user = User(
@@ -82,6 +86,13 @@ def create_user(
     return user
 
 
+def _check_password(password: str) -> None:
+    if len(password) < 8:
+        raise InvalidInputError("password must have at least 8 characters")
+    if len(password) > 256:
+        raise InvalidInputError("password must have at most 256 characters")
+
+
 def _languages(languages: Sequence[str] | str | None) -> list[str]:
     if languages is None:
         return []
@@ -97,10 +108,19 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+# Columns that may not be NULL: an explicit ``None`` for one is refused here, not by the database.
+_NOT_NULL_FIELDS = ("role", "paused", "pause_reason", "is_active")
+
+
 def update_profile(session: Session, user: User, *, actor_id: int | None = None, **fields: Any) -> User:
-    unknown = sorted(set(fields) - set(PROFILE_FIELDS) - {"role", "paused", "pause_reason", "is_active"})
+    """Change profile fields, the role or the active flag; audited. Deactivating the account or
+    changing its role ends its sessions (a demoted admin's open pages lose the admin's rights at once)."""
+    unknown = sorted(set(fields) - set(PROFILE_FIELDS) - set(_NOT_NULL_FIELDS))
     if unknown:
         raise InvalidInputError(f"unknown profile field(s): {', '.join(unknown)}")
+    nulls = sorted(key for key in _NOT_NULL_FIELDS if key in fields and fields[key] is None)
+    if nulls:
+        raise InvalidInputError(f"{', '.join(nulls)} may not be null")
     before = {k: getattr(user, k) for k in fields}
     for key, value in fields.items():
         if key == "role":
@@ -111,5 +131,30 @@ def update_profile(session: Session, user: User, *, actor_id: int | None = None,
     audit.record(session, "user.update", actor_id=actor_id, target_type="user", target_id=user.id,
                  details={"before": {k: str(v) for k, v in before.items()},
                           "after": {k: str(v) for k, v in fields.items()}})
+    if (before.get("is_active", False) and not user.is_active) or ("role" in fields and before["role"] != user.role):
+        end_sessions(session, user, actor_id=actor_id, reason="deactivated" if not user.is_active else "role changed")
     session.flush()
     return user
+
+
+def set_password(session: Session, user: User, password: str, *, actor_id: int | None = None) -> User:
+    """A new password; every session and token of the account ends (audited, not committed)."""
+    _check_password(password)
+    user.password_hash = hash_password(password)
+    end_sessions(session, user, actor_id=actor_id, reason="password changed")
+    return user
+
+
+def end_sessions(session: Session, user: User, *, actor_id: int | None = None, reason: str = "signed out") -> int:
+    """End every session cookie and API token of ``user`` at once: their version is no longer the
+    account's. Returns the new version. Audited as ``user.sign_out``; not committed."""
+    # One UPDATE adding one, so two workers ending sessions at once never both write the same version.
+    version = session.execute(
+        update(User).where(User.id == user.id).values(session_version=User.session_version + 1)
+        .returning(User.session_version)
+    ).scalar_one()
+    set_committed_value(user, "session_version", version)
+    audit.record(session, "user.sign_out", actor_id=actor_id, target_type="user", target_id=user.id,
+                 details={"reason": reason})
+    session.flush()
+    return int(version)

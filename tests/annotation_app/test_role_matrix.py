@@ -39,6 +39,8 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/"): ANNOTATOR,
     ("POST", "/projects/select"): ANNOTATOR,
     ("GET", "/api/auth/me"): ANNOTATOR,
+    ("POST", "/api/auth/logout"): ANNOTATOR,
+    ("POST", "/api/auth/password"): ANNOTATOR,
     ("GET", "/annotate"): ANNOTATOR,
     ("POST", "/annotate/submit"): ANNOTATOR,
     ("GET", "/annotate/recent"): ANNOTATOR,
@@ -67,6 +69,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/curator/annotators/{user_id}"): CURATOR,
     ("POST", "/curator/annotators/{user_id}/pause"): CURATOR,
     ("POST", "/curator/annotators/{user_id}/exclude"): CURATOR,
+    ("POST", "/curator/annotators/{user_id}/sign-out"): CURATOR,
     ("GET", "/curator/clips"): CURATOR,
     ("GET", "/curator/audit"): CURATOR,
     ("GET", "/curator/judgements.{fmt}"): CURATOR,
@@ -79,12 +82,16 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("PATCH", "/api/curator/annotators/{user_id}"): CURATOR,
     ("POST", "/api/curator/annotators/{user_id}/pause"): CURATOR,
     ("POST", "/api/curator/annotators/{user_id}/exclude"): CURATOR,
+    ("POST", "/api/curator/annotators/{user_id}/sign-out"): CURATOR,
     ("GET", "/api/curator/clips"): CURATOR,
     ("GET", "/api/curator/audit"): CURATOR,
     ("GET", "/api/curator/judgements.{fmt}"): CURATOR,
 }
 # Routes that refuse even an allowed role unless the clip is leased to them (blind labelling).
 LEASE_GUARDED = {("GET", "/media/clips/{clip_id}")}
+# Routes that end the caller's sessions when they succeed (all of the account's: one session
+# version per account): the module's shared client of each role logs in again afterwards.
+SESSION_ENDING = {("POST", "/api/auth/logout")}
 # Ids that exist nowhere, so an allowed request can do no harm (it gets 404/422, never 401/403).
 PATH_VALUES = {"judgement_id": "999999", "clip_id": "999999", "user_id": "999999", "fmt": "csv"}
 
@@ -146,7 +153,7 @@ PROTECTED = sorted(k for k, v in POLICY.items() if v != PUBLIC)
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
 def test_route_refuses_lower_roles_and_admits_its_roles(
-    clients: dict[str, TestClient], method: str, path: str
+    env: Env, clients: dict[str, TestClient], method: str, path: str
 ) -> None:
     allowed = POLICY[(method, path)]
     anon = call(clients["anonymous"], method, path)
@@ -159,6 +166,8 @@ def test_route_refuses_lower_roles_and_admits_its_roles(
         assert anon.status_code == 401  # type: ignore[attr-defined]
     for role in ROLES:
         response = call(clients[role], method, path)
+        if (method, path) in SESSION_ENDING:
+            clients[role] = env.login(role)
         status = response.status_code  # type: ignore[attr-defined]
         if role not in allowed:
             assert status == 403, f"{role} got {status} on {method} {path}"
