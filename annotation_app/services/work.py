@@ -885,7 +885,10 @@ def correct(
 ) -> SubmitResult:
     """Replace one's own live judgement with a new row (``replaces_id``) while its stage is open.
 
-    ``ConflictError`` when the stage has closed, it is a gold answer, or it was already corrected.
+    A correction that gives no ``confidence`` keeps the one the annotator gave, and one that keeps the
+    flags (can't judge, broken) without a new ``flag_reason`` keeps their reason: a correction
+    changes what it says, nothing else. ``ConflictError`` when the stage has closed, it is a gold
+    answer, or it was already corrected.
     """
     now = utc_now(now)
     _check_request_id(client_request_id)
@@ -909,6 +912,10 @@ def correct(
         raise ConflictError("gold answers cannot be corrected")
     if clip.status != ClipStatus.active or clip.stage != old.stage:
         raise ConflictError(f"stage {old.stage} of clip {clip.id} is closed; the judgement can no longer change")
+    if confidence is None:
+        confidence = old.confidence
+    if flag_reason is None and (bool(cant_judge), bool(broken)) == (old.cant_judge, old.broken):
+        flag_reason = old.flag_reason
     new = Judgement(
         project_id=project.id, clip_id=clip.id, annotator_id=user.id, assignment_id=old.assignment_id,
         stage=old.stage, label_id=label_id, confidence=confidence, cant_judge=bool(cant_judge),
@@ -955,6 +962,7 @@ def recent_judgements(session: Session, project: Project, annotator: User, *, li
             "confidence": j.confidence,
             "cant_judge": j.cant_judge,
             "broken": j.broken,
+            "flag_reason": j.flag_reason,
             "submitted_at": aware(j.submitted_at),
             "correctable": j.stage in stages.OPEN_STAGES and status == ClipStatus.active and stage == j.stage,
         })

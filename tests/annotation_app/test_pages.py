@@ -7,6 +7,8 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from html.parser import HTMLParser
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,85 @@ def test_form_fallback_submit_then_recent_and_correction(env: Env) -> None:
         rows = session.scalars(select(Judgement).order_by(Judgement.id)).all()
         assert [(r.label.name, r.live, r.replaces_id) for r in rows] == [("Fear", None, None), ("Tension", True, rows[0].id)]
         assert rows[0].time_on_task_s == 4.5 and rows[0].confidence == 2
+
+
+class _CorrectionForm(HTMLParser):
+    """The fields a browser would send from one judgement's correction form on *My recent*."""
+
+    def __init__(self, judgement_id: int) -> None:
+        super().__init__()
+        self.action = f"/annotate/judgements/{judgement_id}/correct"
+        self.inside, self.select, self.fields = False, None, {}
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:  # type: ignore[type-arg]
+        a = dict(attrs)
+        if tag == "form":
+            self.inside = a.get("action") == self.action
+        elif self.inside and tag == "select":
+            self.select = a["name"]
+        elif self.inside and tag == "option" and "selected" in a:
+            self.fields[self.select] = a["value"]
+        elif self.inside and tag == "input":
+            if a.get("type") == "checkbox":
+                if "checked" in a:
+                    self.fields[a["name"]] = a["value"]
+            else:
+                self.fields[a["name"]] = a.get("value") or ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+
+
+def _correction_form(client: TestClient, judgement_id: int) -> dict[str, str]:
+    parser = _CorrectionForm(judgement_id)
+    parser.feed(client.get("/annotate/recent").text)
+    return parser.fields
+
+
+def test_a_correction_keeps_or_changes_confidence_and_flags(env: Env) -> None:
+    client = env.login("annotator")
+    csrf = client.headers["X-CSRF-Token"]
+
+    def submit(**fields: str) -> int:
+        item = boot(client.get("/annotate").text)["item"]
+        assert client.post("/annotate/submit", data={"csrf_token": csrf, "assignment_id": item["assignment_id"],
+                                                     "client_request_id": uuid.uuid4().hex, **fields}).status_code == 303
+        with env.session() as session:
+            return session.scalar(select(Judgement.id).where(Judgement.assignment_id == item["assignment_id"]))
+
+    def correct(judgement_id: int, fields: dict[str, str]) -> SimpleNamespace:
+        response = client.post(f"/annotate/judgements/{judgement_id}/correct",
+                               data={**fields, "client_request_id": uuid.uuid4().hex})
+        assert response.status_code == 303, response.text
+        with env.session() as session:
+            row = session.scalar(select(Judgement).where(Judgement.replaces_id == judgement_id))
+            return SimpleNamespace(id=row.id, label=row.label.name if row.label else None, label_id=row.label_id,
+                                   confidence=row.confidence, cant_judge=row.cant_judge, flag_reason=row.flag_reason,
+                                   annotator_id=row.annotator_id, clip_id=row.clip_id)
+
+    labelled = submit(label="Fear", confidence="4")
+    form = _correction_form(client, labelled)
+    assert form["label"] == "Fear" and form["confidence"] == "4" and "cant_judge" not in form
+    # The label alone changed on the page: the confidence the annotator gave stays.
+    new = correct(labelled, {**form, "label": "Tension"})
+    assert (new.label, new.confidence, new.cant_judge) == ("Tension", 4, False)
+    # A script that sends only the label keeps it too; the page can change it.
+    assert correct(new.id, {"csrf_token": csrf, "label": "Sadness"}).confidence == 4
+    with env.session() as session:
+        latest = session.scalar(select(Judgement.id).where(Judgement.annotator_id == new.annotator_id,
+                                                           Judgement.live.is_(True), Judgement.clip_id == new.clip_id))
+    assert correct(latest, {**_correction_form(client, latest), "confidence": "2"}).confidence == 2
+
+    flagged = submit(cant_judge="true", flag_reason="too dark to see faces", confidence="3")
+    form = _correction_form(client, flagged)
+    assert form["cant_judge"] == "true" and form["flag_reason"] == "too dark to see faces" and form["label"] == ""
+    kept = correct(flagged, form)
+    assert (kept.cant_judge, kept.flag_reason, kept.confidence, kept.label_id) == (True, "too dark to see faces", 3, None)
+    # And the flag can go: a label instead, the confidence still the annotator's.
+    form = _correction_form(client, kept.id)
+    changed = correct(kept.id, {k: v for k, v in form.items() if k not in ("cant_judge", "flag_reason")} | {"label": "Fear"})
+    assert (changed.cant_judge, changed.label, changed.confidence, changed.flag_reason) == (False, "Fear", 3, None)
 
 
 def test_flag_form_needs_a_reason(env: Env) -> None:
