@@ -134,7 +134,6 @@ def train_baseline_command(
     fusion_dropout: Annotated[float | None, typer.Option(help="Residual/feed-forward dropout of the fusion layers (0.5).")] = None,
     attention_dropout: Annotated[float | None, typer.Option(help="Attention dropout of the local stage (0.1).")] = None,
     visual_dropout: Annotated[float | None, typer.Option(help="Dropout before the visual projection (0.5).")] = None,
-    fusion_design: Annotated[str | None, typer.Option(help="faithful (the authors' code; default) or v0.")] = None,
     swin2d_checkpoint: Annotated[Path | None, typer.Option(help="Local ImageNet 2-D Swin-T checkpoint to inflate: torchvision swin_t or Microsoft Swin (e.g. swin_tiny_patch4_window7_224_22k.pth).")] = None,
     swin3d_checkpoint: Annotated[Path | None, typer.Option(help="Local Kinetics Video Swin-T checkpoint: torchvision swin3d_t or the Video Swin authors' mmaction file (e.g. swin_tiny_patch244_window877_kinetics400_1k.pth).")] = None,
     resnet_checkpoint: Annotated[Path | None, typer.Option(help="Local ImageNet ResNet-34 checkpoint.")] = None,
@@ -180,7 +179,7 @@ def train_baseline_command(
     model_flags = {
         "dilations": _numbers("--dilations", dilations, int), "fusion_ff_dim": ffn_dim, "fusion_heads": fusion_heads,
         "global_heads": global_heads, "fusion_dropout": fusion_dropout, "fusion_attention_dropout": attention_dropout,
-        "visual_dropout": visual_dropout, "fusion_design": fusion_design,
+        "visual_dropout": visual_dropout,
     }
     model_values = {**values.get("model", {}), **{k: v for k, v in model_flags.items() if v is not None}}
     values["model"] = check_model_overrides(model_values, "the command line")

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from model.audio import MFCCResNet, SegmentAudio, load_resnet_checkpoint
 from model.errors import ModelError
-from model.fusion import DESIGNS, GlobalFusion, LocalFusion
+from model.fusion import GlobalFusion, LocalFusion
 from model.visual import (
     CheckpointMismatchError,
     SegmentSwin,
@@ -72,7 +72,6 @@ class ModelConfig:
     fusion_dropout: float = 0.5  # residual and feed-forward dropout of the fusion's Transformer layers
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4])  # one local level per dilation
     global_heads: int = 8
-    fusion_design: str = "faithful"  # or "v0": see model.fusion
     # ablations
     modalities: str = "audio-visual"
     local_stage: bool = True
@@ -85,8 +84,6 @@ class ModelConfig:
             raise ModelError(f"mfcc_frames {self.mfcc_frames} is not a multiple of segments {self.segments}")
         if self.num_classes < 2:
             raise ModelError("a classifier needs at least two classes")
-        if self.fusion_design not in DESIGNS:
-            raise ModelError(f"fusion_design must be one of {', '.join(DESIGNS)}, not {self.fusion_design!r}")
         if not self.dilations or any(int(d) < 1 for d in self.dilations):
             raise ModelError(f"dilations must be one or more integers >= 1, not {self.dilations}")
         for name in ("fusion_heads", "global_heads"):
@@ -220,14 +217,13 @@ def build_avcpnet(config: ModelConfig) -> AVCPNet:
             config.fusion_ff_dim,
             config.fusion_attention_dropout,
             config.dilations,
-            design=config.fusion_design,
             dropout=config.fusion_dropout,
         )
         if both and config.local_stage
         else None
     )
     global_ = (
-        GlobalFusion(config.dim, config.global_heads, design=config.fusion_design)
+        GlobalFusion(config.dim, config.global_heads)
         if both and config.global_stage
         else None
     )

@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from curation.spreadsheet import neutralise_frame
 from model.avcpnet import PRESETS, AVCPNet, ModelConfig, build_avcpnet, load_pretrained_branches
 from model.checkpoints import load_checkpoint, save_checkpoint
 from model.data import CachedClipDataset, EpochSampler, cache_spec_for
@@ -118,7 +119,7 @@ class TrainConfig:
     jitter: int | None = None  # None: the cache's when one exists, else half a segment's frames
     workers: int = 4
     # model choices the specification leaves open (ModelConfig fields over the preset's: dilations,
-    # fusion_ff_dim, fusion_heads, global_heads, fusion_dropout, fusion_design, ...)
+    # fusion_ff_dim, fusion_heads, global_heads, fusion_dropout, ...)
     model: dict[str, Any] = field(default_factory=dict)
     # pretrained branches (local files)
     swin2d_checkpoint: str | None = None
@@ -864,7 +865,7 @@ def evaluate_checkpoint(
     )
     for k, name in enumerate(labels.names):
         rows[f"p_{name}"] = result.probabilities[:, k].round(6)
-    rows.to_csv(out / "predictions.csv", index=False)
+    neutralise_frame(rows).to_csv(out / "predictions.csv", index=False)  # clip ids and labels, for a spreadsheet
     metrics = {"split": split, "checkpoint": str(checkpoint), "epoch": int(state["epoch"]), **result.metrics,
                "skipped_clips": skipped}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -1,7 +1,7 @@
 """An independent, plainly written AV-CPNet fusion and head, straight from ``shared/reference/avcpnet.md``.
 
-Everything here is written from the specification (and the authors' choices the faithful design
-follows, see ``model.fusion``), as functions over a dict of named tensors: it does not call any
+Everything here is written from the specification (and the authors' choices ``model.fusion``
+follows where it is silent), as functions over a dict of named tensors: it does not call any
 module of ``model`` (nor ``nn.MultiheadAttention``, ``nn.LayerNorm`` or ``nn.Conv1d``), only
 tensor arithmetic. The tests load the module's own weights into it by parameter name and compare.
 Dropout is off (evaluation), so it takes no dropout arguments.
@@ -62,7 +62,7 @@ def attention(query: Tensor, context: Tensor, p: Params, prefix: str, heads: int
 def transformer_layer(query: Tensor, context: Tensor, p: Params, prefix: str, heads: int, window: int) -> Tensor:
     """Pre-norm layer: x = q + Attn(LN(q), context); x + FFN(LN(x)), FFN = Linear, ReLU, Linear.
 
-    The faithful design attends to the raw context (no normalisation of keys and values).
+    Keys and values are the raw context (no normalisation), as in the authors' code.
     """
     x = query + attention(layer_norm(query, p[f"{prefix}norm_q.weight"], p[f"{prefix}norm_q.bias"]), context, p,
                           f"{prefix}attn.", heads, window)

@@ -53,7 +53,7 @@ def test_a_bad_config_file_is_refused_with_the_setting_named(tmp_path: Path, tex
 
 
 def test_model_choices_out_of_range_are_refused() -> None:
-    for model in ({"fusion_heads": 5}, {"dilations": [0, 1]}, {"fusion_dropout": 1.0}, {"fusion_design": "x"}):
+    for model in ({"fusion_heads": 5}, {"dilations": [0, 1]}, {"fusion_dropout": 1.0}):
         with pytest.raises(ModelError):
             _model_config(TrainConfig.tiny(model=model), LabelSet.emotions())
 
