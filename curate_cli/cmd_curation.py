@@ -209,11 +209,13 @@ def agreement(
 
 def _write_table(result: pd.DataFrame, out: Path) -> None:
     from curation.errors import CurationError
+    from curation.spreadsheet import neutralise_frame
 
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
     frame = result.reset_index()
     if suffix == ".csv":
+        frame = neutralise_frame(frame)  # a spreadsheet must not run a label or an id as a formula
         frame.to_csv(out, index=False)
     elif suffix in {".parquet", ".pq"}:
         frame.to_parquet(out, index=False)

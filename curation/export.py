@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from curation.errors import CurationError, InvalidTableError, MediaError
 from curation.ingest.hashing import sha256_file
 from curation.splits import SPLITS
+from curation.spreadsheet import neutralise_frame
 
 __all__ = [
     "ExportError",
@@ -183,8 +184,10 @@ def _manifest_and_sources(
 
 
 def _csv_text(frame: pd.DataFrame) -> str:
-    """CSV with fixed float formats (confidence 6, duration 3 decimals) and lower-case booleans."""
-    out = frame.copy()
+    """CSV with fixed float formats (confidence 6, duration 3 decimals) and lower-case booleans;
+    text that a spreadsheet would run as a formula (a platform from ingested metadata, a label)
+    is neutralised (``curation.spreadsheet``). The parquet manifest keeps the raw text."""
+    out = neutralise_frame(frame)
     for column, digits in (("confidence", 6), ("duration_s", 3)):
         if column in out.columns:
             values = out[column].to_numpy(dtype=float)

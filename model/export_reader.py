@@ -90,13 +90,19 @@ def read_export(
 
 def _read_manifest(root: Path) -> ExportTable:
     labels = LabelSet.from_json(root / "labels.json")
+    # The parquet manifest when there is one: it keeps the raw text, where the CSV (for people)
+    # puts an apostrophe before text a spreadsheet would run as a formula (curation.spreadsheet).
+    source = root / "manifest.parquet" if (root / "manifest.parquet").is_file() else root / "manifest.csv"
     try:
-        manifest = pd.read_csv(root / "manifest.csv", dtype={"clip_id": str, "media_path": str, "split": str})
-    except (OSError, ValueError) as exc:
-        raise ExportLayoutError(f"cannot read {root / 'manifest.csv'}: {exc}") from exc
+        if source.suffix == ".parquet":
+            manifest = pd.read_parquet(source).astype({"clip_id": str, "media_path": str, "split": str})
+        else:
+            manifest = pd.read_csv(source, dtype={"clip_id": str, "media_path": str, "split": str})
+    except (OSError, ValueError, ImportError) as exc:
+        raise ExportLayoutError(f"cannot read {source}: {exc}") from exc
     needed = {"clip_id", "media_path", "label", "split"}
     if not needed <= set(manifest.columns):
-        raise ExportLayoutError(f"manifest.csv lacks columns {sorted(needed - set(manifest.columns))}")
+        raise ExportLayoutError(f"{source.name} lacks columns {sorted(needed - set(manifest.columns))}")
     clips = []
     for row in manifest.itertuples(index=False):
         label_index = labels.index_of(str(row.label))

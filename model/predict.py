@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from curation.errors import MediaError
+from curation.spreadsheet import neutralise_cell
 from model.avcpnet import AVCPNet, ModelConfig
 from model.data import cache_spec_for, sample_clip
 from model.errors import ModelError
@@ -368,5 +369,7 @@ def write_predictions(predictions: Predictions, path: str | Path) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=_csv_columns(predictions))
         writer.writeheader()
-        writer.writerows(_csv_row(row, predictions) for row in predictions.rows)
+        # Paths and error messages are the caller's text: neutralised for a spreadsheet.
+        writer.writerows({k: neutralise_cell(v) for k, v in _csv_row(row, predictions).items()}
+                         for row in predictions.rows)
     return path
