@@ -26,11 +26,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from annotation_app import api_docs
-from annotation_app.db import make_engine, make_sessionmaker
+from annotation_app.db import database_error, make_engine, make_sessionmaker
 from annotation_app.deps import LoginRequiredError, session_data
 from annotation_app.errors import AppError
 from annotation_app.routers import (
@@ -166,6 +167,12 @@ async def _app_error(request: Request, exc: Exception) -> Response:
     return _error_page(request, exc.http_status, message)
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A write the database refused: the same 409 / 422 with a message on SQLite and PostgreSQL."""
+    assert isinstance(exc, IntegrityError | DataError)
+    return await _app_error(request, database_error(exc))
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -252,6 +259,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _database_error)
+    app.add_exception_handler(DataError, _database_error)
     app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
 
     for router in (

@@ -135,24 +135,32 @@ class QueueFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = (scope.get("method"), scope.get("path")) if scope["type"] == "http" else None
         if route == ("GET", "/api/work/next"):
-            await self._answer(Request(scope, receive), send, None)
+            request = Request(scope, receive)
+            project = request.query_params.get("project")
+            if not _plain_project(project):  # FastAPI words the 422 (or the 401 before it)
+                await self.app(scope, receive, send)
+                return
+            await self._answer(request, send, None, project)
         elif route == ("POST", "/api/work/submit"):
             request = Request(scope, receive)
             raw = await request.body()
+            project = request.query_params.get("project")
             try:
                 body = SubmitIn.model_validate(json.loads(raw))
             except (ValueError, ValidationError):  # FastAPI words the 422 (or the 401 before it)
                 await self.app(scope, _replay(raw, receive), send)
                 return
-            await self._answer(request, send, body)
+            if not _plain_project(project):
+                await self.app(scope, _replay(raw, receive), send)
+                return
+            await self._answer(request, send, body, project)
         else:
             await self.app(scope, receive, send)
 
-    async def _answer(self, request: Request, send: Send, body: SubmitIn | None) -> None:
+    async def _answer(self, request: Request, send: Send, body: SubmitIn | None, project: str | None) -> None:
         try:
             caller = await caller_id(request)
             await verify_csrf(request)
-            project = request.query_params.get("project")
             if body is None:
                 result = await next_clip(request, caller, project)
             else:
@@ -164,6 +172,15 @@ class QueueFastPath:
                 raise  # the server error middleware answers 500
             response = await handler(request, exc)
         await response(request.scope, request.receive, send)
+
+
+def _plain_project(project: str | None) -> bool:
+    """Whether ``?project=`` passes the routes' own check (``schemas.ProjectName``); if not, FastAPI
+    answers, so that the 422 is the same as everywhere (and no NUL reaches PostgreSQL)."""
+    return project is None or (len(project) <= _PROJECT_NAME_MAX and "\x00" not in project)
+
+
+_PROJECT_NAME_MAX = 120  # schemas.ProjectName's max_length
 
 
 def _handler_for(request: Request, exc: Exception) -> Any:

@@ -119,7 +119,7 @@ class AdjudicateIn(_Body):
 class ProfileIn(_Body):
     # ``role`` and ``is_active`` are NOT NULL columns: absent means "unchanged", null is refused
     # (and the schema does not offer it). The profile attributes may be cleared with null.
-    role: str | SkipJsonSchema[None] = Field(None, max_length=16)
+    role: Annotated[str, Field(max_length=16)] | SkipJsonSchema[None] = None
     gender: str | None = Field(None, max_length=32)
     age_band: str | None = Field(None, max_length=32)
     region: str | None = Field(None, max_length=64)
@@ -151,7 +151,7 @@ class ProfileIn(_Body):
 class AnnotatorIn(ProfileIn):
     username: str = Field(min_length=2, max_length=64)
     password: str = Field(min_length=8, max_length=256)
-    role: str | None = Field("annotator", max_length=16)
+    role: Annotated[str, Field(max_length=16)] | SkipJsonSchema[None] = "annotator"
 
 
 class PauseIn(_Body):
@@ -176,17 +176,24 @@ class PasswordIn(_Body):
 class SettingsIn(_Body):
     """The project settings a curator may change (``projects.PROJECT_SETTINGS``); absent: unchanged."""
 
-    overlap_k: int | SkipJsonSchema[None] = Field(None, ge=1, le=100, description="Stage-1 annotators per clip.")
-    consensus_threshold: float | SkipJsonSchema[None] = Field(None, gt=0, le=1)
+    overlap_k: Annotated[int, Field(ge=1, le=100, description="Stage-1 annotators per clip.")] | SkipJsonSchema[None] = None
+    consensus_threshold: Annotated[float, Field(gt=0, le=1)] | SkipJsonSchema[None] = None
     weighted_consensus: bool | SkipJsonSchema[None] = None
-    stage2_extra: int | SkipJsonSchema[None] = Field(None, ge=0, le=100)
-    gold_rate: float | SkipJsonSchema[None] = Field(None, ge=0, le=1)
-    lease_minutes: int | SkipJsonSchema[None] = Field(None, ge=1, le=7 * 24 * 60)
-    daily_cap: int | SkipJsonSchema[None] = Field(None, ge=1, le=INT32_MAX)
-    qualification_size: int | SkipJsonSchema[None] = Field(None, ge=0, le=1000)
-    qualification_pass_mark: float | SkipJsonSchema[None] = Field(None, ge=0, le=1)
-    quality_floor: float | SkipJsonSchema[None] = Field(None, ge=0, le=1)
-    balance_attributes: list[Annotated[str, Field(max_length=32)]] | SkipJsonSchema[None] = Field(None, max_length=10)
+    stage2_extra: Annotated[int, Field(ge=0, le=100)] | SkipJsonSchema[None] = None
+    gold_rate: Annotated[float, Field(ge=0, le=1)] | SkipJsonSchema[None] = None
+    lease_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] | SkipJsonSchema[None] = None
+    daily_cap: Annotated[int, Field(ge=1, le=INT32_MAX)] | SkipJsonSchema[None] = None
+    qualification_size: Annotated[int, Field(ge=0, le=1000)] | SkipJsonSchema[None] = None
+    qualification_pass_mark: Annotated[float, Field(ge=0, le=1)] | SkipJsonSchema[None] = None
+    quality_floor: Annotated[float, Field(ge=0, le=1)] | SkipJsonSchema[None] = None
+    balance_attributes: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=10)] | SkipJsonSchema[None] = None
+    balance_wait_minutes: Annotated[int, Field(ge=0, le=INT32_MAX)] | SkipJsonSchema[None] = None
+    available_window_minutes: Annotated[int, Field(ge=1, le=INT32_MAX)] | SkipJsonSchema[None] = None
+    balance_wait_minutes: Annotated[int, Field(
+        ge=0, le=7 * 24 * 60, description="How long a clip waits for an available annotator of a preferred "
+                                          "group before it goes to another.")] | SkipJsonSchema[None] = None
+    available_window_minutes: Annotated[int, Field(
+        ge=1, le=7 * 24 * 60, description="Served a clip within this many minutes: available now.")] | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> SettingsIn:

@@ -39,6 +39,7 @@ from annotation_app.models import (
 )
 from annotation_app.services import audit, gold, quality, stages, users
 from annotation_app.services.access import check_may_manage
+from curation.spreadsheet import neutralise_frame
 from annotation_app.services._common import aware, day_start, lock_clip, lock_user, utc_now
 
 __all__ = [
@@ -287,7 +288,8 @@ def judgements_export(
     df["replaces_id"] = df["replaces_id"].astype("Int64")
     df["confidence"] = df["confidence"].astype("Int64")
     if fmt == "csv":
-        return df.to_csv(index=False).encode("utf-8")
+        # For a curator's spreadsheet: an annotator's flag reason must not run as a formula there.
+        return neutralise_frame(df).to_csv(index=False).encode("utf-8")
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     return buf.getvalue()
