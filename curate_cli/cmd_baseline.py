@@ -9,48 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+
+from curate_cli.common import TaskProgress, console, err_console, progress_bar
 
 __all__ = ["register"]
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-class _RichProgress:
-    """Adapts a rich Progress to the ``model.train.Progress`` protocol (one task at a time)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task: Any = None
-
-    def start(self, description: str, total: int) -> None:
-        self.finish()
-        self.task = self.progress.add_task(description, total=total)
-
-    def advance(self, steps: int = 1) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task, steps)
-
-    def finish(self) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-            self.task = None
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=err_console, transient=True,
-    )
 
 
 def prepare_features_command(
@@ -74,9 +36,9 @@ def prepare_features_command(
     table = read_export(export_dir, fold=fold)
     config: ModelConfig = replace(PRESETS[preset], num_classes=len(table.labels))
     cache_dir = out or table.root / f"features-{preset}"
-    with _progress() as bar:
+    with progress_bar(transient=True) as bar:
         report = prepare_export_features(table.clips, cache_dir, config, jitter=jitter, workers=workers,
-                                         progress=_RichProgress(bar), strict=False)
+                                         progress=TaskProgress(bar), strict=False)
     for clip_id, reason in report.failed.items():
         err_console.print(f"warning: {clip_id}: {reason}")
     cached = len(table.clips) - len(report.failed)
@@ -200,9 +162,9 @@ def train_baseline_command(
     warning = pretrained_warning(cfg)
     if warning is not None:
         err_console.print(f"warning: {warning}")
-    with _progress() as bar, warnings.catch_warnings():
+    with progress_bar(transient=True) as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", PretrainedWeightsWarning)  # said above, once
-        summary = main(cfg, progress=_RichProgress(bar), on_epoch=on_epoch)
+        summary = main(cfg, progress=TaskProgress(bar), on_epoch=on_epoch)
     test = summary.get("test")
     if test is not None:
         console.print(f"best epoch {summary['best_epoch']} (val top-1 {summary['best_val_top1']:.4f}); "
@@ -225,9 +187,9 @@ def evaluate_command(
     """Evaluate a checkpoint on one split: per-clip predictions, metrics and a confusion matrix."""
     from model.train import evaluate_checkpoint
 
-    with _progress() as bar:
+    with progress_bar(transient=True) as bar:
         metrics = evaluate_checkpoint(checkpoint, export, split, out, cache_dir=cache, device=device, workers=workers,
-                                      progress=_RichProgress(bar))
+                                      progress=TaskProgress(bar))
     fused = metrics.get("visual_top1") is not None and metrics.get("audio_top1") is not None
     heads = ", ".join(f"{name} {metrics[key]:.4f}" for name, key in (("visual", "visual_top1"), ("audio", "audio_top1"))
                       if metrics.get(key) is not None)
@@ -248,7 +210,7 @@ def import_release_command(
     """Turn the published eMotions release (parquet with video bytes) into an export."""
     from model.release import import_release
 
-    with _progress() as bar:
+    with progress_bar(transient=True) as bar:
         task = bar.add_task("clips", total=None)
         counts = import_release(path, out, seed=seed, on_clip=lambda: bar.advance(task))
     console.print(f"export in {out}: " + ", ".join(f"{split} {count}" for split, count in counts.items()))

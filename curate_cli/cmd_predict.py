@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from curate_cli.common import progress_bar, settings
+from curate_cli.common import TaskProgress, progress_bar, settings
 
 if TYPE_CHECKING:
     from model.predict import Predictions
@@ -59,7 +58,7 @@ def predict_command(
     from model.predict import predict_export, predict_videos, write_predictions
 
     with progress_bar(transient=True) as bar:
-        progress = _Bar(bar)
+        progress = TaskProgress(bar)
         if export is not None:
             predictions = predict_export(checkpoint, export, split or "test", cache_dir=cache, device=device,
                                          batch_size=batch_size, progress=progress)
@@ -80,27 +79,6 @@ def predict_command(
     (err_console if out is None else console).print(summary, markup=False)
     if predictions.failures:
         raise typer.Exit(1)
-
-
-class _Bar:
-    """A rich Progress as the ``model.train.Progress`` the library ticks (one task at a time)."""
-
-    def __init__(self, bar: Progress) -> None:
-        self.bar = bar
-        self.task: TaskID | None = None
-
-    def start(self, description: str, total: int) -> None:
-        self.finish()
-        self.task = self.bar.add_task(description, total=total)
-
-    def advance(self, steps: int = 1) -> None:
-        if self.task is not None:
-            self.bar.advance(self.task, steps)
-
-    def finish(self) -> None:
-        if self.task is not None:
-            self.bar.remove_task(self.task)
-            self.task = None
 
 
 def _table(predictions: Predictions) -> Table:

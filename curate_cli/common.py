@@ -10,6 +10,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -21,7 +22,7 @@ from annotation_app.db import session_scope
 from annotation_app.errors import AppError
 from annotation_app.settings import Settings, get_settings
 
-__all__ = ["console", "err_console", "settings", "open_session", "progress_bar", "DatabaseNotReadyError"]
+__all__ = ["console", "err_console", "settings", "open_session", "progress_bar", "TaskProgress", "DatabaseNotReadyError"]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -61,3 +62,24 @@ def progress_bar(**kwargs) -> Progress:  # type: ignore[no-untyped-def]
         console=err_console,
         **kwargs,
     )
+
+
+class TaskProgress:
+    """A rich Progress as the ``Progress`` protocol the libraries tick (``model.train.Progress``): one task at a time."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.task: TaskID | None = None
+
+    def start(self, description: str, total: int) -> None:
+        self.finish()
+        self.task = self.bar.add_task(description, total=total)
+
+    def advance(self, steps: int = 1) -> None:
+        if self.task is not None:
+            self.bar.advance(self.task, steps)
+
+    def finish(self) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None

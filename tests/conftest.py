@@ -137,3 +137,14 @@ def session(request: pytest.FixtureRequest) -> Iterator[Session]:
     """A rolled-back session, once on SQLite and once on PostgreSQL."""
     name = "sqlite_session" if request.param == "sqlite" else "pg_session"
     yield request.getfixturevalue(name)
+
+
+@pytest.fixture(scope="session")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models on a shared, busy machine: one intra-op thread avoids OpenMP spinning (30x slower)."""
+    import torch  # here: most of the suite never needs torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

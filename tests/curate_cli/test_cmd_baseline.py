@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,9 @@ from model.export_reader import ExportLayoutError, ExportNotFoundError, UnknownS
 from model.visual import CheckpointMismatchError
 from tests.model.media import make_export
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 COMMANDS = ("prepare-features", "train-baseline", "evaluate", "import-release")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared, busy machine: one intra-op thread avoids OpenMP spinning."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

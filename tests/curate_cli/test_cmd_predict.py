@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,16 +18,9 @@ from model.labels import LabelSet
 from model.train import TrainConfig, main
 from tests.model.media import EXPORT_LABELS, make_clip, make_export
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 Curate = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared, busy machine: one intra-op thread avoids OpenMP spinning."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

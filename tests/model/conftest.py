@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.model.media import make_export
 
 
 @pytest.fixture(scope="session", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared, busy machine: one intra-op thread avoids OpenMP spinning (30x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _model_tests_use_one_torch_thread(one_torch_thread: None) -> None:
+    """Every model test runs with tests/conftest.py's one intra-op thread."""
 
 
 @pytest.fixture(scope="session")
