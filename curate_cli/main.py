@@ -86,7 +86,8 @@ def _usage_line(exc: BaseException) -> str:
     ctx = getattr(exc, "ctx", None)
     if ctx is None:
         return f"error: {message}"
-    usage = " ".join(ctx.get_usage().split())
+    # typer's rich markup mode doubles the brackets of optional arguments ([[FILE]]) for rich; we print plain
+    usage = " ".join(ctx.get_usage().split()).replace("[[", "[").replace("]]", "]")
     return f"error: {message} {usage} (see {ctx.command_path} --help)"
 
 

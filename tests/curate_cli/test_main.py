@@ -94,7 +94,7 @@ def test_an_empty_table_is_a_one_line_error(
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["aggregate", "{in}/good.csv"], ("Missing option '--out'", "Usage: curate aggregate")),
+        (["aggregate", "{in}/good.csv"], ("Missing option '--out'", "Usage: curate aggregate [OPTIONS] [JUDGEMENTS_FILE] (")),
         (["build-variants"], ("Missing option '--out'", "Usage: curate build-variants")),
         (["user", "add"], ("Missing argument", "Usage: curate user add")),
         (["aggregate", "{in}/good.csv", "--out", "{tmp}/x.csv", "--method", "median"],
