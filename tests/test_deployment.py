@@ -115,6 +115,9 @@ def test_dashboard_reads_through_its_own_role(compose: dict[str, Any]) -> None:
     assert url.startswith("postgresql+psycopg://${DASHBOARD_DB_USER:-emotions_dashboard}:${DASHBOARD_DB_PASSWORD:?")
     # Least privilege: the dashboard gets neither the cookie-signing key nor the owner's password.
     assert "EMOTIONS_SECRET_KEY" not in dashboard["environment"]
+    # Behind the app's login: it asks the app, over the compose network, who each visitor is.
+    assert dashboard["environment"]["EMOTIONS_DASHBOARD_APP_URL"] == "http://app:8000"
+    assert "app" in dashboard["depends_on"]
     assert "POSTGRES_PASSWORD" not in str(dashboard["environment"])
 
 

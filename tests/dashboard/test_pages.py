@@ -84,7 +84,12 @@ def test_builds_page_without_exports_or_runs(dashboard_env: Demo, tmp_path, monk
     assert any("curate build-variants" in i.value for i in at.info)
 
 
-def test_entry_file_wires_every_page(dashboard_env: Demo) -> None:
+def test_entry_file_wires_every_page(dashboard_env: Demo, monkeypatch) -> None:
+    # AppTest cannot send a cookie: the entry's login check (tests/dashboard/test_login.py, with a
+    # real app and browser) is given a curator here, so that the wiring itself is what is tested.
+    from dashboard import auth
+
+    monkeypatch.setattr(auth, "viewer_for", lambda cookie: auth.Viewer("curator", "curator"))
     at = AppTest.from_file(str(page_checks.APP), default_timeout=60).run()
     assert not at.exception
     assert at.title[0].value == "Progress"  # the default page
