@@ -110,15 +110,30 @@ class SegmentSwin(nn.Module):
         return x.view(batch, segments, -1)  # (B, S, C)
 
 
+def _numpy_scalar_globals() -> list[object]:
+    import numpy as np
+
+    scalar = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray  # NumPy 2 and 1
+    dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    return [scalar.scalar, np.dtype, *dtypes]
+
+
+_NUMPY_SCALAR_GLOBALS = _numpy_scalar_globals()
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Tensors of a checkpoint file, unwrapped from ``{"state_dict"|"model": ...}`` and prefixes."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint file not found: {path}")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        # mmcv-written files (the Video Swin authors' K400 checkpoint) may keep NumPy scalars in their
+        # "meta"; rebuilding a NumPy scalar or dtype runs no code of the file's choosing, so allow them.
+        with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {exc}") from exc
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {first_line}") from exc
     for key in ("state_dict", "model"):
         if isinstance(raw, dict) and isinstance(raw.get(key), dict):
             raw = raw[key]

@@ -360,3 +360,19 @@ def test_original_files_with_parts_torchvision_lacks_are_refused(tmp_path: Path)
     window12, _ = _microsoft_file(tmp_path, **table)
     with pytest.raises(CheckpointMismatchError, match=r"a 4x4 window with 1 heads needs \(49, 1\)"):
         load_swin2d_checkpoint(backbone, window12)
+
+
+def test_a_checkpoint_whose_meta_holds_numpy_scalars_loads(tmp_path: Path) -> None:
+    """mmcv writes NumPy scalars into "meta"; they are safe to rebuild, arbitrary objects are not."""
+    import numpy as np
+
+    from model.visual import read_state_dict
+
+    path = tmp_path / "mmaction.pth"
+    torch.save({"meta": {"epoch": np.int64(30), "lr": np.float32(1e-4)}, "state_dict": {"backbone.norm.weight": torch.ones(3)}},
+               path)
+    assert torch.equal(read_state_dict(path)["norm.weight"], torch.ones(3))
+    hostile = tmp_path / "hostile.pth"
+    torch.save({"meta": {"open": Path("/etc/passwd")}, "state_dict": {}}, hostile)
+    with pytest.raises(CheckpointMismatchError, match="cannot read checkpoint"):
+        read_state_dict(hostile)
