@@ -143,6 +143,12 @@ class Project(Base):
     qualification_pass_mark: Mapped[float] = mapped_column(Float, default=0.7)
     quality_floor: Mapped[float] = mapped_column(Float, default=0.5)
     balance_attributes: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["gender", "age_band"])
+    # The balance and language rules are preferences with a deadline (services.allocation): while none
+    # of a clip's preferred annotators is available now, the clip waits this long (since it entered its
+    # stage) before it goes to the best other annotator. Available now: eligible and served a clip of
+    # the project within ``available_window_minutes`` (migration 0006).
+    balance_wait_minutes: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    available_window_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     labels: Mapped[list[Label]] = relationship(
@@ -155,6 +161,8 @@ class Project(Base):
         CheckConstraint("stage2_extra >= 0", name="stage2_extra_nonneg"),
         CheckConstraint("gold_rate >= 0 AND gold_rate <= 1", name="gold_rate_range"),
         CheckConstraint("lease_minutes >= 1", name="lease_positive"),
+        CheckConstraint("balance_wait_minutes >= 0", name="balance_wait_nonneg"),
+        CheckConstraint("available_window_minutes >= 1", name="available_window_positive"),
     )
 
 
@@ -283,6 +291,10 @@ class Assignment(Base):
     leased_at: Mapped[datetime] = mapped_column(default=utcnow)
     lease_expires_at: Mapped[datetime] = mapped_column()
     submitted_at: Mapped[datetime | None] = mapped_column()
+    # The rule(s) that yielded for this slot (``allocation.RULE_*``, comma-separated) and why: nobody
+    # of the clip's preferred groups was available or left. NULL for an ordinary slot.
+    relaxed_rule: Mapped[str | None] = mapped_column(String(64))
+    relaxed_reason: Mapped[str | None] = mapped_column(Text)
 
     clip: Mapped[Clip] = relationship()
 

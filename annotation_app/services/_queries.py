@@ -174,7 +174,7 @@ def candidates(stages: tuple[int, ...]) -> Executable:
         .correlate(C).scalar_subquery()
     )
     windows = [
-        select(C.c.id, C.c.stage, C.c.language)
+        select(C.c.id, C.c.stage, C.c.language, C.c.updated_at)
         .where(C.c.project_id == PROJECT_ID, C.c.status == ClipStatus.active, C.c.stage == stage, ~seen,
                filled < bindparam(f"needed_{stage}", type_=Integer))
         .order_by(C.c.id).limit(window).offset(offset)
@@ -182,11 +182,13 @@ def candidates(stages: tuple[int, ...]) -> Executable:
         for stage in stages
     ]
     # SQLite refuses LIMIT inside a compound SELECT's members: each window is its own subquery.
-    members = [select(w.c.id, w.c.stage, w.c.language) for w in windows]
+    members = [select(w.c.id, w.c.stage, w.c.language, w.c.updated_at) for w in windows]
     cand = (members[0] if len(members) == 1 else union_all(*members)).subquery("cand")
     slot = A.alias("slot")
     return (
-        select(cand.c.id, cand.c.stage, cand.c.language, slot.c.annotator_id, slot.c.stage.label("slot_stage"),
+        # ``updated_at``: when the clip entered its stage (or last changed), for the balance wait.
+        select(cand.c.id, cand.c.stage, cand.c.language, cand.c.updated_at, slot.c.annotator_id,
+               slot.c.stage.label("slot_stage"),
                slot.c.status, slot.c.lease_expires_at)
         .select_from(cand.outerjoin(slot, slot.c.clip_id == cand.c.id))
     )
@@ -215,7 +217,7 @@ CLIP_SLOTS = (
 
 PROFILES = select(*PROFILE_COLUMNS).where(U.c.id.in_(bindparam("user_ids", expanding=True)))
 
-_LOCKED_CLIP_COLUMNS = (C.c.id, C.c.project_id, C.c.status, C.c.stage, C.c.language, C.c.media_path)
+_LOCKED_CLIP_COLUMNS = (C.c.id, C.c.project_id, C.c.status, C.c.stage, C.c.language, C.c.media_path, C.c.updated_at)
 
 # The first of a ranked list of clips no other transaction holds (PostgreSQL): ordered by the
 # position in the one array parameter ``ranked_clip_ids`` (a 128-branch CASE cost more Python).
@@ -237,6 +239,17 @@ INSERT_LEASE = (
     .values(project_id=PROJECT_ID, clip_id=CLIP_ID, annotator_id=USER_ID, stage=bindparam("stage", type_=Integer),
             is_gold=False, status=AssignmentStatus.leased, leased_at=NOW,
             lease_expires_at=bindparam("expires", type_=DateTime(timezone=True)))
+    .returning(A.c.id)
+)
+# A lease given on a balance rule that yielded (``allocation.relaxations``), with the rule and why.
+# Rare, so the plain lease keeps its statement and parameters.
+INSERT_RELAXED_LEASE = (
+    insert(A)
+    .values(project_id=PROJECT_ID, clip_id=CLIP_ID, annotator_id=USER_ID, stage=bindparam("stage", type_=Integer),
+            is_gold=False, status=AssignmentStatus.leased, leased_at=NOW,
+            lease_expires_at=bindparam("expires", type_=DateTime(timezone=True)),
+            relaxed_rule=bindparam("relaxed_rule", type_=String(64)),
+            relaxed_reason=bindparam("relaxed_reason", type_=Text))
     .returning(A.c.id)
 )
 

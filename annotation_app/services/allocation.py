@@ -14,19 +14,30 @@ Rules (``refusal`` returns the first one broken, or None):
    the stage asks for: ``overlap_k`` in stage 1, ``stage2_extra`` in stage 2.
 3. **Balance ceiling.** For every balance attribute (default gender, then age band), no group holds
    more than ``ceil(slots / 2)`` of the clip's live slots, where ``slots`` is ``k`` in stage 1 and
-   ``k + m`` in stage 2 — *while other groups still have eligible annotators who have not been on
-   this clip*. An annotator with no value for an attribute belongs to no group for it and is never
-   refused on its account. Once no other group can supply anyone, the ceiling yields (a clip must
-   not starve).
+   ``k + m`` in stage 2 — *while other groups still have annotators who have not been on this clip*.
+   An annotator with no value for an attribute belongs to no group for it and is never refused on
+   its account.
 4. **Stage 2 draws from under-represented groups.** In stage 2 an annotator may take a slot only if
    their group (first balance attribute) has no more of the clip's live slots than any other group
-   that still has eligible annotators not yet on the clip.
+   that still has annotators not yet on the clip.
 5. **Language.** A clip with a language and no live annotator who speaks it keeps its last open slot
    of the stage for a speaker: a non-speaker may take a slot only if another slot stays open
-   afterwards, unless no eligible speaker is left who has not been on the clip.
+   afterwards, unless no speaker is left who has not been on the clip.
 
-"Eligible" means the pool the caller passes: active, not paused, qualified annotators and experts
-under their daily cap.
+**Rules 3-5 are preferences with a deadline, never walls.** Each holds a slot for *preferred*
+people (the other groups, the under-represented groups, the speakers) who have not been on the
+clip. It holds while one of them is *available now*; while some are merely eligible (active,
+qualified, not paused, under their cap) but none is available, it holds only until the clip has
+waited the project's ``balance_wait_minutes`` (``ClipState.overdue``); and it yields at once when
+none is left. A slot given on a rule that yielded is recorded with the rule and why
+(:func:`relaxations`; ``Assignment.relaxed_rule`` / ``relaxed_reason``), for the curator. Without
+this, a group whose only members were idle, or accounts that never log in (the demo's simulated
+annotators), held clips in stage 2 for ever.
+
+"Eligible" is the pool the caller passes; "available" the ids it names as such
+(``PoolIndex(..., available=...)``: ``work`` counts those served a clip of the project within
+``available_window_minutes``; all of the pool when not given). The caller leaves simulated accounts
+out of a person's pool: they never come.
 
 **Fair workload.** The system is pull-based (annotators ask for their next clip), so "least-loaded
 first" cannot mean the server picks an idle person. It means: (a) the per-annotator daily cap; (b)
@@ -56,7 +67,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Person", "ClipState", "PoolIndex", "person_from_user", "refusal", "rank_clips", "group_of"]
+__all__ = [
+    "Person", "ClipState", "PoolIndex", "Relaxed", "person_from_user", "refusal", "relaxations", "verdict", "rank_clips",
+    "group_of", "RULE_BALANCE_CEILING", "RULE_STAGE2_UNDER_REPRESENTED", "RULE_LANGUAGE_SPEAKER",
+]
+
+# The relaxable rules' names, as assignments record them.
+RULE_BALANCE_CEILING = "balance_ceiling"
+RULE_STAGE2_UNDER_REPRESENTED = "stage2_under_represented"
+RULE_LANGUAGE_SPEAKER = "language_speaker"
 
 
 @dataclass(frozen=True)
@@ -78,7 +97,8 @@ class ClipState:
     ``needed``: slots the current stage asks for; ``filled``: live slots in this stage (defaults to
     ``len(live)`` for stage 1); ``slots_total``: the clip's slots over stages 1..stage (the balance
     ceiling's base); ``live``: people holding live slots in any stage; ``ever``: ids of everyone
-    ever assigned the clip.
+    ever assigned the clip; ``overdue``: the clip has waited its stage's balance wait, so a rule
+    whose preferred people are eligible but none available now yields.
     """
 
     clip_id: int
@@ -89,6 +109,7 @@ class ClipState:
     ever: set[int] = field(default_factory=set)
     language: str | None = None
     filled: int | None = None
+    overdue: bool = False
 
     def __post_init__(self) -> None:
         if self.filled is None:
@@ -120,20 +141,35 @@ def person_from_user(user: Any, attributes: Sequence[str]) -> Person:
     )
 
 
+@dataclass(frozen=True)
+class Relaxed:
+    """A rule that yielded for a slot: its name (``RULE_*``) and why, in words for the curator."""
+
+    rule: str
+    reason: str
+
+
 class PoolIndex:
     """The eligible pool, indexed once for many :func:`refusal` calls.
 
-    The balance and language rules ask, per clip, how many eligible people of each group (and which
-    speakers) have never been on it. Walking the whole pool for every clip of a window cost more
-    than the rest of the allocation; with the pool's group totals and speaker sets counted once, a
-    clip costs a walk over its own few annotators instead.
+    The balance and language rules ask, per clip, how many eligible (and available) people of each
+    group, and which speakers, have never been on it. Walking the whole pool for every clip of a
+    window cost more than the rest of the allocation; with the pool's group totals and speaker sets
+    counted once, a clip costs a walk over its own few annotators instead. ``available``: the ids of
+    the pool available now (default: all of it).
     """
 
-    def __init__(self, pool: Iterable[Person], attributes: Sequence[str]) -> None:
+    def __init__(self, pool: Iterable[Person], attributes: Sequence[str], available: Iterable[int] | None = None) -> None:
         self.people: dict[int, Person] = {p.id: p for p in pool}
         self.attributes = tuple(attributes)
+        self.available: frozenset[int] = (
+            frozenset(self.people) if available is None else frozenset(available) & self.people.keys())
         self.totals: dict[str, Counter[str]] = {
             a: Counter(g for p in self.people.values() if (g := p.groups.get(a)) is not None) for a in attributes
+        }
+        self.available_totals: dict[str, Counter[str]] = {
+            a: Counter(g for pid in self.available if (g := self.people[pid].groups.get(a)) is not None)
+            for a in attributes
         }
         self.speakers: dict[str, set[int]] = {}
         for p in self.people.values():
@@ -145,17 +181,20 @@ class PoolIndex:
         # Each group's share of the pool members who have a value for the first attribute.
         self.shares: dict[str, float] = {g: n / total for g, n in known.items()} if total else {}
 
-    def remaining(self, clip: ClipState, attribute: str) -> Counter[str]:
-        """Per group, eligible people who have never been on this clip (who could still balance it)."""
-        out = Counter(self.totals[attribute])
+    def remaining(self, clip: ClipState, attribute: str, *, available: bool = False) -> Counter[str]:
+        """Per group, eligible (``available``: and available) people who have never been on this clip
+        (who could still balance it)."""
+        out = Counter((self.available_totals if available else self.totals)[attribute])
         for pid in clip.ever:
             person = self.people.get(pid)
-            if person is not None and (g := person.groups.get(attribute)) is not None:
+            if person is not None and (g := person.groups.get(attribute)) is not None and (
+                    not available or pid in self.available):
                 out[g] -= 1
         return out
 
-    def has_unassigned_speaker(self, clip: ClipState, language: str) -> bool:
-        return any(pid not in clip.ever for pid in self.speakers.get(_norm_lang(language), ()))
+    def has_unassigned_speaker(self, clip: ClipState, language: str, *, available: bool = False) -> bool:
+        return any(pid not in clip.ever and (not available or pid in self.available)
+                   for pid in self.speakers.get(_norm_lang(language), ()))
 
 
 def _live_counts(clip: ClipState, attribute: str) -> Counter[str]:
@@ -169,12 +208,77 @@ def refusal(
 
     ``pool``: the eligible people, or a :class:`PoolIndex` of them (for many calls over one pool).
     """
+    return _verdict(person, clip, pool, attributes, collect=False)[0]
+
+
+def relaxations(
+    person: Person, clip: ClipState, pool: Sequence[Person] | PoolIndex, attributes: Sequence[str]
+) -> list[Relaxed]:
+    """The rules that yield for ``person`` on ``clip`` (call when :func:`refusal` is None): each
+    would have kept the slot for preferred people of whom none is available now or left.
+
+    >>> pool = [Person(1, {"gender": "m"}), Person(2, {"gender": "m"}), Person(3, {"gender": "f"})]
+    >>> clip = ClipState(clip_id=7, stage=1, needed=3, slots_total=3, live=pool[:2], ever={1, 2})
+    >>> index = PoolIndex(pool, ["gender"], available=[1, 2])  # the only woman is idle
+    >>> refusal(Person(4, {"gender": "m"}), clip, index, ["gender"])
+    'group gender=m would exceed 2 of 3 slots, waiting for an available annotator of gender=f'
+    >>> clip.overdue = True  # ... until the clip has waited its balance wait
+    >>> [r.rule for r in relaxations(Person(4, {"gender": "m"}), clip, index, ["gender"])]
+    ['balance_ceiling']
+    """
+    refused, relaxed = _verdict(person, clip, pool, attributes, collect=True)
+    return [] if refused is not None else relaxed
+
+
+def verdict(
+    person: Person, clip: ClipState, pool: Sequence[Person] | PoolIndex, attributes: Sequence[str]
+) -> tuple[str | None, list[Relaxed]]:
+    """:func:`refusal` and :func:`relaxations` in one pass over the rules (for the slot about to be taken)."""
+    return _verdict(person, clip, pool, attributes, collect=True)
+
+
+def _preferred_groups(
+    index: PoolIndex, clip: ClipState, attribute: str, groups: Iterable[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """``groups`` split into (those with someone available who never had the clip, those with only
+    eligible such people, those with nobody left), each sorted."""
+    eligible = index.remaining(clip, attribute)
+    available = index.remaining(clip, attribute, available=True)
+    ready, idle, gone = [], [], []
+    for g in sorted(set(groups)):
+        (ready if available[g] > 0 else idle if eligible[g] > 0 else gone).append(g)
+    return ready, idle, gone
+
+
+def _deadline(
+    clip: ClipState, ready: Sequence[str], idle: Sequence[str], gone: Sequence[str], refused: str, wanted: str,
+    rule: str, relaxed: list[Relaxed] | None,
+) -> str | None:
+    """Apply a relaxable rule whose preferred people are ``ready`` (available), ``idle`` (eligible,
+    not available) or ``gone``; ``wanted`` names them. Returns the refusal, or None (and notes the
+    relaxation in ``relaxed`` when the rule yielded)."""
+    if ready:
+        return refused
+    if idle and not clip.overdue:
+        return f"{refused}, waiting for an available annotator of {wanted}"
+    if relaxed is not None and (idle or gone):
+        reason = (f"nobody of {wanted} available now, after the clip's balance wait" if idle
+                  else f"nobody of {wanted} left who has not had this clip")
+        relaxed.append(Relaxed(rule, reason))
+    return None
+
+
+def _verdict(
+    person: Person, clip: ClipState, pool: Sequence[Person] | PoolIndex, attributes: Sequence[str], *, collect: bool
+) -> tuple[str | None, list[Relaxed]]:
+    """(the refusal or None, the rules that yielded when ``collect``)."""
     if person.id in clip.ever:
-        return "already assigned this clip"
+        return "already assigned this clip", []
     filled = clip.filled or 0
     if filled >= clip.needed:
-        return "no open slot in this stage"
+        return "no open slot in this stage", []
     index = pool if isinstance(pool, PoolIndex) else None
+    relaxed: list[Relaxed] | None = [] if collect else None
     ceiling = math.ceil(clip.slots_total / 2)
     for attribute in attributes:
         group = person.groups.get(attribute)
@@ -183,26 +287,41 @@ def refusal(
         counts = _live_counts(clip, attribute)
         if counts[group] + 1 > ceiling:
             index = index or PoolIndex(pool, attributes)  # type: ignore[arg-type]
-            remaining = index.remaining(clip, attribute)
-            if any(n > 0 for g, n in remaining.items() if g != group):
-                return f"group {attribute}={group} would exceed {ceiling} of {clip.slots_total} slots"
+            others = (set(index.totals[attribute]) | set(counts)) - {group}
+            ready, idle, gone = _preferred_groups(index, clip, attribute, others)
+            why = _deadline(clip, ready, idle, gone, f"group {attribute}={group} would exceed {ceiling} of "
+                            f"{clip.slots_total} slots", f"{attribute}={','.join(ready or idle or gone)}",
+                            RULE_BALANCE_CEILING, relaxed)
+            if why is not None:
+                return why, []
     if clip.stage >= 2 and attributes:
         primary = attributes[0]
         group = person.groups.get(primary)
         if group is not None:
             counts = _live_counts(clip, primary)
             index = index or PoolIndex(pool, attributes)  # type: ignore[arg-type]
-            remaining = index.remaining(clip, primary)
-            fewer = [g for g, n in remaining.items() if g != group and n > 0 and counts[g] < counts[group]]
+            known = (set(index.totals[primary]) | set(counts)) - {group}
+            fewer = [g for g in known if counts[g] < counts[group]]
             if fewer:
-                return f"stage 2 draws from under-represented groups ({primary}={', '.join(sorted(fewer))})"
+                ready, idle, gone = _preferred_groups(index, clip, primary, fewer)
+                # The message names the groups that hold the slot (as before: the available ones).
+                named = ready or idle or gone
+                why = _deadline(clip, ready, idle, gone,
+                                f"stage 2 draws from under-represented groups ({primary}={', '.join(named)})",
+                                f"{primary}={','.join(named)}", RULE_STAGE2_UNDER_REPRESENTED, relaxed)
+                if why is not None:
+                    return why, []
     if clip.language and not person.speaks(clip.language) and not any(p.speaks(clip.language) for p in clip.live):
         open_after = clip.needed - filled - 1
         if open_after < 1:
             index = index or PoolIndex(pool, attributes)  # type: ignore[arg-type]
-            if index.has_unassigned_speaker(clip, clip.language):
-                return f"last slot kept for a speaker of {clip.language}"
-    return None
+            ready = [clip.language] if index.has_unassigned_speaker(clip, clip.language, available=True) else []
+            idle = [clip.language] if not ready and index.has_unassigned_speaker(clip, clip.language) else []
+            why = _deadline(clip, ready, idle, [clip.language], f"last slot kept for a speaker of {clip.language}",
+                            f"the speakers of {clip.language}", RULE_LANGUAGE_SPEAKER, relaxed)
+            if why is not None:
+                return why, []
+    return None, relaxed or []
 
 
 def _deficit(person: Person, clip: ClipState, shares: dict[str, float], attribute: str | None) -> float:

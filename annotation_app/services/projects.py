@@ -56,6 +56,8 @@ PROJECT_SETTINGS: dict[str, type] = {
     "qualification_pass_mark": float,
     "quality_floor": float,
     "balance_attributes": list,
+    "balance_wait_minutes": int,
+    "available_window_minutes": int,
 }
 
 
@@ -159,9 +161,11 @@ def _checked_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInputError("consensus_threshold must be in (0, 1]")
     if "gold_rate" in out and not 0 <= out["gold_rate"] <= 1:
         raise InvalidInputError("gold_rate must be in [0, 1]")
-    for key in ("overlap_k", "lease_minutes", "daily_cap", "qualification_size"):
+    for key in ("overlap_k", "lease_minutes", "daily_cap", "qualification_size", "available_window_minutes"):
         if key in out and out[key] < 1 and not (key == "qualification_size" and out[key] == 0):
             raise InvalidInputError(f"{key} must be at least 1")
+    if "balance_wait_minutes" in out and out["balance_wait_minutes"] < 0:
+        raise InvalidInputError("balance_wait_minutes must be at least 0")
     return out
 
 

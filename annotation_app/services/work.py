@@ -48,10 +48,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -264,11 +264,28 @@ class _Profile:
 
 @dataclass(frozen=True)
 class _Pool:
-    """The eligible pool as the allocator uses it (see ``_eligible_pool``)."""
+    """The eligible pool as the allocator uses it (see ``_eligible_pool``).
 
-    eligible: list[allocation.Person]  # active, unpaused, qualified and under their daily cap
-    index: allocation.PoolIndex  # of ``eligible``
+    A person's requests balance against people only: simulated accounts (``curate demo
+    --simulate``) never log in, so counting them would hold clips for people who never come. A
+    simulated account's own requests — the demo's simulation, which runs before anyone logs in —
+    balance against the simulated crowd (``with_simulated``), so its labels are allocated as a
+    team's would be.
+    """
+
+    eligible: list[allocation.Person]  # active, unpaused, qualified, under their daily cap, not simulated
+    index: allocation.PoolIndex  # of ``eligible``; available: those served a clip within the window
     known: dict[int, allocation.Person]  # every active, qualified person, capped ones included
+    with_simulated: allocation.PoolIndex  # ``eligible`` and the simulated accounts among them
+    seen: frozenset[int]  # ids served a clip of the project within ``available_window_minutes``
+
+    def for_requester(self, me: allocation.Person, simulated: bool) -> allocation.PoolIndex:
+        """The index a request of ``me`` balances against, ``me`` included (a fresh qualification
+        or a cap just lifted may not have reached the cached pool yet; ``me`` is asking: available)."""
+        index = self.with_simulated if simulated else self.index
+        if me.id in index.people:
+            return index
+        return allocation.PoolIndex([*index.people.values(), me], index.attributes, [*index.available, me.id])
 
 
 # The eligible pool, per (database, project): the balance rules compare every clip against it, and it
@@ -301,17 +318,26 @@ def invalidate_pool_cache(project_id: int | None = None) -> None:
 
 
 def _load_pool(session: Session, project: Project, attributes: list[str], now: datetime, required: int) -> _Pool:
-    users = [_Profile(*row) for row in session.execute(select(*sql.PROFILE_COLUMNS).where(*sql.ANNOTATING_USERS))]
+    rows = session.execute(select(*sql.PROFILE_COLUMNS, User.is_simulated).where(*sql.ANNOTATING_USERS)).all()
     qualified = gold.qualified_ids(session, project, required=required)
-    capped = frozenset(int(a) for a in session.scalars(
-        select(Assignment.annotator_id).where(
-            Assignment.project_id == project.id, Assignment.stage >= 1,
-            Assignment.leased_at >= day_start(now), live_slot(now),
-        ).group_by(Assignment.annotator_id).having(func.count() >= project.daily_cap)
-    ))
-    people = [allocation.person_from_user(u, attributes) for u in users if qualified is None or u.id in qualified]
-    eligible = [p for p in people if p.id not in capped]
-    return _Pool(eligible, allocation.PoolIndex(eligible, attributes), {p.id: p for p in people})
+    # Per annotator: today's live stage-1/2 slots (the daily cap) and their last lease in the project
+    # (available now when it is within the window), in one pass over their recent assignments.
+    today, since = day_start(now), now - timedelta(minutes=project.available_window_minutes)
+    counted = case((and_(Assignment.stage >= 1, Assignment.leased_at >= today, live_slot(now)), 1), else_=0)
+    activity = session.execute(
+        select(Assignment.annotator_id, func.sum(counted), func.max(Assignment.leased_at))
+        .where(Assignment.project_id == project.id, Assignment.leased_at >= min(today, since))
+        .group_by(Assignment.annotator_id)
+    ).all()
+    capped = frozenset(int(a) for a, n, _ in activity if int(n or 0) >= project.daily_cap)
+    seen = frozenset(int(a) for a, _, last in activity if last is not None and aware(last) > since)
+    simulated = {int(row[0]) for row in rows if row[-1]}
+    people = [allocation.person_from_user(_Profile(*row[:-1]), attributes) for row in rows
+              if qualified is None or row[0] in qualified]
+    everyone = [p for p in people if p.id not in capped]
+    eligible = [p for p in everyone if p.id not in simulated]
+    return _Pool(eligible, allocation.PoolIndex(eligible, attributes, seen), {p.id: p for p in people},
+                 allocation.PoolIndex(everyone, attributes, seen), seen)
 
 
 def _eligible_pool(
@@ -320,7 +346,9 @@ def _eligible_pool(
     """Everyone who could take a slot now (the pool the balance rules compare against), indexed,
     and the allocator's view of each qualified, active person by id (capped ones included)."""
     key = (_database_key(session), project.id, project.created_at)
-    fingerprint = (state.pool_fingerprint, tuple(attributes), project.daily_cap, day_start(now))
+    # ``now`` to the minute: who counts as available changes as the clock moves, also a test's clock.
+    fingerprint = (state.pool_fingerprint, tuple(attributes), project.daily_cap, day_start(now),
+                   project.available_window_minutes, int(now.timestamp() // 60))
     with _pool_lock:
         cached = _pool_cache.get(key)
     if cached is not None and cached[0] == fingerprint and time.monotonic() - cached[1] < POOL_TTL_S:
@@ -335,20 +363,24 @@ def _clip_states(
     project: Project, rows: list[Any], now: datetime, people: Callable[[int], allocation.Person],
     expired: set[int] | None = None,
 ) -> dict[int, allocation.ClipState]:
-    """Allocator view of clips from rows of (clip id, clip stage, language, annotator id, slot stage,
-    slot status, lease end); a clip without assignments comes as one row with NULL slot columns.
+    """Allocator view of clips from rows of (clip id, clip stage, language, clip changed at, annotator
+    id, slot stage, slot status, lease end); a clip without assignments comes as one row with NULL
+    slot columns.
 
     ``people`` maps an annotator id to the allocator's view of them. ``expired``, when given,
-    collects the ids of clips with leases past their end still marked leased.
+    collects the ids of clips with leases past their end still marked leased. A clip is overdue for
+    the balance wait when it has been in its stage (unchanged) for ``balance_wait_minutes``.
     """
     k, m = project.overlap_k, project.stage2_extra
+    waited_since = now - timedelta(minutes=project.balance_wait_minutes)
     states: dict[int, allocation.ClipState] = {}
-    for cid, clip_stage, language, annotator_id, stage, status, expires in rows:
+    for cid, clip_stage, language, changed_at, annotator_id, stage, status, expires in rows:
         state = states.get(cid)
         if state is None:
             state = states[cid] = allocation.ClipState(
                 clip_id=cid, stage=clip_stage, needed=stages.slots_needed(project, clip_stage),
                 slots_total=k if clip_stage == 1 else k + m, language=language, filled=0,
+                overdue=changed_at is None or aware(changed_at) <= waited_since,
             )
         if annotator_id is None:
             continue
@@ -424,8 +456,8 @@ def _lease(
 
 
 def _take(
-    session: Session, project: Project, me: allocation.Person, clip: Any, pool: _Pool, attributes: list[str],
-    now: datetime,
+    session: Session, project: Project, me: allocation.Person, clip: Any, pool: allocation.PoolIndex,
+    attributes: list[str], now: datetime,
 ) -> WorkItem | None:
     """Lease a slot of a clip locked by the caller, if the rules still allow it on fresh state."""
     if clip.project_id != project.id or clip.status != ClipStatus.active or clip.stage not in stages.OPEN_STAGES:
@@ -437,17 +469,24 @@ def _take(
     for _, stage, status, expires, *profile in _run(session, sql.CLIP_SLOTS, clip_id=clip.id):
         person = allocation.person_from_user(_Profile(*profile), attributes)
         profiles[person.id] = person
-        rows.append((clip.id, clip.stage, clip.language, person.id, stage, status, expires))
-    state = _clip_states(project, rows or [(clip.id, clip.stage, clip.language, None, None, None, None)], now,
-                         profiles.__getitem__, expired)[clip.id]
+        rows.append((clip.id, clip.stage, clip.language, clip.updated_at, person.id, stage, status, expires))
+    state = _clip_states(project, rows or [(clip.id, clip.stage, clip.language, clip.updated_at, None, None, None,
+                                            None)], now, profiles.__getitem__, expired)[clip.id]
     if expired:
         # Under the clip lock, so a late submit for such a lease finds it expired (see _common).
         expire_clip_leases(session, clip.id, now)
-    if allocation.refusal(me, state, pool.index, attributes) is not None:
+    refused, relaxed = allocation.verdict(me, state, pool, attributes)
+    if refused is not None:
         return None
     expires = lease_end(project, now)
-    assignment_id = _run(session, sql.INSERT_LEASE, project_id=project.id, clip_id=clip.id, user_id=me.id,
-                         stage=clip.stage, now=now, expires=expires).scalar_one()
+    lease = {"project_id": project.id, "clip_id": clip.id, "user_id": me.id, "stage": clip.stage, "now": now,
+             "expires": expires}
+    if relaxed:  # a balance rule yielded: the slot says which and why (for the curator)
+        assignment_id = _run(session, sql.INSERT_RELAXED_LEASE, **lease,
+                             relaxed_rule=",".join(dict.fromkeys(r.rule for r in relaxed)),
+                             relaxed_reason="; ".join(f"{r.rule}: {r.reason}" for r in relaxed)).scalar_one()
+    else:
+        assignment_id = _run(session, sql.INSERT_LEASE, **lease).scalar_one()
     return WorkItem(assignment_id=assignment_id, clip_id=clip.id, stage=clip.stage, lease_expires_at=aware(expires),
                     media_path=clip.media_path, is_qualification=False)
 
@@ -456,20 +495,18 @@ def _allocate(
     session: Session, project: Project, user: Any, now: datetime, required: int, state: _State
 ) -> WorkItem | None:
     attributes = [str(a) for a in (project.balance_attributes or [])]
-    pool = _eligible_pool(session, project, attributes, now, required, state)
+    cached = _eligible_pool(session, project, attributes, now, required, state)
     me = allocation.person_from_user(user, attributes)
-    if me.id not in pool.index.people:
-        eligible = [*pool.eligible, me]
-        pool = _Pool(eligible, allocation.PoolIndex(eligible, attributes), pool.known)
+    index = cached.for_requester(me, bool(getattr(user, "is_simulated", False)))
     busy: list[int] = []
     refused_locked = False  # a clip refused after locking it is still locked (no savepoint)
     offset = 0
     while True:
-        states, more = _candidates(session, project, user.id, pool, attributes, now, offset,
+        states, more = _candidates(session, project, user.id, cached, attributes, now, offset,
                                    state.first_window if offset == 0 else None)
-        ranked = [s.clip_id for s in allocation.rank_clips(me, states.values(), pool.index, attributes)]
+        ranked = [s.clip_id for s in allocation.rank_clips(me, states.values(), index, attributes)]
         while ranked:
-            item, taken = _try_first(session, project, me, ranked, pool, attributes, now)
+            item, taken = _try_first(session, project, me, ranked, index, attributes, now)
             if item is not None:
                 return item
             if taken is None:  # every remaining clip of the window is locked by another worker
@@ -489,7 +526,7 @@ def _allocate(
     for attempt in range(rounds):
         still_busy = []
         for clip_id in busy:
-            item = _try_clip(session, project, me, clip_id, pool, attributes, now, wait=not refused_locked)
+            item = _try_clip(session, project, me, clip_id, index, attributes, now, wait=not refused_locked)
             if isinstance(item, WorkItem):
                 return item
             if item == "busy":
@@ -503,7 +540,7 @@ def _allocate(
 
 
 def _try_first(
-    session: Session, project: Project, me: allocation.Person, ranked: list[int], pool: _Pool,
+    session: Session, project: Project, me: allocation.Person, ranked: list[int], pool: allocation.PoolIndex,
     attributes: list[str], now: datetime,
 ) -> tuple[WorkItem | None, int | None]:
     """Lock the first clip of ``ranked`` no other worker holds and lease a slot of it.
@@ -526,7 +563,7 @@ def _try_first(
 
 
 def _try_clip(
-    session: Session, project: Project, me: allocation.Person, clip_id: int, pool: _Pool,
+    session: Session, project: Project, me: allocation.Person, clip_id: int, pool: allocation.PoolIndex,
     attributes: list[str], now: datetime, *, wait: bool,
 ) -> WorkItem | str | None:
     """Lock one clip and lease a slot of it; "busy" when it is locked and ``wait`` is False.

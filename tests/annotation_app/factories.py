@@ -5,7 +5,9 @@ Stable API — other test modules import these:
 - ``make_project(session, name=None, **settings)``: a project with the default six labels; names
   are unique per call; ``qualification_size`` defaults to 0 and ``gold_rate`` to 0 here (tests opt in).
 - ``make_annotator(session, username=None, *, role="annotator", gender=None, age_band=None,
-  languages=("en",), region=None, background=None)``: a user row (no Argon2 cost per user).
+  languages=("en",), region=None, background=None, is_simulated=True)``: a user row (no Argon2 cost
+  per user). Marked simulated unless told (they never log in); ``is_simulated=False`` for the
+  people the allocator's "available now" counts (simulated accounts balance only each other).
 - ``make_annotators(session, n, *, profiles=PROFILES, prefix="ann")``: ``n`` annotators cycling
   through ``profiles`` (gender × age band × languages), so every group is represented.
 - ``make_clips(session, project, n, *, language=None, prefix="clip")``: ``n`` active clips with
@@ -85,11 +87,12 @@ def make_annotator(
     languages: Sequence[str] = ("en",),
     region: str | None = None,
     background: str | None = None,
+    is_simulated: bool = True,
 ) -> User:
     user = User(
         username=username or unique("ann"), password_hash=_password_hash(), role=Role(role),
         gender=gender, age_band=age_band, languages=list(languages), region=region, background=background,
-        is_simulated=True,
+        is_simulated=is_simulated,
     )
     session.add(user)
     session.flush()
