@@ -10,13 +10,14 @@ from rich.table import Table
 
 from annotation_app import migrations
 from annotation_app.errors import InvalidInputError
-from curate_cli.common import console, open_session, settings
+from curate_cli.common import console, err_console, open_session, settings
 
 __all__ = ["register"]
 
 db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
 project_app = typer.Typer(help="Create and inspect projects.", no_args_is_help=True)
 user_app = typer.Typer(help="Add and inspect users (annotators, experts, curators, admins).", no_args_is_help=True)
+gold_app = typer.Typer(help="Mark clips as gold (qualification and hidden checks).", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
@@ -57,17 +58,52 @@ def project_create(
     overlap_k: Annotated[int | None, typer.Option(help="Annotators per clip in stage 1 (default 5).")] = None,
     threshold: Annotated[float | None, typer.Option(help="Consensus threshold (default 0.6).")] = None,
     stage2_extra: Annotated[int | None, typer.Option(help="Extra annotators in stage 2 (default 3).")] = None,
+    qualification_size: Annotated[
+        int | None, typer.Option(help="Gold clips in the qualification round (default 10; 0: no round).")
+    ] = None,
 ) -> None:
     """Create a project with its label set."""
+    from annotation_app.services.gold import qualification_shortfall
     from annotation_app.services.projects import create_project, load_label_file
 
     label_rows = load_label_file(labels) if labels is not None else None
     options = {k: v for k, v in {"overlap_k": overlap_k, "consensus_threshold": threshold,
-                                 "stage2_extra": stage2_extra}.items() if v is not None}
+                                 "stage2_extra": stage2_extra, "qualification_size": qualification_size,
+                                 }.items() if v is not None}
     with open_session() as session:
         project = create_project(session, name, labels=label_rows, **options)
         names = ", ".join(f"{lab.hotkey}:{lab.name}" for lab in project.labels)
+        shortfall = qualification_shortfall(session, project)
     console.print(f"created project [bold]{name}[/] with labels {names}")
+    if shortfall:
+        err_console.print(f"warning: {shortfall}", markup=False, soft_wrap=True)
+
+
+@gold_app.command("add")
+def gold_add(
+    clip_ids: Annotated[list[int], typer.Argument(help="Clip ids (see the curator's Clips page).")],
+    label: Annotated[str, typer.Option(help="The correct label of these clips.")],
+    purpose: Annotated[str, typer.Option(help="qualification, hidden or both.")] = "both",
+    explanation: Annotated[str, typer.Option(help="Shown to curators beside the item.")] = "",
+    project: Annotated[str | None, typer.Option(help="Project name (default: the only project).")] = None,
+) -> None:
+    """Make clips gold clips with a known label: the qualification round and the hidden checks use them."""
+    from annotation_app.errors import NotFoundError
+    from annotation_app.models import Clip
+    from annotation_app.services import gold
+    from annotation_app.services.projects import get_project
+
+    with open_session() as session:
+        chosen = get_project(session, project)
+        for clip_id in clip_ids:
+            clip = session.get(Clip, clip_id)
+            if clip is None or clip.project_id != chosen.id:
+                raise NotFoundError(f"no clip {clip_id} in project {chosen.name!r}")
+            gold.add_gold(session, chosen, clip, label, purpose=purpose, explanation=explanation)
+        shortfall = gold.qualification_shortfall(session, chosen)
+    console.print(f"{len(clip_ids)} gold clip{'s' if len(clip_ids) != 1 else ''} added to [bold]{chosen.name}[/]")
+    if shortfall:
+        err_console.print(f"warning: {shortfall}", markup=False, soft_wrap=True)
 
 
 @project_app.command("list")
@@ -197,5 +233,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(project_app, name="project")
     app.add_typer(user_app, name="user")
+    app.add_typer(gold_app, name="gold")
     app.command("serve")(serve)
     app.command("demo")(demo)

@@ -28,7 +28,7 @@ from annotation_app.routers.schemas import (
     ResourceId,
     SettingsIn,
 )
-from annotation_app.services import curator, projects, users
+from annotation_app.services import attention, curator, projects, users
 from annotation_app.services.access import check_may_manage
 
 __all__ = ["router", "settings_view", "user_view", "export_response", "get_user_by_id", "EXPORT_RESPONSES"]
@@ -78,6 +78,12 @@ def export_response(session: Session, project: Project, fmt: str) -> Response:
 def progress(session: SessionDep, project: ProjectDep) -> dict[str, Any]:
     """Clips per stage and status, and per final label."""
     return curator.project_progress(session, project)
+
+
+@router.get("/attention")
+def attention_view(session: SessionDep, project: ProjectDep) -> dict[str, Any]:
+    """What the curator should act on (notices), and the slots given on a relaxed balance rule."""
+    return {"notices": attention.notices(session, project), "relaxed": attention.relaxed_allocations(session, project)}
 
 
 @router.get("/settings")

@@ -30,8 +30,9 @@ def adjudication_view(result: Any) -> dict[str, Any]:
 
 
 @router.get("/queue")
-def queue(session: SessionDep, project: ProjectDep) -> dict[str, Any]:
-    return {"clips": adjudication.expert_queue(session, project)}
+def queue(session: SessionDep, project: ProjectDep, user: ExpertUser) -> dict[str, Any]:
+    """The clips this expert may decide (not those they labelled in stage 1 or 2: another expert's)."""
+    return {"clips": adjudication.expert_queue(session, project, expert=user)}
 
 
 @router.get("/clips/{clip_id}")

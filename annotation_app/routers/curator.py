@@ -29,7 +29,7 @@ from annotation_app.routers.schemas import (
     ResourceId,
     SettingsIn,
 )
-from annotation_app.services import curator, projects, users
+from annotation_app.services import attention, curator, projects, users
 from annotation_app.services.access import check_may_manage
 
 __all__ = ["router"]
@@ -42,13 +42,15 @@ router = APIRouter(prefix="/curator", tags=["pages"], dependencies=[Depends(requ
 def progress_page(request: Request, session: SessionDep, project: ProjectDep) -> Response:
     return render(request, "curator_progress.html", {
         "project": project, "progress": curator.project_progress(session, project),
+        "notices": attention.notices(session, project), "relaxed": attention.relaxed_allocations(session, project),
     })
 
 
 @router.get("/settings")
-def settings_page(request: Request, project: ProjectDep) -> Response:
+def settings_page(request: Request, session: SessionDep, project: ProjectDep) -> Response:
     return render(request, "curator_settings.html", {
         "project": project, "settings": settings_view(project), "kinds": projects.PROJECT_SETTINGS,
+        "notices": attention.notices(session, project),
     })
 
 
@@ -75,7 +77,7 @@ async def save_settings(request: Request, session: SessionDep, project: ProjectD
 def annotators_page(request: Request, session: SessionDep, project: ProjectDep) -> Response:
     return render(request, "curator_annotators.html", {
         "project": project, "quality": curator.annotator_quality(session, project),
-        "roles": [r.value for r in Role],
+        "roles": [r.value for r in Role], "notices": attention.notices(session, project),
     })
 
 

@@ -20,9 +20,11 @@ router = APIRouter(prefix="/expert", tags=["pages"], dependencies=[Depends(requi
 
 
 @router.get("")
-def queue_page(request: Request, session: SessionDep, project: ProjectDep) -> Response:
+def queue_page(request: Request, session: SessionDep, project: ProjectDep, user: ExpertUser) -> Response:
     return render(request, "expert_queue.html", {
-        "project": project, "queue": adjudication.expert_queue(session, project),
+        "project": project, "queue": adjudication.expert_queue(session, project, expert=user),
+        # Left to another expert: this one labelled them in stage 1 or 2.
+        "labelled_by_you": adjudication.expert_queue(session, project, expert=user, labelled_by_expert=True),
     })
 
 
@@ -36,6 +38,7 @@ def clip_page(clip_id: ResourceId, request: Request, session: SessionDep, projec
         "evidence": evidence,
         "labels": label_views(project, user),
         "sources": media_sources(request, clip_id, clip.media_path if clip else None),
+        "labelled_in": adjudication.judged_in_open_stages(session, user.id, clip_id),
     })
 
 

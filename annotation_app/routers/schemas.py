@@ -189,11 +189,6 @@ class SettingsIn(_Body):
     balance_attributes: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=10)] | SkipJsonSchema[None] = None
     balance_wait_minutes: Annotated[int, Field(ge=0, le=INT32_MAX)] | SkipJsonSchema[None] = None
     available_window_minutes: Annotated[int, Field(ge=1, le=INT32_MAX)] | SkipJsonSchema[None] = None
-    balance_wait_minutes: Annotated[int, Field(
-        ge=0, le=7 * 24 * 60, description="How long a clip waits for an available annotator of a preferred "
-                                          "group before it goes to another.")] | SkipJsonSchema[None] = None
-    available_window_minutes: Annotated[int, Field(
-        ge=1, le=7 * 24 * 60, description="Served a clip within this many minutes: available now.")] | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> SettingsIn:
@@ -220,6 +215,7 @@ def _error(description: str) -> dict[str, Any]:
 
 # Documented on every API router, so that a client (and the schema fuzz test) knows each answer.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("The body cannot be read (not UTF-8, or not the declared content type)"),
     401: _error("Not logged in, or the session or token ended"),
     403: _error("Logged in, but not allowed (role, CSRF token)"),
     404: _error("No such thing"),

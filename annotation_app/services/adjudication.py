@@ -6,6 +6,12 @@ they were. The decision is a final label (status ``resolved``, ``resolved_stage 
 1.0, and a stage-3 judgement row so the judgements table carries the final call) or a discard with
 a reason (status ``discarded``). Each decision is stored once (``Adjudication.clip_id`` is unique:
 a second decision is a ``ConflictError``) and audited.
+
+**Independent judgement.** Experts also annotate, so an expert may have labelled a clip in stage 1
+or 2 that later reaches stage 3. They never decide it (``PermissionDeniedError``), and their queue
+leaves it out: another expert decides it, or an admin (admins do not annotate). When every active
+expert labelled a clip, :func:`clips_without_eligible_expert` names it, and the curator is told
+(``services.attention``).
 """
 
 from __future__ import annotations
@@ -23,15 +29,35 @@ from annotation_app.models import Adjudication, Clip, ClipStatus, Judgement, Pro
 from annotation_app.services import audit, quality, stages
 from annotation_app.services._common import aware, lock_clip, utc_now
 
-__all__ = ["ADJUDICATING_ROLES", "expert_queue", "clip_evidence", "adjudicate"]
+__all__ = [
+    "ADJUDICATING_ROLES", "expert_queue", "clip_evidence", "adjudicate", "judged_in_open_stages",
+    "clips_without_eligible_expert", "active_expert_ids",
+]
 
 ADJUDICATING_ROLES = (Role.expert, Role.admin)
 
 
+def _labelled_by(user_id: int) -> Any:
+    """Ids of the clips ``user_id`` judged in stage 1 or 2 (any row: a corrected or excluded one too,
+    since they saw the clip before the others' labels)."""
+    return select(Judgement.clip_id).where(Judgement.annotator_id == user_id, Judgement.stage.in_(stages.OPEN_STAGES))
+
+
+def judged_in_open_stages(session: Session, user_id: int, clip_id: int) -> int | None:
+    """The stage in which ``user_id`` first judged the clip (1 or 2), or None."""
+    return session.scalar(select(func.min(Judgement.stage)).where(
+        Judgement.clip_id == clip_id, Judgement.annotator_id == user_id, Judgement.stage.in_(stages.OPEN_STAGES)))
+
+
 def expert_queue(
-    session: Session, project: Project, *, limit: int | None = None, offset: int = 0
+    session: Session, project: Project, *, limit: int | None = None, offset: int = 0, expert: Any = None,
+    labelled_by_expert: bool = False,
 ) -> list[dict[str, Any]]:
-    """Clips waiting for an expert, longest waiting first: clip id, waiting since, judgements."""
+    """Clips waiting for an expert, longest waiting first: clip id, waiting since, judgements.
+
+    ``expert``: only the clips this user may decide (not those they labelled in stage 1 or 2);
+    ``labelled_by_expert=True``: the others, those they labelled and someone else decides.
+    """
     n_judgements = (
         select(func.count()).select_from(Judgement)
         .where(Judgement.clip_id == Clip.id, Judgement.live.is_(True), Judgement.excluded.is_(False),
@@ -40,7 +66,9 @@ def expert_queue(
     )
     rows = session.execute(
         select(Clip.id, Clip.updated_at, Clip.media_path, n_judgements)
-        .where(Clip.project_id == project.id, Clip.status == ClipStatus.expert)
+        .where(Clip.project_id == project.id, Clip.status == ClipStatus.expert,
+               *(() if expert is None else
+                 (Clip.id.in_(_labelled_by(expert.id)) if labelled_by_expert else Clip.id.not_in(_labelled_by(expert.id)),)))
         .order_by(Clip.updated_at, Clip.id)
         .limit(limit).offset(offset)
     ).all()
@@ -117,6 +145,10 @@ def adjudicate(
         raise NotFoundError(f"no clip {clip_id} in project {project.name!r}")
     if clip.status != ClipStatus.expert:
         raise ConflictError(f"clip {clip_id} is not waiting for an expert (status {clip.status.value})")
+    labelled_in = judged_in_open_stages(session, expert.id, clip.id)
+    if labelled_in is not None:
+        raise PermissionDeniedError(
+            f"you labelled clip {clip_id} in stage {labelled_in}: another expert decides it")
     evidence = clip_evidence(session, project, clip.id)
     decision = Adjudication(
         clip_id=clip.id, expert_id=expert.id, label_id=label_row.id if label_row else None, discarded=discard,
@@ -147,3 +179,27 @@ def adjudicate(
                                              "distribution": evidence["distribution"]})
     session.flush()
     return decision
+
+
+def active_expert_ids(session: Session) -> set[int]:
+    """The experts who can adjudicate (active people; admins, who also may, are not counted)."""
+    return set(session.scalars(select(User.id).where(
+        User.role == Role.expert, User.is_active.is_(True), User.is_simulated.is_(False))))
+
+
+def clips_without_eligible_expert(session: Session, project: Project) -> list[int]:
+    """Ids of the clips in the expert queue that every active expert labelled in stage 1 or 2 (all of
+    them when the project has no active expert): only another expert, or an admin, can decide them."""
+    experts = active_expert_ids(session)
+    queued = list(session.scalars(select(Clip.id).where(
+        Clip.project_id == project.id, Clip.status == ClipStatus.expert).order_by(Clip.id)))
+    if not queued or not experts:
+        return queued
+    labelled: dict[int, set[int]] = defaultdict(set)
+    for clip_id, annotator_id in session.execute(
+        select(Judgement.clip_id, Judgement.annotator_id).distinct().where(
+            Judgement.clip_id.in_(queued), Judgement.annotator_id.in_(experts),
+            Judgement.stage.in_(stages.OPEN_STAGES))
+    ):
+        labelled[clip_id].add(annotator_id)
+    return [clip_id for clip_id in queued if labelled[clip_id] >= experts]

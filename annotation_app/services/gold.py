@@ -58,6 +58,7 @@ __all__ = [
     "below_quality_floor",
     "add_gold",
     "qualification_required",
+    "qualification_shortfall",
     "qualification_state",
     "is_qualified",
     "next_qualification_item",
@@ -120,6 +121,26 @@ def qualification_required(session: Session, project: Project) -> int:
         )
     ) or 0
     return min(project.qualification_size, int(available))
+
+
+def qualification_shortfall(session: Session, project: Project) -> str | None:
+    """What a curator must be told when the project has fewer qualification gold clips than its
+    round asks for (``qualification_size``), else None.
+
+    The round then has only as many clips as there are (none: no round, and every annotator starts
+    on real work unchecked), which nobody would notice from the annotators' side.
+    """
+    wanted = project.qualification_size
+    have = qualification_required(session, project)
+    if wanted <= 0 or have >= wanted:
+        return None
+    fix = ("add qualification gold clips (`curate gold add CLIP_ID --label LABEL`) or set "
+           "qualification_size to 0 in the project settings")
+    if have == 0:
+        return (f"no qualification gold yet: qualification asks for {wanted} gold clips, so annotators start "
+                f"real work without a qualification round; {fix}")
+    return (f"qualification asks for {wanted} gold clips but the project has {have}: the round is {have} "
+            f"clip{'s' if have != 1 else ''} long; {fix.replace('set qualification_size to 0', 'lower qualification_size')}")
 
 
 def _qualification_row(session: Session, project: Project, annotator_id: int) -> Qualification | None:

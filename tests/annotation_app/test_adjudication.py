@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotation_app.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
-from annotation_app.models import AuditEntry, ClipStatus, Judgement
-from annotation_app.services import adjudication, work
+from annotation_app.models import AuditEntry, Clip, ClipStatus, Judgement
+from annotation_app.services import adjudication, attention, work
 from tests.annotation_app.factories import make_annotator, make_annotators, make_clips, make_project, unique
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -85,3 +85,53 @@ def test_bad_adjudications(session: Session) -> None:
         adjudication.adjudicate(session, project, expert, clip_id=clips[0].id, label="Fear", discard=True, reason="x")
     with pytest.raises(NotFoundError):
         adjudication.adjudicate(session, project, expert, clip_id=10**9, label="Fear", discard=False, reason="")
+
+
+def _labelled_by_an_expert(session: Session):  # noqa: ANN202
+    """A clip sent to stage 3 by a 1-1 tie between an annotator and an expert (k=2, no stage 2)."""
+    project = make_project(session, overlap_k=2, stage2_extra=0, balance_attributes=[])
+    [clip] = make_clips(session, project, 1)
+    annotator = make_annotator(session)
+    labeller = make_annotator(session, role="expert", is_simulated=False)
+    for person, label in ((annotator, "Fear"), (labeller, "Sadness")):
+        item = work.next_item(session, project, person, now=T0)
+        work.submit(session, project, person, assignment_id=item.assignment_id, label=label,
+                    client_request_id=unique("req"), now=T0)
+    session.refresh(clip)
+    assert clip.status == ClipStatus.expert
+    return project, clip, labeller
+
+
+def test_an_expert_never_decides_a_clip_they_labelled(session: Session) -> None:
+    project, clip, labeller = _labelled_by_an_expert(session)
+    assert [q["clip_id"] for q in adjudication.expert_queue(session, project, expert=labeller)] == []
+    assert [q["clip_id"] for q in adjudication.expert_queue(
+        session, project, expert=labeller, labelled_by_expert=True)] == [clip.id]
+    with pytest.raises(PermissionDeniedError, match="you labelled clip .* in stage 1: another expert decides it"):
+        adjudication.adjudicate(session, project, labeller, clip_id=clip.id, label="Fear", now=T0)
+    assert session.scalar(select(Clip.status).where(Clip.id == clip.id)) == ClipStatus.expert
+    # The only expert labelled it: the curator is told, and an admin (who never annotates) may decide.
+    assert adjudication.clips_without_eligible_expert(session, project) == [clip.id]
+    [notice] = attention.notices(session, project)
+    assert f"({clip.id})" in notice and "every active expert labelled it" in notice
+    admin = make_annotator(session, role="admin", is_simulated=False)
+    adjudication.adjudicate(session, project, admin, clip_id=clip.id, label="Fear", now=T0)
+    assert attention.notices(session, project) == []
+
+
+def test_another_expert_gets_the_clip(session: Session) -> None:
+    project, clip, labeller = _labelled_by_an_expert(session)
+    other = make_annotator(session, role="expert", is_simulated=False)
+    assert adjudication.clips_without_eligible_expert(session, project) == []
+    assert attention.notices(session, project) == []
+    assert [q["clip_id"] for q in adjudication.expert_queue(session, project, expert=other)] == [clip.id]
+    decision = adjudication.adjudicate(session, project, other, clip_id=clip.id, label="Sadness", now=T0)
+    assert decision.expert_id == other.id
+
+
+def test_without_any_expert_the_curator_is_told(session: Session) -> None:
+    project, clips, _, expert = _contested(session)
+    expert.is_active = False
+    session.flush()
+    [notice] = attention.notices(session, project)
+    assert "no active expert" in notice and all(str(c.id) in notice for c in clips)

@@ -305,3 +305,47 @@ def test_create_app_without_arguments_reads_the_environment(
         assert (tmp_path / "secret_key").exists()  # made at startup, kept beside the data
     finally:
         get_settings.cache_clear()
+
+
+def test_an_expert_leaves_a_clip_they_labelled_to_another_and_the_curator_is_told(env: Env) -> None:
+    clients = {name: env.login(name) for name in ("annotator", "annotator2", "expert")}
+    for name, label in (("annotator", "Fear"), ("annotator2", "Sadness"), ("expert", "Neutral")):
+        item = clients[name].get("/api/work/next").json()["item"]
+        assert clients[name].post("/api/work/submit", json={
+            "assignment_id": item["assignment_id"], "label": label,
+            "client_request_id": uuid.uuid4().hex}).status_code == 200
+        clip_id = item["clip_id"]
+    with env.session() as session:
+        assert db_clip(session, clip_id).status == ClipStatus.expert  # 1-1-1: to stage 3
+    expert = clients["expert"]
+    assert expert.get("/api/expert/queue").json()["clips"] == []
+    queue = expert.get("/expert").text
+    assert 'id="labelled-by-you"' in queue and f"({clip_id})" in queue
+    page = expert.get(f"/expert/clips/{clip_id}").text
+    assert "another expert decides it" in page and 'id="adjudicate-form"' not in page
+    refused = expert.post(f"/api/expert/clips/{clip_id}/adjudicate", json={"label": "Fear"})
+    assert refused.status_code == 403 and "you labelled clip" in refused.json()["detail"]
+    curator = env.login("curator")
+    notice = curator.get("/api/curator/attention").json()["notices"]
+    assert len(notice) == 1 and str(clip_id) in notice[0] and "every active expert" in notice[0]
+    assert 'id="notices"' in curator.get("/curator").text
+    admin = env.login("admin")
+    assert admin.post(f"/api/expert/clips/{clip_id}/adjudicate", json={"label": "Fear"}).status_code == 200
+    assert curator.get("/api/curator/attention").json()["notices"] == []
+    assert 'id="notices"' not in curator.get("/curator").text
+
+
+def test_curator_pages_warn_when_qualification_lacks_gold(env: Env) -> None:
+    curator = env.login("curator")
+    for page in ("/curator", "/curator/settings", "/curator/annotators"):
+        assert 'id="notices"' not in curator.get(page).text  # no round asked for: nothing to say
+    assert curator.patch("/api/curator/settings", json={"qualification_size": 2}).status_code == 200
+    for page in ("/curator", "/curator/settings", "/curator/annotators"):
+        text = curator.get(page).text
+        assert 'id="notices"' in text and "no qualification gold yet" in text, page
+    with env.session() as session:
+        project = db_project(session, env.project_id)
+        gold.add_gold(session, project, db_clip(session, env.clip_ids[0]), "Fear", purpose="qualification")
+        session.commit()
+    [notice] = curator.get("/api/curator/attention").json()["notices"]
+    assert "asks for 2 gold clips but the project has 1" in notice

@@ -33,7 +33,6 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/auth/token"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
-    ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
     # every logged-in user
     ("GET", "/"): ANNOTATOR,
@@ -74,6 +73,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/curator/audit"): CURATOR,
     ("GET", "/curator/judgements.{fmt}"): CURATOR,
     ("GET", "/api/curator/progress"): CURATOR,
+    ("GET", "/api/curator/attention"): CURATOR,
     ("GET", "/api/curator/settings"): CURATOR,
     ("PATCH", "/api/curator/settings"): CURATOR,
     ("GET", "/api/curator/annotators"): CURATOR,

@@ -196,3 +196,29 @@ def test_demo_simulate_runs_the_stages(data_dir: Path, curate) -> None:  # type:
         judged = {j.clip_id for j in judgements}
         still_open = [c for c in clips if c.status == ClipStatus.active and c.id not in judged]
         assert len(still_open) == 3  # kept open for people to label in the browser
+
+
+def test_project_create_says_when_qualification_has_no_gold(data_dir: Path, curate) -> None:  # type: ignore[no-untyped-def]
+    curate("db", "upgrade")
+    code, out, err = curate("project", "create", "p")
+    assert code == 0 and "created project" in out
+    assert err.startswith("warning: no qualification gold yet") and "curate gold add" in err
+    code, _, err = curate("project", "create", "q", "--qualification-size", "0")
+    assert code == 0 and err == ""
+    code, _, err = curate("project", "create", "r", "--qualification-size", "2")
+    assert code == 0 and "asks for 2 gold clips" in err
+    with open_session() as session:
+        from annotation_app.services import clips as clip_service
+
+        project = session.scalar(select(Project).where(Project.name == "r"))
+        ids = [clip_service.register_clip(session, project, sha256=f"{i:064x}", media_path=f"c{i}.mp4").id
+               for i in range(3)]
+    code, out, err = curate("gold", "add", str(ids[0]), "--label", "Fear", "--purpose", "qualification",
+                            "--project", "r")
+    assert code == 0 and "1 gold clip added" in out and "the project has 1" in err
+    code, out, err = curate("gold", "add", str(ids[1]), "--label", "Fear", "--project", "r")
+    assert code == 0 and err == ""
+    code, _, err = curate("gold", "add", "999", "--label", "Fear", "--project", "r")
+    assert code != 0 and "no clip 999" in err
+    code, _, err = curate("gold", "add", str(ids[2]), "--label", "Joy", "--project", "r")
+    assert code != 0 and "unknown label" in err
