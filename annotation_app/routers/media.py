@@ -9,14 +9,15 @@ from annotation_app.deps import CurrentUser, SessionDep, require_annotator
 from annotation_app.errors import NotFoundError, PermissionDeniedError
 from annotation_app.media import media_response, resolve_media
 from annotation_app.models import Clip, Role
-from annotation_app.routers.schemas import ERROR_RESPONSES, ResourceId
+from annotation_app.routers.schemas import PAGE_RESPONSES, ResourceId
 from annotation_app.services import work
 
 __all__ = ["router"]
 
 _VIDEO = {"content": {"video/mp4": {}, "video/webm": {}}}
+# Outside /api: errors are answered as the pages answer them (HTML).
 router = APIRouter(prefix="/media", tags=["media"], dependencies=[Depends(require_annotator)], responses={
-    **ERROR_RESPONSES,
+    **{status: spec for status, spec in PAGE_RESPONSES.items() if status != 200},
     200: {"description": "The clip's media file", **_VIDEO},
     206: {"description": "The requested byte range", **_VIDEO},
     416: {"description": "The range lies outside the file"},
