@@ -220,6 +220,8 @@ def demo(
         + (f"; simulated judgements: {summary['judgements']}, resolved clips: {summary['resolved']}, "
            f"expert decisions: {summary['adjudicated']}" if simulate else "")
     )
+    if summary.get("warning"):
+        err_console.print(f"warning: {summary['warning']}", markup=False, soft_wrap=True)
 
 
 def _print_logins(project: str, logins: list[dict[str, str]]) -> None:

@@ -21,9 +21,11 @@ from curate_cli.common import open_session, progress_bar
 from curation.demo import ConfusionModel, SimulatedAnnotator, demo_clip_specs, render_demo_clip
 from curation.ingest.hashing import sha256_file
 
-__all__ = ["build_demo", "demo_logins", "DEMO_PASSWORD"]
+__all__ = ["build_demo", "demo_logins", "DEMO_PASSWORD", "DEMO_K", "DEMO_M"]
 
 DEMO_PASSWORD = "emotions-demo"
+# Judgements per clip in stages 1 and 2 of the demo project (the toolkit's defaults are 5 and 3).
+DEMO_K, DEMO_M = 3, 2
 GENDERS = ("female", "male")
 AGE_BANDS = ("18-24", "25-34", "35-44", "45+")
 LANGUAGES = (["zh"], ["en"], ["zh", "en"], ["en", "zh"])
@@ -93,7 +95,12 @@ def build_demo(
     rng = np.random.default_rng(seed)
     logins: list[dict[str, str]] = []
     with open_session(cfg) as session:
-        proj = create_project(session, project, qualification_size=4, qualification_pass_mark=0.5)
+        # Small enough for the people's logins to finish every clip left open: a clip takes 3
+        # annotators in stage 1 and 2 more in stage 2 (5 of the 6 annotator logins, so the expert need
+        # not label what they may have to decide), and a clip waits at most a minute for an annotator of
+        # a group nobody of which is at work (services.allocation).
+        proj = create_project(session, project, qualification_size=4, qualification_pass_mark=0.5,
+                              overlap_k=DEMO_K, stage2_extra=DEMO_M, balance_wait_minutes=1)
         labels = list(proj.labels)
         n_gold = max(4, n_clips // 6)
         for i, (spec, path, sha) in enumerate(rendered):
@@ -122,6 +129,9 @@ def build_demo(
                                    "judgements": 0, "resolved": 0, "adjudicated": 0}
         if simulate:
             summary.update(_simulate(session, proj, n_simulated=n_simulated, keep_open=keep_open, seed=seed))
+        if n_clips - n_gold > 0 and n_annotators < DEMO_K + DEMO_M:
+            summary["warning"] = (f"with {n_annotators} annotator logins people cannot take a clip through stage 2 "
+                                  f"alone (it asks for {DEMO_K} + {DEMO_M} different annotators)")
     return summary
 
 
