@@ -10,7 +10,9 @@ loop ``next_item`` → ``submit`` → ``commit`` until no work is left for anybo
 that about a fifth of the clips go to stage 2. Reported: submissions, wall seconds, submissions per
 second, the ratio to the single-client run on the same backend (the baseline), SQL statements per
 submission (every statement of next_item + submit, SAVEPOINTs included, COMMITs not, the idle polling
-at the end included) and the 1-minute load average. The HTTP-level benchmark is ``bench_annotation_http.py``. Results print as a table and go to
+at the end included), the slots given on a balance rule that yielded, per rule (``relaxed``:
+nobody of a clip's preferred groups available now or left, ``services.allocation``) and the 1-minute
+load average. The HTTP-level benchmark is ``bench_annotation_http.py``. Results print as a table and go to
 ``bench/results/bench_allocation.json``. Our machines are shared: compare ratios, not absolutes.
 """
 
@@ -37,7 +39,7 @@ from sqlalchemy import create_engine, event, func, make_url, select, text  # noq
 from annotation_app import migrations  # noqa: E402
 from annotation_app.db import make_engine, make_sessionmaker  # noqa: E402
 from annotation_app.models import Judgement, Project, User  # noqa: E402
-from annotation_app.services import work  # noqa: E402
+from annotation_app.services import attention, work  # noqa: E402
 from tests.annotation_app.factories import make_annotators, make_clips, make_project  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -137,9 +139,11 @@ def run_case(backend: str, n_clients: int, n_clips: int, tmp: Path) -> dict[str,
             event.remove(engine, "before_cursor_execute", _count)
         with maker() as session:
             n = session.scalar(select(func.count()).select_from(Judgement).where(Judgement.project_id == project_id))
+            relaxed = attention.relaxed_allocations(session, session.get(Project, project_id), limit=0)["by_rule"]
         return {"backend": backend, "clients": n_clients, "clips": n_clips, "submissions": int(n),
                 "seconds": round(seconds, 2), "per_second": round(n / seconds, 1),
-                "statements_per_submission": round(statements[0] / max(int(n), 1), 1), "errors": errors[:3]}
+                "statements_per_submission": round(statements[0] / max(int(n), 1), 1), "relaxed": relaxed,
+                "errors": errors[:3]}
     finally:
         engine.dispose()
         drop()
@@ -163,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["load_1min"] = round(os.getloadavg()[0], 2)
                 print(f"{row['backend']:9} clients={row['clients']:3} submissions={row['submissions']:5} "
                       f"{row['seconds']:7.2f}s {row['per_second']:8.1f}/s  ×{row['ratio_to_1_client']}  "
-                      f"{row['statements_per_submission']:5.1f} statements/submission  load {row['load_1min']}"
+                      f"{row['statements_per_submission']:5.1f} statements/submission  relaxed {row['relaxed']}  "
+                      f"load {row['load_1min']}"
                       + (f"  errors: {row['errors']}" if row["errors"] else ""), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {"machine": platform.platform(), "cpus": os.cpu_count(),

@@ -32,7 +32,11 @@ The eligible pool (who could still balance a clip) is cached per process and pro
 reused while a fingerprint (read with the annotator's state) of the eligible people and passed qualifications is unchanged
 and for at most ``POOL_TTL_S`` seconds, so a profile edit or a daily cap reached shows in the balance
 rules within that time (at once after :func:`invalidate_pool_cache`). The re-check under the clip
-lock reads the clip's own annotators fresh.
+lock reads the clip's own annotators fresh. The pool also knows who is *available now* (served a
+clip of the project within ``available_window_minutes``), read in the same pass as the daily caps
+and renewed at least each minute of ``now``; a person's requests balance against people only,
+never simulated accounts (see ``_Pool``). A clip's ``updated_at`` (its stage's start), read with the
+candidates, says whether it has waited its balance wait (``allocation``, rules 3-5).
 
 The daily cap counts the annotator's stage-1/2 leases taken since midnight UTC that are live or
 submitted (qualification items do not count; expired leases give the count back).
