@@ -8,8 +8,8 @@ import re
 import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
