@@ -8,9 +8,6 @@ three judgements are in the database; then an expert resolves a stage-3 clip.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from sqlalchemy import select
 
 from annotation_app.models import Clip, ClipStatus, Judgement, Project
 from annotation_app.services import gold
-from tests.annotation_app._http import PASSWORD, Env, env_fixture, tiny_video  # noqa: F401
+from tests.annotation_app._http import PASSWORD, Env, env_fixture, serve_in_thread, tiny_video  # noqa: F401
 
 pytestmark = pytest.mark.browser
 # Set to a folder to keep screenshots of the labelling page at each screen size.
@@ -28,12 +25,6 @@ SHOTS = os.environ.get("EMOTIONS_SCREENSHOT_DIR")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +44,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, sqlite_url: str, tiny_video: P
 
 @pytest.fixture(scope="module")
 def base_url(env: Env) -> Iterator[str]:
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(env.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(env.app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from annotation_app.main import create_app
 from annotation_app.settings import Settings
 from curate_cli.demo import DEMO_PASSWORD
 from dashboard.auth import DashboardLoginError, viewer_for
+from tests.annotation_app._http import serve_in_thread
 from tests.dashboard import page_checks
 from tests.dashboard.conftest import REPO, Demo
 from tests.dashboard.test_cli import _free_port
@@ -31,20 +31,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 @pytest.fixture(scope="module")
 def app_url(demo: Demo) -> Iterator[str]:
-    import uvicorn
 
     app = create_app(Settings(data_dir=demo.data_dir, database_url=demo.database_url))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def session_cookie(app_url: str, username: str) -> str:
