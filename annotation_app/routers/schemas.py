@@ -1,6 +1,7 @@
 """Request bodies and parameters, shared by the JSON API and the page forms so both validate alike.
 
-The edge's bounds: every id is a positive 64-bit integer (:data:`ResourceId`), every text is valid
+The edge's bounds: every id is a positive integer that fits the id columns of both databases
+(PostgreSQL's ``integer``: at most 2**31 - 1, :data:`ResourceId`), every text is valid
 Unicode without NUL characters and has a length limit, and a field is nullable only where its
 column is. Whatever passes here fits the database on SQLite and PostgreSQL alike (a Python int
 past 64 bits, a lone UTF-16 surrogate or a NUL would otherwise fail inside the driver).
@@ -15,12 +16,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
-    "INT64_MAX", "INT32_MAX", "plain_text", "PlainText", "ResourceId", "ProjectName",
+    "ID_MAX", "INT32_MAX", "plain_text", "PlainText", "ResourceId", "ProjectName",
     "SubmitIn", "CorrectIn", "AdjudicateIn", "AnnotatorIn", "ProfileIn", "PauseIn", "ExcludeIn", "TokenIn",
     "PasswordIn", "SettingsIn", "ErrorOut", "ERROR_RESPONSES", "PAGE_RESPONSES",
 ]
 
-INT64_MAX = 2**63 - 1  # ids: SQLite's INTEGER, PostgreSQL's bigint
 INT32_MAX = 2**31 - 1  # counts stored in PostgreSQL's integer columns (settings)
 _REQUEST_ID = r"^[A-Za-z0-9_.:-]{8,64}$"
 
@@ -48,7 +48,10 @@ def plain_text(value: str) -> str:
 
 
 PlainText = Annotated[str, AfterValidator(plain_text)]
-ResourceId = Annotated[int, Path(ge=1, le=INT64_MAX, description="A positive 64-bit id.")]
+# Ids are bounded by the id columns, not by 64 bits: past PostgreSQL's integer a lookup would fail in
+# the database there and find nothing on SQLite; refused here, both answer the same 422.
+ID_MAX = INT32_MAX
+ResourceId = Annotated[int, Path(ge=1, le=ID_MAX, description="A positive id (at most 2**31 - 1, the id columns' range).")]
 ProjectName = Annotated[PlainText | None, Query(max_length=120, description="The project's name (default: the session's choice, else the only one).")]
 
 
@@ -94,7 +97,7 @@ class _Judgement(_Body):
 
 
 class SubmitIn(_Judgement):
-    assignment_id: int = Field(ge=1, le=INT64_MAX)
+    assignment_id: int = Field(ge=1, le=ID_MAX)
     time_on_task_s: float | None = Field(None, ge=0, le=24 * 3600)
 
 
