@@ -13,10 +13,8 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +27,8 @@ import yaml
 from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
+from tests.annotation_app._http import free_port, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
@@ -153,12 +153,6 @@ def test_env_example_documents_every_variable_compose_reads() -> None:
 # The same topology without containers
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _curate(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([sys.executable, "-m", "curate_cli.main", *args], env=env, cwd=REPO,
                             capture_output=True, text=True, timeout=timeout, check=False)
@@ -215,23 +209,14 @@ def app_server(deployment_db: str, dashboard_role: str, tmp_path: Path) -> Itera
     # `curate demo` migrates again first: the job is safe to repeat (it runs on every `docker compose up`).
     _curate(["demo", "--clips", "10", "--annotators", "2", "--simulate", "--simulated-annotators", "6",
              "--keep-open", "3"], env)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen([sys.executable, "-m", "curate_cli.main", "serve", "--host", "127.0.0.1",
                                "--port", str(port), "--workers", "2"],
                               env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the app did not answer /healthz within 60 s"
-            time.sleep(0.3)
+        wait_until_healthy(server, base, tmp_path / "serve.log", poll=0.3)
         yield base, env
     finally:
         server.terminate()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -239,6 +240,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_healthy(process: subprocess.Popen, base: str, log: Path, *, seconds: float = 60,
+                       poll: float = 0.2) -> None:
+    """Poll ``base``/healthz until it answers 200; fail with the log's tail if the server dies or time runs out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{base} did not answer /healthz within {seconds:g} s"
+        time.sleep(poll)
 
 
 @contextmanager

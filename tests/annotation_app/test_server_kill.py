@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,17 +25,12 @@ from sqlalchemy import func, select
 from annotation_app import migrations
 from annotation_app.db import make_engine, make_sessionmaker
 from annotation_app.models import Judgement
+from tests.annotation_app._http import free_port, wait_until_healthy
 from tests.annotation_app.factories import make_annotators, make_clips, make_project
 
 REPO = Path(__file__).resolve().parents[2]
 N_CLIENTS = 6
 PASSWORD = "test-password"  # factories.make_annotator's password
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _seed(url: str) -> list[str]:
@@ -57,7 +51,7 @@ def _seed(url: str) -> list[str]:
 
 class Server:
     def __init__(self, url: str, data_dir: Path) -> None:
-        self.url, self.data_dir, self.port = url, data_dir, _free_port()
+        self.url, self.data_dir, self.port = url, data_dir, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,15 +69,7 @@ class Server:
                  "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.data_dir / "uvicorn.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError("uvicorn did not come up")
+        wait_until_healthy(self.proc, self.base, self.data_dir / "uvicorn.log", seconds=30, poll=0.1)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

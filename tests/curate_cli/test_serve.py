@@ -7,10 +7,8 @@ address budget shows which address each failed login was counted against.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,15 +18,10 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from annotation_app.models import AuditEntry
+from tests.annotation_app._http import free_port, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET = 3  # failed logins per address in 15 minutes, for these servers
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -45,22 +38,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @contextmanager
 def _serve(env: dict[str, str], log: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     with log.open("ab") as out:
         server = subprocess.Popen([sys.executable, "-m", "curate_cli.main", "serve", "--port", str(port)],
                                   env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "curate serve did not answer /healthz within 60 s"
-            time.sleep(0.2)
+        wait_until_healthy(server, base, log)
         yield base
     finally:
         server.terminate()
@@ -110,7 +94,7 @@ def test_forwarded_for_is_ignored_unless_the_proxy_is_trusted(deployment: dict[s
 
 def test_a_malformed_proxy_address_stops_serve_with_one_line(deployment: dict[str, str]) -> None:
     env = {**deployment, "EMOTIONS_TRUSTED_PROXIES": "10.0.0.1, proxy.local"}
-    result = subprocess.run([sys.executable, "-m", "curate_cli.main", "serve", "--port", str(_free_port())],
+    result = subprocess.run([sys.executable, "-m", "curate_cli.main", "serve", "--port", str(free_port())],
                             env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "'proxy.local' is not an IP address or network" in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 from annotation_app.settings import get_settings
 from curate_cli.cmd_dashboard import DASHBOARD_APP, dashboard_command
 from curate_cli.main import run
+from tests.annotation_app._http import free_port
 from tests.dashboard.conftest import REPO, Demo
 
 
@@ -45,14 +45,8 @@ def test_dashboard_refuses_a_database_that_is_not_there(tmp_path: Path, monkeypa
     assert "cannot open the database" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_dashboard_serves_the_pages(demo: Demo, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "EMOTIONS_DATA_DIR": str(demo.data_dir)}
     env.pop("EMOTIONS_DATABASE_URL", None)
     log = (tmp_path / "dashboard.log").open("w")

@@ -19,10 +19,9 @@ from annotation_app.main import create_app
 from annotation_app.settings import Settings
 from curate_cli.demo import DEMO_PASSWORD
 from dashboard.auth import DashboardLoginError, viewer_for
-from tests.annotation_app._http import serve_in_thread
+from tests.annotation_app._http import free_port, serve_in_thread
 from tests.dashboard import page_checks
 from tests.dashboard.conftest import REPO, Demo
-from tests.dashboard.test_cli import _free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -63,7 +62,7 @@ def test_the_app_decides_who_sees_the_dashboard(app_url: str) -> None:
         viewer_for(cookie, url=app_url)
     assert ended.value.reason == "login"
     with pytest.raises(DashboardLoginError) as down:
-        viewer_for(session_cookie(app_url, "curator"), url=f"http://127.0.0.1:{_free_port()}")
+        viewer_for(session_cookie(app_url, "curator"), url=f"http://127.0.0.1:{free_port()}")
     assert down.value.reason == "unreachable"
 
 
@@ -77,7 +76,7 @@ def test_without_a_session_the_entry_shows_no_page(dashboard_env: Demo) -> None:
 
 @pytest.fixture(scope="module")
 def dashboard_url(demo: Demo, app_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "EMOTIONS_DATA_DIR": str(demo.data_dir), "EMOTIONS_DATABASE_URL": demo.database_url,
            "EMOTIONS_DASHBOARD_APP_URL": app_url}
     log_path = tmp_path_factory.mktemp("dash") / "dashboard.log"
