@@ -25,6 +25,7 @@ from model.visual import (
     build_swin3d,
     load_swin2d_checkpoint,
     load_swin3d_checkpoint,
+    load_weights_only,
 )
 
 __all__ = [
@@ -251,10 +252,7 @@ def load_pretrained_branches(
 
 def load_avcpnet_weights(model: AVCPNet, path: str | Path) -> None:
     """Load the ``model`` state of a training checkpoint (or a bare state dict) written by this package."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"checkpoint file not found: {path}")
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw = load_weights_only(path)
     state = raw.get("model", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise CheckpointMismatchError(f"{path} does not hold an AV-CPNet state dict")

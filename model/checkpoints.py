@@ -13,8 +13,7 @@ from typing import Any
 
 import torch
 
-from model.errors import ModelError
-from model.visual import CheckpointMismatchError
+from model.visual import CheckpointMismatchError, load_weights_only
 
 __all__ = ["REQUIRED_KEYS", "load_checkpoint", "save_checkpoint"]
 
@@ -32,15 +31,7 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint of this package onto the CPU, with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"checkpoint file not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in several types
-        # torch's unpickling message runs over many lines of advice; its first line names the problem
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {first_line}") from exc
+    checkpoint = load_weights_only(path)
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise CheckpointMismatchError(
             f"{path} is not an AV-CPNet training checkpoint (it needs the keys {', '.join(REQUIRED_KEYS)})"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +35,7 @@ __all__ = [
     "inflate_swin2d_state_dict",
     "load_swin2d_checkpoint",
     "load_swin3d_checkpoint",
+    "load_weights_only",
     "read_state_dict",
 ]
 
@@ -121,19 +123,28 @@ def _numpy_scalar_globals() -> list[object]:
 _NUMPY_SCALAR_GLOBALS = _numpy_scalar_globals()
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Tensors of a checkpoint file, unwrapped from ``{"state_dict"|"model": ...}`` and prefixes."""
+def load_weights_only(path: str | Path, allowed: Sequence[object] = ()) -> Any:
+    """``torch.load(weights_only=True)`` onto the CPU, with ``allowed`` globals; failures in one line.
+
+    A missing file is a :class:`ModelError`; an unreadable or unsafe one a :class:`CheckpointMismatchError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint file not found: {path}")
     try:
-        # mmcv-written files (the Video Swin authors' K400 checkpoint) may keep NumPy scalars in their
-        # "meta"; rebuilding a NumPy scalar or dtype runs no code of the file's choosing, so allow them.
-        with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        # torch's unpickling message runs over many lines of advice; its first line names the problem
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointMismatchError(f"cannot read checkpoint {path}: {first_line}") from exc
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Tensors of a checkpoint file, unwrapped from ``{"state_dict"|"model": ...}`` and prefixes."""
+    # mmcv-written files (the Video Swin authors' K400 checkpoint) may keep NumPy scalars in their
+    # "meta"; rebuilding a NumPy scalar or dtype runs no code of the file's choosing, so allow them.
+    raw = load_weights_only(path, _NUMPY_SCALAR_GLOBALS)
     for key in ("state_dict", "model"):
         if isinstance(raw, dict) and isinstance(raw.get(key), dict):
             raw = raw[key]

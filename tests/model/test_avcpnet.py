@@ -82,6 +82,10 @@ def test_save_load_gives_identical_logits(tmp_path: Path) -> None:
     assert torch.equal(before, after)
     with pytest.raises(CheckpointMismatchError):
         avcpnet(preset="tiny", num_classes=3, modalities="visual", weights=path)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointMismatchError, match="cannot read checkpoint"):
+        avcpnet(preset="tiny", num_classes=3, weights=corrupt)
 
 
 def _tiny_swin_kwargs() -> dict:
