@@ -20,6 +20,7 @@ from model.labels import LabelSet
 from model.loss import EPCELoss
 from model.train import TrainConfig, _criterion, _objective
 from tests.model import reference as ref
+from tests.model.weights import random_weights
 
 TOLERANCE = dict(rtol=1e-9, atol=1e-10)
 TINY = PRESETS["tiny"]
@@ -40,22 +41,11 @@ def _params(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
     return {f"{prefix}{name}": value for name, value in module.named_parameters()}
 
 
-def _randomise(module: nn.Module, seed: int = 1) -> nn.Module:
-    """Non-trivial weights everywhere (PyTorch zero-initialises biases, which would hide a swapped bias)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
-                            * (0.5 / max(1, parameter.shape[-1]) ** 0.5) + 0.02 * torch.randn(
-                                parameter.shape, generator=generator, dtype=parameter.dtype))
-    return module
-
-
 @pytest.mark.parametrize("size", ["tiny", "full"])
 @pytest.mark.parametrize("dilation", [1, 2, 4])
 def test_a_local_level_equals_the_reference(size: str, dilation: int) -> None:
     s = SIZES[size]
-    level = _randomise(LocalFusionLevel(s["dim"], s["heads"], s["ff"], 0.1, dilation)).double().eval()
+    level = random_weights(LocalFusionLevel(s["dim"], s["heads"], s["ff"], 0.1, dilation))
     visual, audio = _features(s["dim"])
     with torch.no_grad():
         got = level(visual, audio)
@@ -67,7 +57,7 @@ def test_a_local_level_equals_the_reference(size: str, dilation: int) -> None:
 @pytest.mark.parametrize("size", ["tiny", "full"])
 def test_level_weighting_equals_the_reference(size: str) -> None:
     s = SIZES[size]
-    weighting = _randomise(LevelWeighting(s["dim"], 3)).double().eval()
+    weighting = random_weights(LevelWeighting(s["dim"], 3))
     generator = torch.Generator().manual_seed(3)
     visual_levels = [torch.randn(2, 16, s["dim"], generator=generator, dtype=torch.float64) for _ in range(3)]
     audio_levels = [torch.randn(2, 16, s["dim"], generator=generator, dtype=torch.float64) for _ in range(3)]
@@ -81,7 +71,7 @@ def test_level_weighting_equals_the_reference(size: str) -> None:
 @pytest.mark.parametrize("size", ["tiny", "full"])
 def test_the_global_stage_equals_the_reference(size: str) -> None:
     s = SIZES[size]
-    stage = _randomise(GlobalFusion(s["dim"], s["global_heads"])).double().eval()
+    stage = random_weights(GlobalFusion(s["dim"], s["global_heads"]))
     visual, audio = _features(s["dim"])
     with torch.no_grad():
         got = stage(visual, audio)
@@ -96,7 +86,7 @@ def _fusion_model(config: ModelConfig) -> AVCPNet:
                         config.dilations) if config.local_stage else None
     global_ = GlobalFusion(config.dim, config.global_heads) if config.global_stage else None
     model = AVCPNet(nn.Identity(), nn.Identity(), local, global_, config.num_classes, config.dim)  # type: ignore[arg-type]
-    return _randomise(model).double().eval()
+    return random_weights(model)
 
 
 def _reference_logits(model: AVCPNet, config: ModelConfig, visual: torch.Tensor, audio: torch.Tensor):  # type: ignore[no-untyped-def]
@@ -120,7 +110,7 @@ def test_fusion_and_head_equal_the_reference(preset: str, stages: tuple[bool, bo
 
 def test_the_whole_tiny_model_equals_the_reference_after_its_branches() -> None:
     """Backbones are torchvision's; from their outputs on, the model is the reference's, modalities unswapped."""
-    model = _randomise(build_avcpnet(replace(TINY, num_classes=5))).double().eval()
+    model = random_weights(build_avcpnet(replace(TINY, num_classes=5)))
     generator = torch.Generator().manual_seed(4)
     frames = torch.randint(0, 256, (2, TINY.segments, 3, TINY.frames_per_segment, TINY.frame_size, TINY.frame_size),
                            generator=generator, dtype=torch.uint8)

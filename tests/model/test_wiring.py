@@ -17,18 +17,10 @@ from model.avcpnet import PRESETS, AVCPNet, build_avcpnet
 from model.fusion import GlobalFusion, LocalFusion, LocalFusionLevel
 from model.loss import EPCELoss
 from model.train import _objective, train_one_epoch
+from tests.model.weights import random_weights
 
 TINY = PRESETS["tiny"]
 DIM, HEADS, FF, SEGMENTS = TINY.dim, TINY.fusion_heads, TINY.fusion_ff_dim, 16
-
-
-def _randomise(module: nn.Module, seed: int = 1) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            scale = 0.5 / max(1, parameter.shape[-1]) ** 0.5
-            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype) * scale + 0.01)
-    return module
 
 
 def _pair(seed: int = 0, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +45,7 @@ def _moved(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _level(dilation: int) -> LocalFusionLevel:
-    return _randomise(LocalFusionLevel(DIM, HEADS, FF, 0.1, dilation)).double().eval()
+    return random_weights(LocalFusionLevel(DIM, HEADS, FF, 0.1, dilation))
 
 
 # --- band masks: a level sees only |t - s| <= d ---------------------------------------------------------
@@ -75,7 +67,7 @@ def test_each_attention_layer_of_a_level_sees_only_its_band(dilation: int, branc
 @pytest.mark.parametrize("level_index", [0, 1, 2])
 def test_each_level_of_the_pyramid_sees_only_its_band_and_its_temporal_block(level_index: int) -> None:
     """Attention within d, then the dilated conv within d: a moved segment s reaches |t - s| <= 2d only."""
-    local = _randomise(LocalFusion(DIM, HEADS, FF, 0.1, (1, 2, 4))).double().eval()
+    local = random_weights(LocalFusion(DIM, HEADS, FF, 0.1, (1, 2, 4)))
     level, dilation = local.levels[level_index], (1, 2, 4)[level_index]
     visual, audio = _pair()
     s = 8
@@ -127,7 +119,7 @@ def test_the_level_weights_of_each_modality_come_from_the_other_modalitys_scores
     visual output moves (through its weights), and it stays a sum of the visual levels."""
     from model.fusion import LevelWeighting
 
-    weighting = _randomise(LevelWeighting(DIM, 3)).double().eval()
+    weighting = random_weights(LevelWeighting(DIM, 3))
     generator = torch.Generator().manual_seed(4)
     visual_levels = torch.randn(2, 3, SEGMENTS, DIM, generator=generator, dtype=torch.float64)
     audio_levels = torch.randn(2, 3, SEGMENTS, DIM, generator=generator, dtype=torch.float64)
@@ -144,7 +136,7 @@ def test_the_level_weights_of_each_modality_come_from_the_other_modalitys_scores
 def test_in_the_global_stage_each_modality_queries_the_other() -> None:
     """Attention over a context that is the same at every segment returns that context's value, whatever
     the query: so with V constant over segments, moving A moves a only by its residual, exactly."""
-    stage = _randomise(GlobalFusion(DIM, TINY.global_heads)).double().eval()
+    stage = random_weights(GlobalFusion(DIM, TINY.global_heads))
     visual, audio = _pair()
     constant_visual = visual[:, :1].expand_as(visual).clone()
     constant_audio = audio[:, :1].expand_as(audio).clone()
