@@ -150,8 +150,9 @@ def train_baseline_command(
     for required in ("export", "out"):
         if not values.get(required):
             raise typer.BadParameter(f"give --{required} (or set {required} in --config)", param_hint=f"--{required}")
-    cfg = TrainConfig.for_preset(preset or values.pop("preset", "full"), **{k: v for k, v in values.items() if k != "preset"},
-                                 resume=resume, force=force)
+    chosen = values.pop("preset", "full") if preset is None else preset  # the flag over the file
+    values.pop("preset", None)
+    cfg = TrainConfig.for_preset(chosen, **values, resume=resume, force=force)
 
     def on_epoch(record: dict[str, Any]) -> None:
         console.print(

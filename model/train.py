@@ -23,7 +23,7 @@ import tomllib
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -221,7 +221,7 @@ def _unknown(source: str, name: str, known: Sequence[str]) -> ModelError:
 
 def check_model_overrides(values: dict[str, Any], source: str = "model settings") -> dict[str, Any]:
     """Validated ModelConfig overrides: known names, types of the defaults, not the fields training owns."""
-    defaults = {f.name: getattr(ModelConfig(), f.name) for f in fields(ModelConfig)}
+    defaults = ModelConfig().to_dict()
     checked: dict[str, Any] = {}
     for name, value in values.items():
         if name in _MODEL_FIELDS_OWNED:
@@ -245,8 +245,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path} is not valid TOML: {exc}") from exc
-    defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
-                for f in fields(TrainConfig)}
+    defaults = asdict(TrainConfig())
     values: dict[str, Any] = {}
     for name, value in raw.items():
         if name == "model":
@@ -528,7 +527,7 @@ _RUN_DEFINING = (
 
 def _check_resume(stored: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
     current = asdict(cfg)
-    stored = {**asdict(TrainConfig()), "model": {}, **stored}
+    stored = {**asdict(TrainConfig()), **stored}  # settings an older checkpoint lacks had their defaults
     changed = [name for name in _RUN_DEFINING if stored.get(name) != current[name]]
     if changed and not cfg.force:
         described = ", ".join(f"{name} {stored.get(name)!r} -> {current[name]!r}" for name in changed)
