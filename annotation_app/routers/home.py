@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -19,7 +19,8 @@ from annotation_app.deps import (
 from annotation_app.errors import NotFoundError
 from annotation_app.routers.common import render, set_session_cookie
 from annotation_app.routers.schemas import PAGE_RESPONSES, PlainText
-from annotation_app.services import work
+from annotation_app.services import adjudication, attention, curator, work
+from annotation_app.services.work import ANNOTATING_ROLES
 from annotation_app.services.projects import get_project, list_projects
 
 __all__ = ["router"]
@@ -38,15 +39,21 @@ def front_page(request: Request, session: SessionDep, user: CurrentUser) -> Resp
     if chosen is None and len(projects) > 1:
         return render(request, "choose_project.html", {"projects": projects})
     project = chosen or projects[0]
-    progress = work.progress(session, project, user)
-    session.commit()
-    return render(request, "home.html", {
-        "project": project,
-        "progress": progress,
-        "is_expert": user.role in EXPERT_ROLES,
-        "is_curator": user.role in CURATOR_ROLES,
+    # Each role sees what it can do: annotators their queue, experts stage 3, curators the campaign.
+    annotates = user.role in ANNOTATING_ROLES
+    is_expert, is_curator = user.role in EXPERT_ROLES, user.role in CURATOR_ROLES
+    context: dict[str, Any] = {
+        "project": project, "annotates": annotates, "is_expert": is_expert, "is_curator": is_curator,
         "several_projects": len(projects) > 1,
-    })
+        "progress": work.progress(session, project, user) if annotates else None,
+    }
+    if is_expert:
+        context["expert_waiting"] = len(adjudication.expert_queue(session, project, expert=user))
+    if is_curator:
+        context["campaign"] = curator.project_progress(session, project)
+        context["notices"] = attention.notices(session, project)
+    session.commit()
+    return render(request, "home.html", context)
 
 
 @router.post("/projects/select")

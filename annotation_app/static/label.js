@@ -8,6 +8,9 @@
   const statusEl = document.getElementById("status");
   const submitBtn = document.getElementById("submit");
   const speed = document.getElementById("speed");
+  const skipBtn = document.getElementById("skip");
+  const flags = document.getElementById("flags");
+  const shortcuts = document.getElementById("shortcuts");
   const boot = JSON.parse(document.getElementById("boot").textContent);
   let item = boot.item;
   let shownAt = performance.now();
@@ -51,7 +54,7 @@
       player.hidden = true;
       empty.hidden = false;
       if (progress && progress.blocked_reason) document.getElementById("empty-message").textContent = progress.blocked_reason;
-      submitBtn.disabled = true;
+      submitBtn.disabled = skipBtn.disabled = true;
       document.getElementById("assignment_id").value = "";
       return;
     }
@@ -66,7 +69,7 @@
     }
     player.hidden = false;
     empty.hidden = true;
-    submitBtn.disabled = false;
+    submitBtn.disabled = skipBtn.disabled = false;
     player.load();
     player.defaultPlaybackRate = player.playbackRate = parseFloat(speed.value); // the speed carries over
     player.play().catch(() => {}); // autoplay with sound may need a first click or key
@@ -112,7 +115,11 @@
     };
     if (body.cant_judge || body.broken) {
       body.label = null; // a flagged clip takes no label
-      if (!body.flag_reason) { say("Say why the clip is flagged.", true); return; }
+      if (!body.flag_reason) {
+        say("Say why you skip or flag the clip.", true);
+        document.getElementById("flag_reason").focus();
+        return;
+      }
     }
     if (!body.label && !body.cant_judge && !body.broken) { say("Choose a label first (keys 1–9).", true); return; }
     busy = true;
@@ -131,8 +138,25 @@
       }
     } finally {
       busy = false;
-      submitBtn.disabled = !item;
+      submitBtn.disabled = skipBtn.disabled = !item;
     }
+  }
+
+  // A skip is a "can't judge" with its reason (the flags as they are): the reason box opens, focused.
+  function skip() {
+    if (!item) return;
+    flags.open = true;
+    const cantJudge = document.getElementById("cant_judge");
+    if (!document.getElementById("broken").checked) cantJudge.checked = true;
+    document.getElementById("flag_reason").focus();
+  }
+
+  function toggleShortcuts() {
+    if (shortcuts.open) shortcuts.close(); else shortcuts.showModal();
+  }
+
+  function labelFor(key) {
+    return form.querySelector('input[name="label"][data-hotkey="' + CSS.escape(key) + '"]');
   }
 
   function selectLabel(input) {
@@ -148,12 +172,22 @@
     player.defaultPlaybackRate = player.playbackRate = parseFloat(speed.value);
     speed.blur(); // give the keyboard back to the hotkeys
   });
+  skipBtn.addEventListener("click", skip);
+  document.getElementById("shortcuts-open").addEventListener("click", toggleShortcuts);
+  // On a short screen the open flags push Submit down: bring it back into view.
+  flags.addEventListener("toggle", () => { if (flags.open) submitBtn.scrollIntoView({ block: "nearest" }); });
   document.getElementById("replay").addEventListener("click", () => { player.currentTime = 0; player.play().catch(() => {}); });
 
   document.addEventListener("keydown", (e) => {
     const t = e.target;
     if (t && (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && t.type === "text") || t.tagName === "SELECT")) return;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === "?") {
+      e.preventDefault();
+      toggleShortcuts();
+      return;
+    }
+    if (shortcuts.open) return; // the list is modal: Esc closes it, nothing else acts behind it
     if (e.key === " ") {
       e.preventDefault();
       if (player.paused) player.play().catch(() => {}); else player.pause();
@@ -166,11 +200,14 @@
     } else if (e.key === "r" || e.key === "R") {
       player.currentTime = 0;
       player.play().catch(() => {});
+    } else if ((e.key === "s" || e.key === "S") && !labelFor(e.key)) {
+      e.preventDefault();
+      skip();
     } else if (e.key === "Enter") {
       e.preventDefault();
       submit();
     } else {
-      const input = form.querySelector('input[name="label"][data-hotkey="' + CSS.escape(e.key) + '"]');
+      const input = labelFor(e.key);
       if (input) { e.preventDefault(); selectLabel(input); }
     }
   });

@@ -70,6 +70,21 @@ def test_front_page_shows_progress_and_role_links(env: Env) -> None:
     assert 'href="/curator"' in env.login("curator").get("/").text
 
 
+def test_front_page_shows_each_role_what_it_can_do_and_nothing_that_contradicts_it(env: Env) -> None:
+    annotator = env.login("annotator").get("/").text
+    assert 'id="home-labelling"' in annotator and 'id="home-expert"' not in annotator
+    assert 'id="home-campaign"' not in annotator
+    expert = env.login("expert").get("/").text  # experts also annotate
+    assert 'id="home-labelling"' in expert and 'id="home-expert"' in expert and "wait" in expert
+    curator = env.login("curator").get("/").text
+    # A curator does not annotate: no labelling card, no "does not annotate", no qualification round.
+    assert 'id="home-campaign"' in curator and "% of" in curator and "with the experts" in curator
+    for contradiction in ("Start labelling", "does not annotate", "qualification", 'href="/annotate"'):
+        assert contradiction not in curator, contradiction
+    admin = env.login("admin").get("/").text
+    assert 'id="home-campaign"' in admin and 'id="home-expert"' in admin and "Start labelling" not in admin
+
+
 def test_labelling_page_has_player_labels_in_language_and_controls(env: Env) -> None:
     client = env.login("annotator")  # languages zh, en
     page = client.get("/annotate")
@@ -79,7 +94,7 @@ def test_labelling_page_has_player_labels_in_language_and_controls(env: Env) -> 
     assert item is not None and f'src="/media/clips/{item["clip_id"]}"' in html
     assert '<video id="player"' in html and 'type="video/mp4"' in html
     for hotkey, zh in zip("123456", ["兴奋", "恐惧", "中性", "放松", "悲伤", "紧张"], strict=True):
-        assert re.search(rf'data-hotkey="{hotkey}">\s*<input type="radio" name="label" value="\w+" data-hotkey="{hotkey}">\s*<kbd>{hotkey}</kbd><span class="name">{zh}</span>', html)
+        assert re.search(rf'data-hotkey="{hotkey}">\s*<input type="radio" name="label" value="\w+" data-hotkey="{hotkey}" aria-keyshortcuts="{hotkey}">\s*<kbd>{hotkey}</kbd><span class="name">{zh}</span>', html)
     assert 'id="speed"' in html and 'value="0.5"' in html and 'value="2"' in html
     assert 'name="confidence" value="5"' in html and 'id="cant_judge"' in html and 'id="broken"' in html
     english = env.login("annotator2").get("/annotate").text

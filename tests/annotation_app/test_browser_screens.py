@@ -1,0 +1,201 @@
+"""Every page in a real browser (Playwright driving Debian's Chromium) on a laptop, a tablet and a phone.
+
+At 1440x900, 820x1180 and 390x844 no page scrolls sideways (``scrollWidth <= innerWidth``) and no
+page logs a console error; the labelling page keeps every label button whole and Submit on the
+screen, a phone user can skip a clip with a reason and still reach Submit, "?" lists every
+shortcut, the controls have accessible names and keyboard focus is visible. Screenshots of each
+page at each size are kept as test artefacts (``test-artifacts/browser/`` or
+``$EMOTIONS_SCREENSHOT_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from annotation_app.models import Clip, ClipStatus, Judgement
+from tests.annotation_app._http import Env, env_fixture, serve_in_thread, tiny_video  # noqa: F401
+from tests.annotation_app.test_browser import browser, login  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+SCREENS = {"laptop": (1440, 900), "tablet": (820, 1180), "phone": (390, 844)}
+SHOTS = Path(os.environ.get("EMOTIONS_SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "test-artifacts" / "browser")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, sqlite_url: str, tiny_video: Path) -> Iterator[Env]:  # noqa: F811
+    for env in env_fixture(tmp_path_factory.mktemp("screens"), sqlite_url, tiny_video, n_clips=6):
+        with env.session() as session:
+            # One clip waits for the expert, so the expert's pages have something to show.
+            clip = session.get(Clip, env.clip_ids[5])
+            clip.status, clip.stage = ClipStatus.expert, 3
+            session.commit()
+        yield env
+
+
+@pytest.fixture(scope="module")
+def base_url(env: Env) -> Iterator[str]:
+    with serve_in_thread(env.app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SHOTS
+
+
+class Console:
+    """Console errors and uncaught exceptions of one page."""
+
+    def __init__(self, page) -> None:  # type: ignore[no-untyped-def]
+        self.errors: list[str] = []
+        page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"{page.url}: {msg.text}"))
+        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+
+
+def overflow(page) -> dict:  # type: ignore[no-untyped-def]
+    return page.evaluate("""() => ({scrollW: document.documentElement.scrollWidth, innerW: window.innerWidth,
+        wide: [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+               && !e.closest('.table-wrap, .topbar nav')).slice(0, 5).map(e => e.tagName + '.' + e.className)})""")
+
+
+def pages_of(env: Env) -> dict[str, list[str]]:
+    return {
+        "annotator1": ["/", "/annotate", "/annotate/recent"],
+        "expert1": ["/", "/expert", f"/expert/clips/{env.clip_ids[5]}"],
+        "curator1": ["/", "/curator", "/curator/annotators", f"/curator/annotators/{env.user_ids['annotator']}",
+                     "/curator/clips", "/curator/settings", "/curator/audit"],
+    }
+
+
+def test_every_page_fits_every_screen_without_console_errors(env: Env, base_url: str, browser, shots: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    problems: list[str] = []
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    console = Console(page)
+    for size, (w, h) in SCREENS.items():
+        page.set_viewport_size({"width": w, "height": h})
+        page.goto(f"{base_url}/login")
+        page.screenshot(path=str(shots / f"login-{size}.png"))
+        box = overflow(page)
+        if box["scrollW"] > box["innerW"]:
+            problems.append(f"/login at {size}: {box}")
+    for username, paths in pages_of(env).items():
+        context.clear_cookies()
+        page.set_viewport_size({"width": 1440, "height": 900})
+        login(page, base_url, username)
+        for path in paths:
+            page.goto(f"{base_url}{path}")
+            for size, (w, h) in SCREENS.items():
+                page.set_viewport_size({"width": w, "height": h})
+                name = f"{username}{path.replace('/', '-').rstrip('-') or '-home'}-{size}.png"
+                page.screenshot(path=str(shots / name))
+                box = overflow(page)
+                if box["scrollW"] > box["innerW"]:
+                    problems.append(f"{path} as {username} at {size}: {box}")
+                # The user name in the bar is whole on every screen.
+                who = page.evaluate("""() => { const e = document.querySelector('.topbar .who');
+                    const r = e.getBoundingClientRect(); return r.right <= innerWidth && e.scrollWidth <= e.clientWidth + 1; }""")
+                if not who:
+                    problems.append(f"user name cut off on {path} at {size}")
+            page.set_viewport_size({"width": 1440, "height": 900})
+    context.close()
+    assert not problems, problems
+    assert not console.errors, console.errors
+
+
+def label_page_box(page) -> dict:  # type: ignore[no-untyped-def]
+    return page.evaluate("""() => {
+        const v = document.querySelector('.video-box').getBoundingClientRect();
+        const s = document.getElementById('submit').getBoundingClientRect();
+        const btns = [...document.querySelectorAll('.label-btn')];
+        return {scroll: document.documentElement.scrollHeight, inner: innerHeight, innerW: innerWidth,
+                scrollW: document.documentElement.scrollWidth, videoRatio: v.width / v.height, submitBottom: s.bottom,
+                labelsRight: Math.max(...btns.map(b => b.getBoundingClientRect().right)),
+                labelsBottom: Math.max(...btns.map(b => b.getBoundingClientRect().bottom)),
+                cut: btns.filter(b => { const n = b.querySelector('.name'); return n.scrollWidth > n.clientWidth + 1
+                                        || b.getBoundingClientRect().right > b.parentElement.getBoundingClientRect().right + 1; })
+                         .map(b => b.textContent.trim())};
+    }""")
+
+
+def test_labelling_page_on_three_screens_shortcuts_names_focus_and_a_phone_skip(
+    env: Env, base_url: str, browser, shots: Path  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    console = Console(page)
+    login(page, base_url, "annotator2")
+    page.goto(f"{base_url}/annotate")
+    page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=10_000)
+
+    # Every label whole, Submit and the labels on the screen, no scrolling, the clip 9:16: on all three.
+    for size, (w, h) in SCREENS.items():
+        page.set_viewport_size({"width": w, "height": h})
+        box = label_page_box(page)
+        assert box["scrollW"] <= box["innerW"] and box["scroll"] <= box["inner"], (size, box)
+        assert not box["cut"] and box["labelsRight"] <= box["innerW"], (size, box)
+        assert box["submitBottom"] <= box["inner"] and box["labelsBottom"] <= box["inner"], (size, box)
+        assert box["videoRatio"] == pytest.approx(9 / 16, abs=0.02), (size, box)
+
+    # Every control has an accessible name (what a screen reader says).
+    page.set_viewport_size({"width": 1440, "height": 900})
+    for role, name in [("button", "Replay"), ("button", "Keyboard shortcuts"), ("combobox", "Speed"),
+                       ("button", "Submit"), ("button", "Skip"), ("radio", "Excitation"), ("radio", "Tension"),
+                       ("group", "Emotion"), ("group", "Confidence")]:
+        assert page.get_by_role(role, name=name).count() >= 1, (role, name)  # type: ignore[arg-type]
+    assert page.get_by_role("video", name="Clip to label").count() == 1 or page.locator('video[aria-label]').count() == 1
+
+    # "?" lists every shortcut, and Esc closes the list; while it is open a hotkey does nothing.
+    page.keyboard.press("?")
+    dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    assert dialog.is_visible()
+    text = dialog.inner_text()
+    for expected in ["Excitation", "Fear", "Neutral", "Relaxation", "Sadness", "Tension", "Enter", "Space", "Skip", "Replay"]:
+        assert expected in text, expected
+    page.screenshot(path=str(shots / "label-shortcuts-laptop.png"))
+    page.keyboard.press("1")
+    assert not page.is_checked('input[name="label"][data-hotkey="1"]')
+    page.keyboard.press("Escape")
+    assert not dialog.is_visible()
+
+    # Keyboard focus shows, also on a label button whose radio is hidden: Tab onto it draws an outline.
+    page.focus('input[name="label"][data-hotkey="1"]')
+    page.keyboard.press("Tab")
+    page.keyboard.press("Shift+Tab")
+    focused = page.evaluate("""() => { const e = document.activeElement;
+        return {name: e.name, outline: getComputedStyle(e.closest('.label-btn') || e).outlineStyle}; }""")
+    assert focused == {"name": "label", "outline": "solid"}, focused
+
+    # A phone: S opens the skip with its reason focused; Submit is still reachable, the skip is recorded.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.click("body", position={"x": 5, "y": 60})  # the keyboard back to the page, not the speed menu
+    before = page.input_value("#assignment_id")
+    page.keyboard.press("s")
+    assert page.evaluate("document.getElementById('flags').open") and page.is_checked("#cant_judge")
+    assert page.evaluate("document.activeElement.id") == "flag_reason"
+    page.keyboard.type("No sound")
+    page.screenshot(path=str(shots / "label-skip-phone.png"))
+    # On a smaller phone the open flags do not fit: then the panel scrolls under the finger (the
+    # page itself never does), so the checkboxes and Submit can both be reached.
+    page.set_viewport_size({"width": 375, "height": 600})
+    panel = page.evaluate("""() => { const p = document.querySelector('.panel');
+        return {overflowing: p.scrollHeight > p.clientHeight + 1, overflowY: getComputedStyle(p).overflowY}; }""")
+    assert panel["overflowing"] and panel["overflowY"] in ("auto", "scroll"), panel
+    page.screenshot(path=str(shots / "label-skip-small-phone.png"))
+    page.get_by_role("button", name="Submit").click(timeout=5_000)  # fails if it cannot be scrolled to
+    page.wait_for_function(
+        "(before) => document.getElementById('assignment_id').value !== before", arg=before, timeout=10_000)
+    assert "rror" not in (page.text_content("#status") or "")
+    context.close()
+    assert not console.errors, console.errors
+    with env.session() as session:
+        skipped = session.scalars(select(Judgement).where(
+            Judgement.assignment_id == int(before))).one()
+        assert skipped.cant_judge and skipped.label_id is None and skipped.flag_reason == "No sound"
