@@ -60,11 +60,11 @@ def cluster_members(session: Session, project: Project, cluster: int) -> list[Cl
     ))
 
 
-def phash_rows(session: Session, project: Project) -> list[tuple[int, str, int | None]]:
-    """``(clip id, phash, duplicate_cluster)`` of every hashed clip of the project."""
+def phash_rows(session: Session, project: Project, *, after_id: int = 0) -> list[tuple[int, str, int | None]]:
+    """``(clip id, phash, duplicate_cluster)`` of every hashed clip of the project (with an id above ``after_id``)."""
     rows = session.execute(
         select(Clip.id, Clip.phash, Clip.duplicate_cluster)
-        .where(Clip.project_id == project.id, Clip.phash.is_not(None))
+        .where(Clip.project_id == project.id, Clip.phash.is_not(None), Clip.id > after_id)
         .order_by(Clip.id)
     )
     return [(cid, ph, cluster) for cid, ph, cluster in rows]

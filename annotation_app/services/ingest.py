@@ -14,6 +14,11 @@ item becomes ``duplicate`` and points at the clip it copies. A near duplicate (p
 within ``NearDuplicatePolicy.threshold`` bits per sampled frame) is by default *imported* and put
 in the other clip's ``duplicate_cluster`` (another encode or crop is still a clip, but splits must
 keep the cluster together); with ``action="reject"`` it is treated like an exact copy.
+
+Shards and executors that register at the same time agree on near duplicates because the check
+and the insert are decided in the database, in one transaction per item: the transaction first
+takes the project's near-duplicate lock (:func:`lock_near_duplicate_decisions`), then brings the
+run's :class:`PhashIndex` up to date with the clips other runs committed meanwhile, then decides.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,6 +54,7 @@ __all__ = [
     "IngestReport",
     "enqueue_items",
     "items_to_do",
+    "lock_near_duplicate_decisions",
     "record_result",
     "run_ingest",
     "status_counts",
@@ -56,6 +62,9 @@ __all__ = [
 
 DONE = (IngestStatus.accepted, IngestStatus.rejected, IngestStatus.duplicate)
 _KEY_CHUNK = 500  # keys per IN (...) query: well under SQLite's bound-parameter limit
+# First key of PostgreSQL's two-key advisory locks for near-duplicate decisions (the second is the
+# project id); an arbitrary constant ("eMND") so no other lock of ours can collide with it.
+_NEAR_DUPLICATE_LOCK = 0x654D4E44
 
 
 @dataclass(frozen=True)
@@ -86,12 +95,29 @@ class PhashIndex:
         self._bits: dict[int, list[np.ndarray]] = {}  # hex length → chunks of (n, length / 2) uint8
         self._pending: dict[int, list[bytes]] = {}
         self.cluster: dict[int, int | None] = {}
+        self.last_id = 0  # the highest clip id read from the database
         for clip_id, phash, cluster in rows:
             self.add(clip_id, phash, cluster)
 
     @classmethod
     def load(cls, session: Session, project: Project) -> PhashIndex:
-        return cls(phash_rows(session, project))
+        index = cls()
+        index.refresh(session, project)
+        return index
+
+    def refresh(self, session: Session, project: Project) -> int:
+        """Add the hashed clips committed since the last read (by other shards, say); returns how many.
+
+        Reading by id is complete when called under :func:`lock_near_duplicate_decisions`: every
+        hashed clip is inserted and committed under that lock, so ids become visible in order.
+        """
+        added = 0
+        for clip_id, phash, cluster in phash_rows(session, project, after_id=self.last_id):
+            if clip_id not in self.cluster:
+                self.add(clip_id, phash, cluster)
+                added += 1
+        return added
+
 
     def __len__(self) -> int:
         return len(self.cluster)
@@ -102,6 +128,7 @@ class PhashIndex:
         self._ids.setdefault(len(phash), []).append(clip_id)
         self._pending.setdefault(len(phash), []).append(bytes.fromhex(phash))
         self.cluster[clip_id] = cluster
+        self.last_id = max(self.last_id, clip_id)
 
     def set_cluster(self, clip_id: int, cluster: int) -> None:
         self.cluster[clip_id] = cluster
@@ -188,6 +215,23 @@ def status_counts(session: Session, project: Project) -> dict[str, int]:
     return counts
 
 
+def lock_near_duplicate_decisions(session: Session, project: Project) -> None:
+    """Hold the project's near-duplicate lock until this transaction ends.
+
+    Concurrent runs (shards, executors) then decide "is this a near duplicate of a clip already
+    here?" one at a time, each seeing the clips the others committed. The lock is the whole
+    project, not a bucket of hash values: a near duplicate may differ from its clip in any of the
+    bits, so a finer bucket could split a pair. It is held only while one item is registered
+    (milliseconds), never while media is processed.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite needs nothing more: every transaction
+    there starts with ``BEGIN IMMEDIATE`` (``annotation_app.db``), which holds the one write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:kind, :project)"),
+                        {"kind": _NEAR_DUPLICATE_LOCK, "project": project.id})
+
+
 def record_result(
     session: Session,
     project: Project,
@@ -218,6 +262,9 @@ def record_result(
 
     if result.sha256 is None or result.media_path is None:
         raise InvalidInputError(f"an accepted result needs a SHA-256 and a media path: {result.source}")
+    lock_near_duplicate_decisions(session, project)
+    if index is not None:
+        index.refresh(session, project)
     same = find_by_sha256(session, project, result.sha256)
     if same is not None:
         _mark_duplicate(row, same, f"exact copy of clip #{same.id} (same SHA-256 {result.sha256[:12]}…)")
@@ -227,7 +274,8 @@ def record_result(
     closest = index.nearest(result.phash) if (index is not None and result.phash) else None
     near_clip: Clip | None = None
     if closest is not None and closest[1] <= near.threshold:
-        near_clip = session.get(Clip, closest[0])
+        # Fresh from the database: another run may have put it in a cluster since we last read it.
+        near_clip = session.get(Clip, closest[0], populate_existing=True)
         details["near_duplicate_of"] = closest[0]
         details["near_distance"] = round(closest[1], 2)
         if near_clip is not None and near.action == "reject":
@@ -327,6 +375,9 @@ def run_ingest(
     todo = items_to_do(session, project, mine)
     report.skipped = len(mine) - len(todo)
     index = PhashIndex.load(session, project)
+    # End the read: on SQLite it holds the write lock (BEGIN IMMEDIATE), which would stall a
+    # concurrent run for as long as this one's first item takes to process.
+    session.commit()
     if on_start is not None:
         on_start(len(todo))
 
