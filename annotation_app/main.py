@@ -161,7 +161,10 @@ async def _app_error(request: Request, exc: Exception) -> Response:
     if _is_api(request):
         if exc.http_status == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        return JSONResponse({"detail": message}, status_code=exc.http_status, headers=headers or None)
+        body: dict[str, Any] = {"detail": message}
+        if isinstance(getattr(exc, "errors", None), list):  # each refused field, as a validation 422 has
+            body["errors"] = exc.errors  # type: ignore[attr-defined]
+        return JSONResponse(body, status_code=exc.http_status, headers=headers or None)
     if isinstance(exc, LoginRequiredError) and request.method == "GET":
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     return _error_page(request, exc.http_status, message)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import ValidationError
 
 from annotation_app.deps import CuratorUser, ProjectDep, SessionDep, require_curator, verify_csrf
 from annotation_app.models import Role
@@ -27,10 +25,10 @@ from annotation_app.routers.schemas import (
     PlainText,
     ProfileIn,
     ResourceId,
-    SettingsIn,
 )
 from annotation_app.services import attention, curator, projects, users
 from annotation_app.services.access import check_may_manage
+from annotation_app.services.project_settings import check_settings
 
 __all__ = ["router"]
 
@@ -64,10 +62,8 @@ async def save_settings(request: Request, session: SessionDep, project: ProjectD
             changes[key] = raw is not None and raw not in ("", "0", "false", "off")
         elif isinstance(raw, str) and raw.strip() != "":
             changes[key] = [v.strip() for v in raw.split(",") if v.strip()] if kind is list else raw.strip()
-    try:  # the form's strings through the API's model: one set of bounds for both
-        checked = SettingsIn.model_validate(changes).changes()
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
+    # The form's strings through the API's model (InvalidSettingsError names each field it refuses).
+    checked = check_settings(changes, from_form=True)
     projects.update_settings(session, project, actor_id=user.id, **checked)
     session.commit()
     return RedirectResponse("/curator/settings", status_code=303)

@@ -15,6 +15,8 @@ from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from annotation_app.services.project_settings import ProjectSettings
+
 __all__ = [
     "ID_MAX", "INT32_MAX", "plain_text", "PlainText", "ResourceId", "ProjectName",
     "SubmitIn", "CorrectIn", "AdjudicateIn", "AnnotatorIn", "ProfileIn", "PauseIn", "ExcludeIn", "TokenIn",
@@ -176,32 +178,8 @@ class PasswordIn(_Body):
     new_password: str = Field(min_length=8, max_length=256)
 
 
-class SettingsIn(_Body):
-    """The project settings a curator may change (``projects.PROJECT_SETTINGS``); absent: unchanged."""
-
-    overlap_k: Annotated[int, Field(ge=1, le=100, description="Stage-1 annotators per clip.")] | SkipJsonSchema[None] = None
-    consensus_threshold: Annotated[float, Field(gt=0, le=1)] | SkipJsonSchema[None] = None
-    weighted_consensus: bool | SkipJsonSchema[None] = None
-    stage2_extra: Annotated[int, Field(ge=0, le=100)] | SkipJsonSchema[None] = None
-    gold_rate: Annotated[float, Field(ge=0, le=1)] | SkipJsonSchema[None] = None
-    lease_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] | SkipJsonSchema[None] = None
-    daily_cap: Annotated[int, Field(ge=1, le=INT32_MAX)] | SkipJsonSchema[None] = None
-    qualification_size: Annotated[int, Field(ge=0, le=1000)] | SkipJsonSchema[None] = None
-    qualification_pass_mark: Annotated[float, Field(ge=0, le=1)] | SkipJsonSchema[None] = None
-    quality_floor: Annotated[float, Field(ge=0, le=1)] | SkipJsonSchema[None] = None
-    balance_attributes: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=10)] | SkipJsonSchema[None] = None
-    balance_wait_minutes: Annotated[int, Field(ge=0, le=INT32_MAX)] | SkipJsonSchema[None] = None
-    available_window_minutes: Annotated[int, Field(ge=1, le=INT32_MAX)] | SkipJsonSchema[None] = None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> SettingsIn:
-        nulls = sorted(k for k in self.model_fields_set if getattr(self, k) is None)
-        if nulls:
-            raise ValueError(f"{', '.join(nulls)} may not be null (leave a setting out to keep it)")
-        return self
-
-    def changes(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True)
+# The project settings' one model lives with the service that applies them (CLI and pages use it too).
+SettingsIn = ProjectSettings
 
 
 class ErrorOut(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from annotation_app.errors import ConflictError, InvalidInputError, NotFoundError
 from annotation_app.models import Label, Polarity, Project
 from annotation_app.services import audit
+from annotation_app.services.project_settings import PROJECT_SETTINGS, check_settings
 
 __all__ = [
     "DEFAULT_LABELS",
@@ -42,24 +43,6 @@ DEFAULT_LABELS: list[dict[str, Any]] = [
     {"name": "Tension", "polarity": "negative", "hotkey": "6",
      "display": {"zh": {"name": "紧张", "description": "紧张、焦虑、不安"}}},
 ]
-
-# Settings a curator may change, with their types (the columns of ``Project``).
-PROJECT_SETTINGS: dict[str, type] = {
-    "overlap_k": int,
-    "consensus_threshold": float,
-    "weighted_consensus": bool,
-    "stage2_extra": int,
-    "gold_rate": float,
-    "lease_minutes": int,
-    "daily_cap": int,
-    "qualification_size": int,
-    "qualification_pass_mark": float,
-    "quality_floor": float,
-    "balance_attributes": list,
-    "balance_wait_minutes": int,
-    "available_window_minutes": int,
-}
-
 
 def load_label_file(path: str | Path) -> list[dict[str, Any]]:
     """Read a label set from JSON (a list), TOML (``[[labels]]``) or CSV (name, polarity[, hotkey])."""
@@ -125,7 +108,7 @@ def create_project(
     if session.scalar(select(Project).where(Project.name == name)) is not None:
         raise ConflictError(f"a project named {name!r} already exists")
     label_rows = validate_labels(labels if labels is not None else DEFAULT_LABELS)
-    project = Project(name=name, **_checked_settings(settings))
+    project = Project(name=name, **check_settings(settings))
     project.labels = [Label(**{**row, "polarity": Polarity(row["polarity"])}) for row in label_rows]
     session.add(project)
     session.flush()
@@ -136,7 +119,7 @@ def create_project(
 
 
 def update_settings(session: Session, project: Project, *, actor_id: int | None = None, **settings: Any) -> Project:
-    checked = _checked_settings(settings)
+    checked = check_settings(settings)
     before = {k: getattr(project, k) for k in checked}
     for key, value in checked.items():
         setattr(project, key, value)
@@ -144,29 +127,6 @@ def update_settings(session: Session, project: Project, *, actor_id: int | None 
                  target_type="project", target_id=project.id, details={"before": before, "after": checked})
     session.flush()
     return project
-
-
-def _checked_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(settings) - set(PROJECT_SETTINGS))
-    if unknown:
-        raise InvalidInputError(f"unknown project setting(s): {', '.join(unknown)}")
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        kind = PROJECT_SETTINGS[key]
-        try:
-            out[key] = list(value) if kind is list else kind(value)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"setting {key} must be {kind.__name__}, got {value!r}") from exc
-    if "consensus_threshold" in out and not 0 < out["consensus_threshold"] <= 1:
-        raise InvalidInputError("consensus_threshold must be in (0, 1]")
-    if "gold_rate" in out and not 0 <= out["gold_rate"] <= 1:
-        raise InvalidInputError("gold_rate must be in [0, 1]")
-    for key in ("overlap_k", "lease_minutes", "daily_cap", "qualification_size", "available_window_minutes"):
-        if key in out and out[key] < 1 and not (key == "qualification_size" and out[key] == 0):
-            raise InvalidInputError(f"{key} must be at least 1")
-    if "balance_wait_minutes" in out and out["balance_wait_minutes"] < 0:
-        raise InvalidInputError("balance_wait_minutes must be at least 0")
-    return out
 
 
 def get_project(session: Session, name: str | None = None) -> Project:
