@@ -14,6 +14,9 @@ One folder per variant (see ``docs/ARCHITECTURE.md``)::
 
 The folder is written beside its destination under a hidden name and swapped in whole: a reader
 sees the old export or the new one, never a mix, and a failed build leaves the old one untouched.
+A killed build leaves its hidden ``.NAME.XXXXXXXX.partial`` folder behind; the next build into the
+same parent folder removes such leftovers, but only when no other build is live there (every
+build holds a shared lock on the parent folder; the sweep needs it exclusively).
 Outputs are byte-identical for identical inputs: rows are sorted, floats have fixed formats, JSON
 keys are sorted, the parquet file carries no pandas metadata, and nothing records a time.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -30,7 +34,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -339,6 +344,45 @@ def export_variant(
     root = Path(media_root) if media_root is not None else None
     report = progress or (lambda done, total: None)
     manifest, source_media = _manifest_and_sources(clips, labels, uploader_salt)
+    with _building_in(dest.parent):
+        _build_and_swap_in(manifest, source_media, labels, dest, build_info, root, media_mode, card, report)
+    report(len(manifest), len(manifest))
+    return dest
+
+
+# The staging folders ``tempfile.mkdtemp(prefix=".NAME.", suffix=".partial")`` makes.
+_STAGING_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
+
+
+@contextmanager
+def _building_in(parent: Path) -> Iterator[None]:
+    """Hold a shared lock on ``parent`` while building into it; sweep dead builds' staging first.
+
+    The kernel drops a killed process's lock, so an exclusive lock that succeeds proves that no
+    build is live in ``parent`` and every staging folder there is debris. When another build holds
+    its lock, nothing is swept (its staging folder is indistinguishable from a dead one's).
+    """
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass
+        else:
+            for entry in parent.iterdir():
+                if _STAGING_RE.match(entry.name) and entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+        # Not atomic (flock releases, then takes): harmless, this build has no staging folder yet.
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _build_and_swap_in(manifest: pd.DataFrame, source_media: np.ndarray, labels: Sequence[Mapping[str, Any]], dest: Path,
+                       build_info: Mapping[str, Any], root: Path | None, media_mode: str,
+                       card: Callable[[Path, pd.DataFrame], None] | None,
+                       report: Callable[[int, int], None]) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
         if media_mode != "none":
@@ -363,5 +407,3 @@ def export_variant(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    report(len(manifest), len(manifest))
-    return dest

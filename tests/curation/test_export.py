@@ -250,3 +250,50 @@ def test_build_reports_progress(tmp_path: Path, inputs, media: Path) -> None:  #
         assert (f"export {build.name}", build.n_clips, build.n_clips) in calls
     assert calls[-1] == ("select clips", 3, 3)
     assert "Not computed" in (tmp_path / "out" / "full" / "README.md").read_text()  # no judgements given
+
+
+_SLOW_BUILD = """
+import json, sys, time
+import pandas as pd
+from curation.export import export_variant
+
+clips = pd.read_pickle(sys.argv[1])
+# The card is written inside the staging folder: sleeping there keeps a build live mid-way.
+export_variant(clips, json.loads(sys.argv[2]), sys.argv[3], build_info={}, uploader_salt="s", media_mode="none",
+               card=lambda folder, manifest: time.sleep(600))
+"""
+
+
+def test_a_killed_builds_staging_folder_is_swept_but_a_live_ones_is_not(tmp_path: Path, inputs) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, candidates = inputs
+    clips = select_variant(candidates, load_recipes(variants=["full"])[0], LABELS, seed=0).clips
+    clips.to_pickle(tmp_path / "clips.pkl")
+    out = tmp_path / "out"
+    out.mkdir()
+    repo = Path(__file__).resolve().parents[2]
+    build = subprocess.Popen([sys.executable, "-c", _SLOW_BUILD, str(tmp_path / "clips.pkl"), json.dumps(LABELS),
+                              str(out / "full")], cwd=repo, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob(".full.*.partial/manifest.csv")) and time.monotonic() < deadline:
+            assert build.poll() is None, build.stderr.read().decode() if build.stderr else ""
+            time.sleep(0.05)
+        staging = list(out.glob(".full.*.partial"))
+        assert len(staging) == 1, "the live build has its staging folder"
+
+        export_variant(clips, LABELS, out / "balanced", build_info={}, uploader_salt="s", media_mode="none")
+        assert staging[0].is_dir(), "a live build's staging folder is left alone"
+    finally:
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+        if build.stderr:
+            build.stderr.close()
+    assert staging[0].is_dir(), "killed mid-build: its staging folder is debris now"
+
+    export_variant(clips, LABELS, out / "balanced", build_info={}, uploader_salt="s", media_mode="none")
+    assert sorted(p.name for p in out.iterdir()) == ["balanced"]
