@@ -37,8 +37,9 @@ def queue(session: SessionDep, project: ProjectDep, user: ExpertUser) -> dict[st
 
 @router.get("/clips/{clip_id}")
 def evidence(clip_id: ResourceId, session: SessionDep, project: ProjectDep, user: ExpertUser) -> dict[str, Any]:
-    """The anonymised label distribution and each label's annotator reliability (no names)."""
-    data = adjudication.clip_evidence(session, project, clip_id)
+    """The anonymised label distribution and each label's annotator reliability (no names); only for a clip
+    in the expert queue, and never to someone who labelled it in stage 1 or 2."""
+    data = adjudication.clip_evidence(session, project, clip_id, viewer=user)
     return {**data, "labels": label_views(project, user)}
 
 

@@ -30,7 +30,9 @@ def queue_page(request: Request, session: SessionDep, project: ProjectDep, user:
 
 @router.get("/clips/{clip_id}")
 def clip_page(clip_id: ResourceId, request: Request, session: SessionDep, project: ProjectDep, user: ExpertUser) -> Response:
-    evidence = adjudication.clip_evidence(session, project, clip_id)
+    labelled_in = adjudication.judged_in_open_stages(session, user.id, clip_id)
+    # Someone who labelled the clip gets the page without the others' votes (it says who decides).
+    evidence = None if labelled_in else adjudication.clip_evidence(session, project, clip_id, viewer=user)
     clip = session.get(Clip, clip_id)
     return render(request, "expert_clip.html", {
         "project": project,
@@ -38,7 +40,7 @@ def clip_page(clip_id: ResourceId, request: Request, session: SessionDep, projec
         "evidence": evidence,
         "labels": label_views(project, user),
         "sources": media_sources(request, clip_id, clip.media_path if clip else None),
-        "labelled_in": adjudication.judged_in_open_stages(session, user.id, clip_id),
+        "labelled_in": labelled_in,
     })
 
 

@@ -78,11 +78,23 @@ def expert_queue(
     ]
 
 
-def clip_evidence(session: Session, project: Project, clip_id: int) -> dict[str, Any]:
-    """What the expert sees: the anonymised distribution and each label's mean annotator reliability."""
+def clip_evidence(session: Session, project: Project, clip_id: int, *, viewer: Any) -> dict[str, Any]:
+    """What the expert sees: the anonymised distribution and each label's mean annotator reliability.
+
+    Labelling is blind for experts too (DESIGN §3: nobody sees another's label in stages 1-2, and
+    experts also annotate): the votes are shown only for a clip waiting in the expert queue
+    (``ConflictError`` otherwise: it may still come to ``viewer`` in stage 1 or 2), and never to
+    someone who judged it in stage 1 or 2 (``PermissionDeniedError``), even once it is queued.
+    """
     clip = session.get(Clip, clip_id)
     if clip is None or clip.project_id != project.id:
         raise NotFoundError(f"no clip {clip_id} in project {project.name!r}")
+    if clip.status != ClipStatus.expert:
+        raise ConflictError(f"clip {clip_id} is not waiting for an expert: its votes stay hidden")
+    labelled_in = judged_in_open_stages(session, viewer.id, clip.id)
+    if labelled_in is not None:
+        raise PermissionDeniedError(
+            f"you labelled clip {clip_id} in stage {labelled_in}: the others' votes stay hidden from you")
     cast = stages.votes(session, clip.id)
     rel = quality.reliability(session, project, {a for a, _ in cast})
     distribution: Counter[str] = Counter(name for _, name in cast)
@@ -149,7 +161,7 @@ def adjudicate(
     if labelled_in is not None:
         raise PermissionDeniedError(
             f"you labelled clip {clip_id} in stage {labelled_in}: another expert decides it")
-    evidence = clip_evidence(session, project, clip.id)
+    evidence = clip_evidence(session, project, clip.id, viewer=expert)
     decision = Adjudication(
         clip_id=clip.id, expert_id=expert.id, label_id=label_row.id if label_row else None, discarded=discard,
         reason=reason, label_distribution=evidence["distribution"], created_at=now,

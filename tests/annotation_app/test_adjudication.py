@@ -32,11 +32,11 @@ def _contested(session: Session):  # noqa: ANN202
 
 
 def test_queue_and_evidence_are_anonymised(session: Session) -> None:
-    project, clips, people, _ = _contested(session)
+    project, clips, people, expert = _contested(session)
     queue = adjudication.expert_queue(session, project)
     assert [q["clip_id"] for q in queue] == sorted(c.id for c in clips)
     assert all(q["n_judgements"] == 2 for q in queue)
-    evidence = adjudication.clip_evidence(session, project, clips[0].id)
+    evidence = adjudication.clip_evidence(session, project, clips[0].id, viewer=expert)
     assert evidence["distribution"] == {"Excitation": 0, "Fear": 1, "Neutral": 0, "Relaxation": 0, "Sadness": 1,
                                         "Tension": 0}
     assert evidence["reliability"]["Fear"] == pytest.approx(0.7)  # the prior: no track record yet
@@ -44,7 +44,18 @@ def test_queue_and_evidence_are_anonymised(session: Session) -> None:
     text = repr(evidence)
     assert all(p.username not in text for p in people)
     with pytest.raises(NotFoundError):
-        adjudication.clip_evidence(session, project, 10**9)
+        adjudication.clip_evidence(session, project, 10**9, viewer=expert)
+
+
+def test_evidence_is_blind_for_anyone_who_may_still_label_or_did_label(session: Session) -> None:
+    project, clips, people, expert = _contested(session)
+    # Someone who labelled the clip in stage 1 sees nobody else's vote, even once it is queued.
+    with pytest.raises(PermissionDeniedError, match="stay hidden from you"):
+        adjudication.clip_evidence(session, project, clips[0].id, viewer=people[0])
+    # A clip still in stage 1 or 2 may yet be served to this expert: no votes before that.
+    fresh = make_clips(session, project, 1)[0]
+    with pytest.raises(ConflictError, match="not waiting for an expert"):
+        adjudication.clip_evidence(session, project, fresh.id, viewer=expert)
 
 
 def test_expert_picks_the_final_label_once(session: Session) -> None:

@@ -326,6 +326,10 @@ def test_an_expert_leaves_a_clip_they_labelled_to_another_and_the_curator_is_tol
     clients = {name: env.login(name) for name in ("annotator", "annotator2", "expert")}
     for name, label in (("annotator", "Fear"), ("annotator2", "Sadness"), ("expert", "Neutral")):
         item = clients[name].get("/api/work/next").json()["item"]
+        if name == "expert":  # served in stage 1: the others' votes stay hidden (#22)
+            early = clients[name].get(f"/api/expert/clips/{item['clip_id']}")
+            assert early.status_code == 409 and "not waiting for an expert" in early.json()["detail"]
+            assert clients[name].get(f"/expert/clips/{item['clip_id']}").status_code == 409
         assert clients[name].post("/api/work/submit", json={
             "assignment_id": item["assignment_id"], "label": label,
             "client_request_id": uuid.uuid4().hex}).status_code == 200
@@ -338,6 +342,8 @@ def test_an_expert_leaves_a_clip_they_labelled_to_another_and_the_curator_is_tol
     assert 'id="labelled-by-you"' in queue and f"({clip_id})" in queue
     page = expert.get(f"/expert/clips/{clip_id}").text
     assert "another expert decides it" in page and 'id="adjudicate-form"' not in page
+    assert 'id="distribution"' not in page  # nor, having labelled it, the others' votes (#22)
+    assert expert.get(f"/api/expert/clips/{clip_id}").status_code == 403
     refused = expert.post(f"/api/expert/clips/{clip_id}/adjudicate", json={"label": "Fear"})
     assert refused.status_code == 403 and "you labelled clip" in refused.json()["detail"]
     curator = env.login("curator")
