@@ -949,9 +949,9 @@ def correct(
     session.refresh(old)
     if not old.live:
         raise ConflictError(f"judgement {judgement_id} was already corrected")
-    if old.stage not in stages.OPEN_STAGES or clip.status == ClipStatus.gold:
-        raise ConflictError("gold answers cannot be corrected")
-    if clip.status != ClipStatus.active or clip.stage != old.stage:
+    if old.stage not in stages.OPEN_STAGES:
+        raise ConflictError("qualification answers cannot be corrected")
+    if not _correctable(project, old, clip.status, clip.stage, now):
         raise ConflictError(f"stage {old.stage} of clip {clip.id} is closed; the judgement can no longer change")
     if confidence is None:
         confidence = old.confidence
@@ -975,16 +975,36 @@ def correct(
             if twin is not None:
                 return _duplicate(session, project, twin)
         raise
-    stages.advance(session, project, clip, now=now)
+    if clip.status != ClipStatus.gold:  # a hidden gold answer keeps its first score (gold.record_answer)
+        stages.advance(session, project, clip, now=now)
     return SubmitResult(judgement_id=new.id, duplicate=False, qualification=None)
+
+
+def _correctable(project: Project, judgement: Judgement, status: ClipStatus, stage: int | None, now: datetime) -> bool:
+    """Whether the annotator may still correct ``judgement``: while its clip's stage is open.
+
+    A hidden gold clip has no stage that closes, yet must look like any other clip (DESIGN §3): had
+    it stayed uncorrectable, ``correctable: false`` beside open clips' ``true`` gave it away. Its
+    answer is correctable for ``lease_minutes`` after it was given, about as long as an ordinary
+    stage stays open around one's own judgement, and a correction keeps the first answer's score.
+    """
+    if judgement.stage not in stages.OPEN_STAGES:
+        return False
+    if status == ClipStatus.gold:
+        return aware(judgement.submitted_at) + timedelta(minutes=project.lease_minutes) > now
+    return status == ClipStatus.active and stage == judgement.stage
 
 
 # ----------------------------------------------------------------------------------------------
 # Views for the annotator
 
 
-def recent_judgements(session: Session, project: Project, annotator: User, *, limit: int = 20) -> list[dict[str, Any]]:
-    """The annotator's own live judgements, newest first, and whether each can still be corrected."""
+def recent_judgements(
+    session: Session, project: Project, annotator: User, *, limit: int = 20, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The annotator's own live judgements, newest first, and whether each can still be corrected
+    (hidden gold looks like any clip here: see :func:`_correctable`)."""
+    now = utc_now(now)
     rows = session.execute(
         select(Judgement, Clip.status, Clip.stage)
         .join(Clip, Clip.id == Judgement.clip_id)
@@ -1005,7 +1025,7 @@ def recent_judgements(session: Session, project: Project, annotator: User, *, li
             "broken": j.broken,
             "flag_reason": j.flag_reason,
             "submitted_at": aware(j.submitted_at),
-            "correctable": j.stage in stages.OPEN_STAGES and status == ClipStatus.active and stage == j.stage,
+            "correctable": _correctable(project, j, status, stage, now),
         })
     return out
 

@@ -80,6 +80,32 @@ def test_hidden_gold_looks_like_stage_one_and_is_scored(session: Session) -> Non
     assert work.next_item(session, project, annotator, now=T0).clip_id != item_gold.clip_id
 
 
+def test_hidden_gold_is_indistinguishable_in_my_recent(session: Session) -> None:
+    # #22: a hidden gold answer showed correctable: false beside open clips' true.
+    project = make_project(session, gold_rate=1.0, overlap_k=3, balance_attributes=[])
+    [item_gold] = make_gold(session, project, 1, label="Tension", purpose="hidden")
+    make_clips(session, project, 1)
+    annotator = make_annotator(session)
+    gold_item, _ = _answer(session, project, annotator, "Fear")
+    ordinary, _ = _answer(session, project, annotator, "Fear")
+    assert (gold_item.clip_id, ordinary.clip_id != item_gold.clip_id) == (item_gold.clip_id, True)
+    soon = T0 + timedelta(minutes=1)
+    rows = work.recent_judgements(session, project, annotator, now=soon)
+    by_clip = {r["clip_id"]: r for r in rows}
+    hidden, plain = by_clip[gold_item.clip_id], by_clip[ordinary.clip_id]
+    differing = {k for k in hidden if hidden[k] != plain[k]}
+    assert differing == {"judgement_id", "clip_id"}, (hidden, plain)
+    assert hidden["correctable"] is True
+    # The correction goes through like any other and keeps the first answer's score.
+    work.correct(session, project, annotator, judgement_id=hidden["judgement_id"], label="Tension",
+                 client_request_id=unique("req"), now=soon)
+    [score] = session.scalars(select(GoldResult).where(GoldResult.annotator_id == annotator.id)).all()
+    assert score.correct is False
+    later = T0 + timedelta(minutes=project.lease_minutes + 1)
+    assert {r["clip_id"]: r["correctable"] for r in work.recent_judgements(session, project, annotator, now=later)}[
+        gold_item.clip_id] is False
+
+
 def test_no_hidden_gold_when_the_rate_is_zero(session: Session) -> None:
     project = make_project(session, gold_rate=0.0)
     golds = make_gold(session, project, 3, purpose="hidden")
