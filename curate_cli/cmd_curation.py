@@ -145,6 +145,11 @@ def _print_report(console: Console, report: dict[str, Any], source: str) -> None
         console.print(_alpha_table(f"α per annotator group: {column}", column, groups))
     fleiss = report["fleiss_kappa"]
     console.print(f"Fleiss' κ: {_fmt(fleiss['value'])}" + (f"  ({fleiss['reason']})" if fleiss["reason"] else ""))
+    for stage, by_stage in report.get("fleiss_kappa_by_stage", {}).items():
+        console.print(f"Fleiss' κ, stage {stage}: {_fmt(by_stage['value'])}"
+                      + (f"  ({by_stage['reason']})" if by_stage["reason"] else ""))
+    if summary.get("n_expert_judgements_left_out"):
+        console.print(f"Crowd coders only: {summary['n_expert_judgements_left_out']} expert (stage 3) decisions left out")
     kappas = [p["kappa"] for p in report["pairwise_kappa"] if p["kappa"] is not None]
     if kappas:
         console.print(
@@ -236,15 +241,19 @@ def aggregate(
         str | None, typer.Option("--project", help="Project (its label set; its database when no file). Default: the only one.")
     ] = None,
     labels: Annotated[Path | None, typer.Option("--labels", help=_LABELS_HELP)] = None,
+    include_gold: Annotated[
+        bool, typer.Option("--include-gold", help="Keep gold clips in the output, flagged in an is_gold column (default: left out).")
+    ] = False,
 ) -> None:
     """Aggregate judgements into one label per clip, with confidence, number of judgements and how it
-    was resolved (unanimous, consensus, adjudicated, tie, below-threshold)."""
-    from curation.aggregation import resolve
+    was resolved (unanimous, consensus, adjudicated, tie, below-threshold). Gold clips are not
+    dataset clips: they are left out unless --include-gold."""
+    from curation.aggregation import agreement_patterns, resolve
 
     console = _console()
     table, source = _load(judgements_file, project, labels)
     with console.status(f"aggregating ({method.value})…"):
-        result = resolve(table, threshold=threshold, method=method.value)
+        result = resolve(table, threshold=threshold, method=method.value, include_gold=include_gold)
     _write_table(result, out)
     summary = Table(title=f"{len(result)} clips from {source} ({method.value}, threshold {threshold:g})", title_justify="left")
     summary.add_column("resolved by")
@@ -253,8 +262,13 @@ def aggregate(
     for how, n in result["resolved_by"].value_counts().items():
         summary.add_row(str(how), str(n), f"{n / max(len(result), 1):.1%}")
     console.print(summary)
+    patterns = agreement_patterns(result)
+    console.print("by agreement pattern (where label noise sits): "
+                  + ", ".join(f"{k} {int(v)}" for k, v in patterns["clips"].items()))
     per_label = result.loc[result["is_resolved"], "label"].value_counts()
     console.print("resolved per label: " + ", ".join(f"{k} {v}" for k, v in per_label.items()))
+    if include_gold:
+        console.print(f"gold clips included and flagged (is_gold): {int(result['is_gold'].sum())}")
     console.print(f"written to {out}")
 
 

@@ -3,8 +3,11 @@
 Aggregators follow Toloka crowd-kit's shape: hyper-parameters are constructor fields, learned state
 ends in ``_``, ``fit(df)`` returns ``self``, ``fit_predict(df)`` gives a label per clip and
 ``fit_predict_proba(df)`` a clips × labels table. Unlike crowd-kit, ties are reported (label
-``None``), never broken silently, unless ``on_tie="first"`` asks for crowd-kit's rule (the first
-label in label-set order).
+``None``), never broken silently, unless ``on_tie="first"`` asks for the first tied label in
+label-set order. That is *not* crowd-kit's rule: crowd-kit 1.4.2 takes ``idxmax`` over columns in
+the order its ``value_counts()`` first lists each label (largest single clip-and-label count
+first), so on tied clips the two can pick different labels (4 of s_face's tasks, 32 of s_dog's);
+off ties they agree.
 
 >>> import pandas as pd
 >>> df = pd.DataFrame({"clip_id": ["c1"] * 3 + ["c2"] * 2, "annotator_id": ["a", "b", "c", "a", "b"],
@@ -18,22 +21,25 @@ Consensus(label='Fear', share=0.6, counts={'Fear': 3.0, 'Neutral': 1.0, 'Sadness
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from curation.errors import CurationError, InsufficientDataError
-from curation.judgements import JudgementCodes, LabelsArg, _require_labelled, encode_judgements
+from curation.errors import CurationError, InsufficientDataError, InvalidTableError
+from curation.judgements import JudgementCodes, LabelsArg, _require_labelled, encode_judgements, validate_judgements
 
 __all__ = [
     "Consensus",
     "consensus",
     "resolve",
     "RESOLVED_BY",
+    "EXPERT_ROLES",
+    "agreement_patterns",
+    "pattern_sort_key",
     "MajorityVote",
     "DawidSkene",
     "WeightedVote",
@@ -41,6 +47,8 @@ __all__ = [
 ]
 
 OnTie = Literal["report", "first"]
+ExpertRole = Literal["override", "source"]
+EXPERT_ROLES: tuple[str, ...] = ("override", "source")
 RESOLVED_BY = ("unanimous", "consensus", "adjudicated", "tie", "below-threshold")
 METHODS = ("majority", "dawid-skene", "weighted")
 EXPERT_STAGE = 3
@@ -200,7 +208,8 @@ class MajorityVote(_Aggregator):
     """Majority vote: the share of each label among a clip's judgements.
 
     ``on_tie="report"`` (default) gives label None on a tie; ``"first"`` takes the first tied label
-    in label-set order (crowd-kit's rule). ``ties_`` marks tied clips either way.
+    in label-set order (not crowd-kit's rule on ties: see the module docstring). ``ties_`` marks
+    tied clips either way.
     """
 
     on_tie: OnTie = "report"
@@ -407,88 +416,125 @@ def resolve(
     method: str = "majority",
     labels: LabelsArg = None,
     skills: pd.Series | None = None,
+    expert: ExpertRole = "override",
+    expert_weight: float = 1.0,
+    include_gold: bool = False,
 ) -> pd.DataFrame:
     """Resolve every clip of a judgements table: its label, confidence and how it was reached.
 
     Returns a table indexed by ``clip_id`` with ``label`` (None if unresolved), ``confidence`` (the
-    share of the label — weighted for ``method="weighted"`` — or its Dawid–Skene posterior),
-    ``n_judgements`` (labelled judgements, all stages), ``resolving_stage`` (the highest stage of the
-    judgements that resolved it; 3 for an expert's call; <NA> if unresolved), ``resolved_by`` (one of
-    :data:`RESOLVED_BY`), ``is_resolved`` and ``unanimous`` (≥ 2 non-expert judgements, all alike).
+    crowd's share of the label — weighted for ``method="weighted"`` — or its Dawid–Skene posterior),
+    ``n_judgements`` (labelled judgements, all stages, expert rows included),
+    ``n_crowd_judgements`` (labelled stage-1/2 judgements: the crowd), ``resolving_stage`` (the
+    highest crowd stage that resolved it; 3 for an expert's call; <NA> if unresolved),
+    ``resolved_by`` (one of :data:`RESOLVED_BY`), ``is_resolved``, ``unanimous`` (≥ 2 crowd
+    judgements, all alike) and ``agreement_pattern`` (one of :data:`AGREEMENT_PATTERNS`' kinds:
+    ``"k/n"`` for a clip resolved at stage 1 by k of its n crowd labels, ``"stage 2"``,
+    ``"expert"``, or ``"unresolved"``: where label noise sits).
 
-    A stage-3 judgement is an expert's final call and wins (two experts who disagree make a "tie");
-    its ``confidence`` is the share (or posterior) of the expert's label among all the clip's
-    judgements, so an expert who overrules the crowd shows a low one. Other clips are resolved on all
-    their stage-1/2 judgements when the top share reaches ``threshold`` without a tie; their
-    ``confidence`` is that top share even when unresolved. "Can't judge" rows (no label) count
-    nowhere; a clip with only such rows is kept with ``n_judgements`` 0. Gold clips are resolved
-    like any other (agreement, not resolution, leaves them out).
+    **Crowd and expert are kept apart.** The aggregators (weighted vote skills, Dawid–Skene's
+    confusion matrices) are fitted on crowd judgements only (stages 1–2); a stage-3 judgement is
+    an expert's final decision. With ``expert="override"`` (default) it wins (two experts who
+    disagree make a "tie"), and the clip's ``confidence`` is the crowd's share (or posterior) of
+    the expert's label, so an expert who overrules the crowd shows a low one (1.0 when no crowd
+    label exists). With ``expert="source"`` the expert's label is one more vote of weight
+    ``expert_weight`` added to the crowd's scores (counts, weighted counts or the posterior, which
+    sums to 1), and the clip resolves by the usual check; "adjudicated" then means the expert's
+    label won. Other clips are resolved on all their crowd judgements when the top share reaches
+    ``threshold`` without a tie; their ``confidence`` is that top share even when unresolved.
+    "Can't judge" rows (no label) count nowhere; a clip with only such rows is kept with
+    ``n_judgements`` 0.
+
+    **Gold clips are not dataset clips.** Rows with ``is_gold`` are left out unless
+    ``include_gold=True``; the result then has an ``is_gold`` column flagging them.
 
     >>> import pandas as pd
     >>> df = pd.DataFrame({"clip_id": ["c1", "c1", "c1", "c2", "c2"], "annotator_id": ["a", "b", "c", "a", "b"],
     ...                    "label": ["Fear", "Fear", "Fear", "Fear", "Neutral"]})
-    >>> resolve(df)[["label", "resolved_by"]].to_dict("index")
-    {'c1': {'label': 'Fear', 'resolved_by': 'unanimous'}, 'c2': {'label': None, 'resolved_by': 'tie'}}
+    >>> resolve(df)[["label", "resolved_by", "agreement_pattern"]].to_dict("index")
+    {'c1': {'label': 'Fear', 'resolved_by': 'unanimous', 'agreement_pattern': '3/3'}, 'c2': {'label': None, 'resolved_by': 'tie', 'agreement_pattern': 'unresolved'}}
     """
     _check_threshold(threshold)
     if method not in METHODS:
         raise CurationError(f"unknown aggregation method {method!r} (choose from {', '.join(METHODS)})")
-    codes = encode_judgements(judgements, labels=labels)
+    if expert not in EXPERT_ROLES:
+        raise CurationError(f"expert must be one of {', '.join(EXPERT_ROLES)}, not {expert!r}")
+    if isinstance(expert_weight, bool) or not isinstance(expert_weight, int | float) or not (
+            math.isfinite(expert_weight) and expert_weight > 0):
+        raise CurationError(f"expert_weight must be a number above 0, not {expert_weight!r}")
+    table = validate_judgements(judgements, labels)
+    gold_rows = table["is_gold"].to_numpy(dtype=bool)
+    if not include_gold and gold_rows.any():
+        table = table[~gold_rows]
+    codes = encode_judgements(table)
     # An empty (or header-only) table has nothing to resolve; without this, the label set found in
     # it is empty and the arg-max below fails on zero columns.
     _require_labelled(codes, "resolving clips")
     n_clips, n_labels = len(codes.clips), codes.n_labels
     labelled = codes.label >= 0
-    expert = codes.stage >= EXPERT_STAGE
+    expert_rows = codes.stage >= EXPERT_STAGE
+    crowd_rows = ~expert_rows
 
-    crowd_counts = codes.counts(mask=~expert)  # (clips, labels)
-    all_counts = codes.counts()
-    n_judgements = all_counts.sum(axis=1).astype(np.int64)
+    crowd_counts = codes.counts(mask=crowd_rows)  # (clips, labels)
+    n_judgements = codes.counts().sum(axis=1).astype(np.int64)
+    n_crowd = crowd_counts.sum(axis=1).astype(np.int64)
+    crowd_table = table[table["stage"].to_numpy() < EXPERT_STAGE]
+    crowd_labelled = bool((labelled & crowd_rows).any())
 
-    if method == "majority" or not labelled.any():
-        scores_all = all_counts
+    if method == "majority" or not crowd_labelled:
         crowd_scores = crowd_counts
     elif method == "weighted":
-        model = WeightedVote().fit(judgements, labels, skills=skills)
-        weight = model.skills_.to_numpy()[codes.annotator]
-        scores_all = codes.counts(weights=weight)
-        crowd_scores = codes.counts(mask=~expert, weights=weight)
+        model = WeightedVote().fit(crowd_table, skills=skills)
+        # Experts who only adjudicate have no crowd skill; their rows are masked out anyway.
+        weight = model.skills_.reindex(codes.annotators).fillna(0.0).to_numpy()[codes.annotator]
+        crowd_scores = codes.counts(mask=crowd_rows, weights=weight)
     else:
-        model = DawidSkene().fit(judgements, labels)
-        posterior = model.probas_.reindex(codes.clips).fillna(0.0).to_numpy()
-        scores_all = posterior
-        crowd_scores = posterior
-    crowd_totals = crowd_scores.sum(axis=1)
-    crowd_share = np.divide(crowd_scores, crowd_totals[:, None], out=np.zeros_like(crowd_scores), where=crowd_totals[:, None] > 0)
-    top_index, top_share, is_tie = _top_and_ties(crowd_share)
-    crowd_resolved = (~is_tie) & (top_share >= threshold - _SLACK) & (crowd_totals > 0)
+        model = DawidSkene().fit(crowd_table)
+        crowd_scores = model.probas_.reindex(codes.clips).fillna(0.0).to_numpy()
 
     # Expert calls: the (normally single) stage-3 label; several disagreeing experts are a tie.
-    expert_counts = codes.counts(mask=expert)
+    expert_counts = codes.counts(mask=expert_rows)
     has_expert = expert_counts.sum(axis=1) > 0
     expert_index, _, expert_tie = _top_and_ties(expert_counts)
-    all_totals = scores_all.sum(axis=1)
-    all_share = np.divide(scores_all, all_totals[:, None], out=np.zeros_like(scores_all), where=all_totals[:, None] > 0)
 
-    crowd_n = crowd_counts.sum(axis=1)
-    unanimous = (crowd_n >= 2) & ((crowd_counts > 0).sum(axis=1) == 1)
+    scores = crowd_scores + expert_weight * expert_counts if expert == "source" else crowd_scores
+    totals = scores.sum(axis=1)
+    share = np.divide(scores, totals[:, None], out=np.zeros_like(scores), where=totals[:, None] > 0)
+    top_index, top_share, is_tie = _top_and_ties(share)
+    vote_resolved = (~is_tie) & (top_share >= threshold - _SLACK) & (totals > 0)
+
+    unanimous = (n_crowd >= 2) & ((crowd_counts > 0).sum(axis=1) == 1)
     max_stage = np.zeros(n_clips, dtype=np.int64)
-    np.maximum.at(max_stage, codes.clip[labelled & ~expert], codes.stage[labelled & ~expert])
+    np.maximum.at(max_stage, codes.clip[labelled & crowd_rows], codes.stage[labelled & crowd_rows])
 
-    label_index = np.where(has_expert, expert_index, top_index)
-    is_resolved = np.where(has_expert, ~expert_tie, crowd_resolved)
-    confidence = np.where(
-        has_expert,
-        all_share[np.arange(n_clips), expert_index],
-        top_share,
-    )
+    if expert == "override":
+        decides = has_expert  # the expert's decision is final
+        label_index = np.where(decides, expert_index, top_index)
+        is_resolved = np.where(decides, ~expert_tie, vote_resolved)
+        crowd_totals = crowd_scores.sum(axis=1)
+        crowd_share_of_expert = np.divide(
+            crowd_scores[np.arange(n_clips), expert_index], crowd_totals,
+            out=np.ones(n_clips), where=crowd_totals > 0)
+        confidence = np.where(decides, crowd_share_of_expert, top_share)
+        adjudicated = decides & ~expert_tie
+    else:
+        decides = np.zeros(n_clips, dtype=bool)
+        label_index, is_resolved, confidence = top_index, vote_resolved, top_share
+        adjudicated = has_expert & ~expert_tie & vote_resolved & (top_index == expert_index)
     resolved_by = np.full(n_clips, "below-threshold", dtype=object)
-    resolved_by[~has_expert & is_tie] = "tie"
-    resolved_by[~has_expert & crowd_resolved] = "consensus"
-    resolved_by[~has_expert & crowd_resolved & unanimous] = "unanimous"
-    resolved_by[has_expert & ~expert_tie] = "adjudicated"
-    resolved_by[has_expert & expert_tie] = "tie"
-    stage = np.where(has_expert, EXPERT_STAGE, max_stage)
+    resolved_by[~decides & is_tie] = "tie"
+    resolved_by[~decides & vote_resolved] = "consensus"
+    resolved_by[~decides & vote_resolved & unanimous] = "unanimous"
+    resolved_by[adjudicated] = "adjudicated"
+    resolved_by[decides & expert_tie] = "tie"
+    stage = np.where(adjudicated, EXPERT_STAGE, max_stage)
+
+    top_count = crowd_counts.max(axis=1) if n_labels else np.zeros(n_clips)
+    pattern = np.full(n_clips, "unresolved", dtype=object)
+    at_stage_one = is_resolved & ~adjudicated & (max_stage <= 1)
+    pattern[at_stage_one] = [f"{int(k)}/{int(n)}" for k, n in zip(top_count[at_stage_one], n_crowd[at_stage_one], strict=True)]
+    pattern[is_resolved & ~adjudicated & (max_stage >= 2)] = "stage 2"
+    pattern[adjudicated] = "expert"
 
     names = np.asarray(codes.labels, dtype=object)[label_index] if n_labels else np.full(n_clips, None, dtype=object)
     names[~is_resolved] = None
@@ -497,15 +543,62 @@ def resolve(
             "label": pd.Series(names, index=codes.clips, dtype=object),
             "confidence": confidence.astype(float),
             "n_judgements": n_judgements,
+            "n_crowd_judgements": n_crowd,
             "resolving_stage": pd.array(np.where(is_resolved, stage, 0), dtype="Int64"),
             "resolved_by": resolved_by,
             "is_resolved": is_resolved.astype(bool),
             "unanimous": unanimous.astype(bool),
+            "agreement_pattern": pattern,
         },
         index=codes.clips,
     )
     out.loc[~is_resolved, "resolving_stage"] = pd.NA
+    if include_gold:
+        gold_clips = set(table.loc[table["is_gold"].to_numpy(dtype=bool), "clip_id"])
+        out["is_gold"] = out.index.isin(list(gold_clips))
     out.attrs["method"] = method
     out.attrs["threshold"] = threshold
+    out.attrs["expert"] = expert
     out.attrs["labels"] = list(codes.labels)
     return out
+
+
+def agreement_patterns(resolution: pd.DataFrame, truth: Mapping[Any, str] | pd.Series | None = None) -> pd.DataFrame:
+    """Resolved clips by agreement pattern ("3/5", "4/5", "5/5", "stage 2", "expert" …): counts,
+    share, mean confidence and, given the true labels (``truth``: clip_id → label, e.g. gold or a
+    simulation's), the accuracy of each kind, so a curator sees where label noise sits.
+
+    Rows are ordered stage-1 patterns first (by n, then k), then stage 2, expert, unresolved.
+
+    >>> import pandas as pd
+    >>> r = resolve(pd.DataFrame({"clip_id": list("aaabbb"), "annotator_id": list("xyzxyz"),
+    ...                           "label": ["F", "F", "F", "F", "F", "N"]}))
+    >>> agreement_patterns(r)["clips"].to_dict()
+    {'2/3': 1, '3/3': 1}
+    """
+    if "agreement_pattern" not in resolution.columns:
+        raise InvalidTableError("the resolution table has no 'agreement_pattern' column (from curation.aggregation.resolve)")
+    patterns = resolution["agreement_pattern"].astype(str)
+    groups = sorted(patterns.unique(), key=pattern_sort_key)
+    out = pd.DataFrame(index=pd.Index(groups, name="agreement_pattern"))
+    out["clips"] = patterns.value_counts().reindex(groups).astype(np.int64)
+    out["share"] = out["clips"] / max(len(resolution), 1)
+    out["mean_confidence"] = pd.to_numeric(resolution["confidence"], errors="coerce").groupby(patterns).mean().reindex(groups)
+    if truth is not None:
+        known = pd.Series(truth, dtype=object)
+        known.index = known.index.astype(str)
+        true_label = pd.Series(resolution.index.astype(str), index=resolution.index).map(known)
+        right = (resolution["label"].astype(object) == true_label) & true_label.notna() & resolution["label"].notna()
+        n_known = (true_label.notna() & resolution["label"].notna()).groupby(patterns).sum()
+        out["n_with_truth"] = n_known.reindex(groups).fillna(0).astype(np.int64)
+        out["accuracy"] = (right.groupby(patterns).sum().reindex(groups) / out["n_with_truth"].where(out["n_with_truth"] > 0))
+    return out
+
+
+def pattern_sort_key(pattern: str) -> tuple[int, int, int]:
+    """Report order of agreement patterns: stage-1 "k/n" (by n, then k), "stage 2", "expert", the rest."""
+    if "/" in pattern:
+        k, n = pattern.split("/", 1)
+        if k.isdigit() and n.isdigit():
+            return (0, int(n), int(k))
+    return ({"stage 2": 1, "expert": 2}.get(pattern, 3), 0, 0)

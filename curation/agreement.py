@@ -54,6 +54,7 @@ LEVELS: tuple[str, ...] = ("nominal", "ordinal", "interval", "ratio")
 # Above this many (clips × V²) cells the bootstrap builds each replicate's coincidences from the
 # counts instead of keeping a per-clip matrix (160 MB at this size).
 _PER_CLIP_LIMIT = 20_000_000
+_EXPERT_STAGE = 3
 # Annotator attributes the report breaks agreement down by when the table has them (DESIGN §3).
 GROUP_COLUMNS: tuple[str, ...] = ("gender", "age_band", "region", "language", "background")
 
@@ -620,6 +621,13 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [_jsonable(row) for row in frame.reset_index().to_dict("records")]
 
 
+def _fleiss_or_reason(rows: pd.DataFrame) -> dict[str, Any]:
+    try:
+        return {"value": fleiss_kappa(rows, include_gold=True), "reason": None}
+    except InsufficientDataError as exc:
+        return {"value": None, "reason": str(exc)}
+
+
 def agreement_report(
     df: pd.DataFrame,
     *,
@@ -634,9 +642,14 @@ def agreement_report(
 ) -> dict[str, Any]:
     """Everything the CLI and the dashboard show about agreement, as a JSON-ready dict.
 
+    Crowd coders only: stage-3 (expert) rows are left out and counted in
+    ``summary.n_expert_judgements_left_out``.
+
     Keys: ``summary`` (counts, label set, level), ``alpha`` (overall, with interval and reading),
     ``alpha_by_stage``, ``alpha_by_label`` (one-vs-rest), ``alpha_by_group`` (per annotator
-    attribute), ``fleiss_kappa`` (value or reason), ``pairwise_kappa`` (list of pairs),
+    attribute), ``fleiss_kappa`` (value or reason, over all crowd judgements),
+    ``fleiss_kappa_by_stage`` (per stage, so a stage with complete overlap gets its κ even when
+    stage 2 adds labels to some clips), ``pairwise_kappa`` (list of pairs),
     ``annotators`` (the reliability report, see :mod:`curation.reliability`), ``gold``,
     ``consensus_confusion`` (labels and matrix).
     """
@@ -645,6 +658,13 @@ def agreement_report(
     table = validate_judgements(df, labels)
     if not table["label"].notna().any():
         raise InsufficientDataError("agreement needs at least one labelled judgement; the table has none")
+    # Agreement is the crowd's: an expert's stage-3 decision is a final call, not one more coder
+    # (counting it made Fleiss' κ "undefined" on a stage 1 with complete overlap).
+    expert_rows = table["stage"].to_numpy() >= _EXPERT_STAGE
+    n_expert = int((expert_rows & table["label"].notna().to_numpy()).sum())
+    table = table[~expert_rows]
+    if not table["label"].notna().any():
+        raise InsufficientDataError("agreement needs at least one labelled crowd (stage 1-2) judgement; the table has none")
     rows = _agreement_rows(table, None, include_gold)
     names = [str(c) for c in table["label"].cat.categories]
     labelled = rows["label"].notna()
@@ -657,10 +677,9 @@ def agreement_report(
     by_stage = alpha_by(rows, "stage", level=level, include_gold=True, **ci)
     groups = [c for c in (GROUP_COLUMNS if group_columns is None else group_columns) if c in rows.columns]
     by_group = {g: {str(k): result(v) for k, v in alpha_by(rows, g, level=level, include_gold=True, **ci).items()} for g in groups}
-    try:
-        fleiss: dict[str, Any] = {"value": fleiss_kappa(rows, include_gold=True), "reason": None}
-    except InsufficientDataError as exc:
-        fleiss = {"value": None, "reason": str(exc)}
+    fleiss = _fleiss_or_reason(rows)
+    fleiss_by_stage = {str(stage): _fleiss_or_reason(part)
+                       for stage, part in rows.groupby("stage", sort=True, observed=True)}
     gold = gold_accuracy(table)
     confusion = consensus_confusion(rows, include_gold=True)
     report = {
@@ -670,6 +689,7 @@ def agreement_report(
             "n_clips": int(rows.loc[labelled, "clip_id"].nunique()),
             "n_annotators": int(rows.loc[labelled, "annotator_id"].nunique()),
             "n_gold_judgements": int(table["is_gold"].sum()),
+            "n_expert_judgements_left_out": n_expert,
             "labels": names,
             "level": level,
             "stages": sorted(int(s) for s in rows["stage"].unique()),
@@ -681,6 +701,7 @@ def agreement_report(
         "alpha_by_label": {k: result(v) for k, v in alpha_per_label(rows, include_gold=True, **ci).items()},
         "alpha_by_group": by_group,
         "fleiss_kappa": _jsonable(fleiss),
+        "fleiss_kappa_by_stage": _jsonable(fleiss_by_stage),
         "pairwise_kappa": _records(pairwise_cohen_kappa(rows, min_shared=min_shared, include_gold=True).set_index("annotator_a")),
         "min_shared": min_shared,
         "annotators": _records(annotator_report(table, include_gold=include_gold)),

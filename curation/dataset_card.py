@@ -14,18 +14,20 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from curation.aggregation import pattern_sort_key
 from curation.agreement import krippendorff_alpha
 from curation.errors import CurationError
 from curation.splits import SPLITS
 
-__all__ = ["variant_agreement", "write_dataset_card", "count_table"]
+__all__ = ["variant_agreement", "write_dataset_card", "count_table", "pattern_table"]
 
 _PLOT_DPI = 100
 _SPLIT_COLOURS = {"train": "#4C72B0", "validation": "#DD8452", "test": "#55A868"}
 
 
 def variant_agreement(judgements: pd.DataFrame | None, clip_ids: Sequence[str] | pd.Series) -> dict[str, Any] | None:
-    """Krippendorff's α (nominal) over the judgements of a variant's clips, overall and per stage.
+    """Krippendorff's α (nominal) over the crowd judgements (stages 1-2) of a variant's clips,
+    overall and per stage.
 
     Returns None when there are no judgements to measure; agreement itself comes from
     :mod:`curation.agreement`.
@@ -34,6 +36,8 @@ def variant_agreement(judgements: pd.DataFrame | None, clip_ids: Sequence[str] |
         return None
     wanted = set(map(str, clip_ids))
     rows = judgements.loc[judgements["clip_id"].astype(str).isin(wanted)]
+    if "stage" in rows.columns:  # crowd coders only: an expert's stage-3 call is a decision
+        rows = rows.loc[pd.to_numeric(rows["stage"], errors="coerce").fillna(1).to_numpy() < 3]
     if len(rows) == 0:
         return None
     out: dict[str, Any] = {"n_judgements": int(len(rows)), "alpha": _alpha(krippendorff_alpha, rows)}
@@ -211,6 +215,11 @@ def write_dataset_card(
         "",
         _markdown(_stage_table(manifest), "stage"),
         "",
+        "Clips by agreement pattern (k/n: resolved at stage 1 by k of n crowd labels; stage 2; "
+        "expert decision): where label noise sits.",
+        "",
+        _markdown(pattern_table(manifest), "pattern"),
+        "",
         "## Agreement",
         "",
     ]
@@ -248,6 +257,15 @@ def write_dataset_card(
     with open(path, "w", encoding="utf-8", newline="\n") as handle:
         handle.write("\n".join(lines))
     return path
+
+
+def pattern_table(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Clips per agreement pattern (rows, report order) and split (columns)."""
+    pattern = (manifest["agreement_pattern"].astype(str) if "agreement_pattern" in manifest.columns
+               else pd.Series("unknown", index=manifest.index))
+    table = pd.crosstab(pattern, manifest["split"]).reindex(columns=list(SPLITS), fill_value=0)
+    table = table.loc[sorted(table.index, key=pattern_sort_key)]
+    return table.astype(int)
 
 
 def _stage_table(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -64,7 +64,8 @@ __all__ = [
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "clip_id", "media_path", "label", "label_index", "polarity", "split", "confidence",
-    "n_judgements", "resolving_stage", "platform", "uploader_hash", "duration_s", "has_audio",
+    "n_judgements", "n_crowd_judgements", "resolving_stage", "resolved_by", "agreement_pattern",
+    "platform", "uploader_hash", "duration_s", "has_audio",
 )
 #: "link": hard links (copies where linking fails); "copy": copies; "none": manifests only.
 MEDIA_MODES: tuple[str, ...] = ("link", "copy", "none")
@@ -74,7 +75,8 @@ _HF_COLUMNS = ("file_name", "clip_id", "label", "label_index", "polarity", "conf
 _PARQUET_SCHEMA = pa.schema([
     ("clip_id", pa.string()), ("media_path", pa.string()), ("label", pa.string()),
     ("label_index", pa.int32()), ("polarity", pa.string()), ("split", pa.string()),
-    ("confidence", pa.float64()), ("n_judgements", pa.int32()), ("resolving_stage", pa.int32()),
+    ("confidence", pa.float64()), ("n_judgements", pa.int32()), ("n_crowd_judgements", pa.int32()),
+    ("resolving_stage", pa.int32()), ("resolved_by", pa.string()), ("agreement_pattern", pa.string()),
     ("platform", pa.string()), ("uploader_hash", pa.string()), ("duration_s", pa.float64()),
     ("has_audio", pa.bool_()),
 ])
@@ -176,7 +178,11 @@ def _manifest_and_sources(
         "split": clips["split"].astype(str).to_numpy(dtype=object),
         "confidence": np.round(pd.to_numeric(clips["confidence"], errors="coerce").to_numpy(dtype=float), 6),
         "n_judgements": pd.array(clips["n_judgements"], dtype="Int64"),
+        # Crowd (stage 1-2) labels only: an expert's decision is not one more judgement.
+        "n_crowd_judgements": pd.array(clips.get("n_crowd_judgements", clips["n_judgements"]), dtype="Int64"),
         "resolving_stage": pd.array(clips["resolving_stage"], dtype="Int64"),
+        "resolved_by": clips["resolved_by"].astype(str).to_numpy(dtype=object),
+        "agreement_pattern": _text_column(clips, "agreement_pattern", "unknown"),
         "platform": clips["platform"].to_numpy(dtype=object),
         "uploader_hash": _uploader_hash(clips["uploader"], uploader_salt),
         "duration_s": np.round(pd.to_numeric(clips["duration_s"], errors="coerce").to_numpy(dtype=float), 3),
@@ -186,6 +192,13 @@ def _manifest_and_sources(
     order = np.lexsort((manifest["clip_id"].to_numpy(dtype=str), manifest["label_index"].to_numpy(), split_order.to_numpy()))
     manifest = manifest.iloc[order].reset_index(drop=True)
     return manifest, clips["media_path"].astype(str).to_numpy(dtype=object)[order]
+
+
+def _text_column(clips: pd.DataFrame, column: str, default: str) -> np.ndarray:
+    if column not in clips.columns:
+        return np.full(len(clips), default, dtype=object)
+    values = clips[column]
+    return values.where(values.notna(), default).astype(str).to_numpy(dtype=object)
 
 
 def _csv_text(frame: pd.DataFrame) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from curation.aggregation import pattern_sort_key
 from curation.dataset_card import variant_agreement, write_dataset_card
 from curation.errors import CurationError, InsufficientDataError, InvalidTableError
 from curation.export import export_variant, hash_uploader
@@ -359,15 +360,30 @@ def resolution_from_clips(clips: pd.DataFrame, resolution: pd.DataFrame | None =
     out["resolving_stage"] = pd.array(stage.to_numpy() if stage is not None else [pd.NA] * len(out), dtype="Int64")
     out["is_resolved"] = decided.to_numpy()
     out["unanimous"] = False
+    out["n_crowd_judgements"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    crowd_pattern = pd.Series("stage 1", index=out.index, dtype=object)
     if resolution is not None and len(resolution):
         known = resolution.set_axis(resolution.index.astype(str)).reindex(out.index)
         out["n_judgements"] = pd.array(known["n_judgements"].to_numpy(), dtype="Int64")
+        if "n_crowd_judgements" in known.columns:
+            out["n_crowd_judgements"] = pd.array(known["n_crowd_judgements"].to_numpy(), dtype="Int64")
+        if "agreement_pattern" in known.columns:
+            recomputed = known["agreement_pattern"].astype(object)
+            crowd_pattern = crowd_pattern.where(~recomputed.astype(str).str.contains("/", regex=False), recomputed)
         out["unanimous"] = known["unanimous"].fillna(False).astype(bool).to_numpy()
         out["confidence"] = out["confidence"].fillna(known["confidence"])
     by = np.where(out["unanimous"], "unanimous", "consensus").astype(object)
     by[(out["resolving_stage"] == _EXPERT_STAGE).fillna(False).to_numpy()] = "adjudicated"
     by[~out["is_resolved"].to_numpy()] = "below-threshold"
     out["resolved_by"] = by
+    # The database's resolving stage decides the kind; a stage-1 clip takes its k/n from the
+    # recomputed resolution of the same judgements.
+    stage_values = out["resolving_stage"].fillna(0).to_numpy(dtype=np.int64)
+    pattern = crowd_pattern.to_numpy(dtype=object).copy()
+    pattern[stage_values == 2] = "stage 2"
+    pattern[stage_values >= _EXPERT_STAGE] = "expert"
+    pattern[~out["is_resolved"].to_numpy()] = "unresolved"
+    out["agreement_pattern"] = pattern
     return out
 
 
@@ -414,7 +430,8 @@ def candidate_clips(
             f"{len(missing)} resolved clip(s) are not in the clips table: {_listed(sorted(missing))}"
         )
     if "status" in table.columns:
-        discarded = table.index[table["status"].astype(str) == "discarded"]
+        # Gold clips are quality checks, never dataset clips, whatever a resolution says of them.
+        discarded = table.index[table["status"].astype(str).isin(["discarded", "gold"])]
         resolved = resolved.drop(index=resolved.index.intersection(discarded))
     by_name = {d["name"]: d for d in label_set}
     unknown = sorted(set(resolved["label"].astype(str)) - set(by_name))
@@ -430,7 +447,9 @@ def candidate_clips(
         "confidence": pd.to_numeric(resolved["confidence"], errors="coerce").to_numpy(dtype=float),
         "n_judgements": pd.array(resolved.get("n_judgements", pd.Series(pd.NA, index=resolved.index)), dtype="Int64"),
         "resolving_stage": pd.array(resolved.get("resolving_stage", pd.Series(pd.NA, index=resolved.index)), dtype="Int64"),
+        "n_crowd_judgements": pd.array(resolved.get("n_crowd_judgements", resolved.get("n_judgements", pd.Series(pd.NA, index=resolved.index))), dtype="Int64"),
         "resolved_by": resolved.get("resolved_by", pd.Series("consensus", index=resolved.index)).to_numpy(dtype=object),
+        "agreement_pattern": resolved.get("agreement_pattern", pd.Series("unknown", index=resolved.index)).fillna("unknown").to_numpy(dtype=object),
         "unanimous": resolved.get("unanimous", pd.Series(False, index=resolved.index)).fillna(False).astype(bool).to_numpy(),
         "platform": _optional(rows, "platform", None).to_numpy(dtype=object),
         "uploader": _optional(rows, "uploader", None).to_numpy(dtype=object),
@@ -576,7 +595,9 @@ def _select_balanced(
 def _reliable(candidates: pd.DataFrame, rule: Mapping[str, Any]) -> np.ndarray:
     kinds = set(rule.get("reliable", ["unanimous", "adjudicated"]))
     confident = candidates["confidence"].fillna(0.0).to_numpy() >= float(rule.get("min_confidence", 0.8)) - 1e-9
-    enough = candidates["n_judgements"].fillna(0).to_numpy(dtype=np.int64) >= int(rule.get("min_judgements", 3))
+    # The crowd's labels: an expert's decision is not one more judgement of a unanimous clip.
+    crowd = candidates["n_crowd_judgements"] if "n_crowd_judgements" in candidates.columns else candidates["n_judgements"]
+    enough = crowd.fillna(0).to_numpy(dtype=np.int64) >= int(rule.get("min_judgements", 3))
     adjudicated = (candidates["resolved_by"].to_numpy(dtype=object) == "adjudicated") | (
         candidates["resolving_stage"].fillna(0).to_numpy(dtype=np.int64) >= _EXPERT_STAGE
     )
@@ -785,6 +806,13 @@ class VariantBuild:
     notes: list[str]
 
 
+def _pattern_counts(clips: pd.DataFrame) -> dict[str, int]:
+    if "agreement_pattern" not in clips.columns:
+        return {}
+    counts = clips["agreement_pattern"].fillna("unknown").astype(str).value_counts()
+    return {k: int(counts[k]) for k in sorted(counts.index, key=pattern_sort_key)}
+
+
 def build_variants(
     candidates: pd.DataFrame,
     labels: Sequence[Mapping[str, Any]],
@@ -829,6 +857,8 @@ def build_variants(
             "inputs": dict(inputs or {}),
             "settings": dict(build_settings or {}),
             "shortfalls": dict(selection.shortfalls),
+            # Where label noise sits: clips per agreement pattern (k/n at stage 1, stage 2, expert).
+            "agreement_patterns": _pattern_counts(selection.clips),
             "dropped": dict(selection.dropped),
             "notes": list(selection.notes),
         }

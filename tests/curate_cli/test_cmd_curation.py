@@ -60,12 +60,13 @@ def test_aggregate_writes_per_clip_table(app: typer.Typer, judgements_csv: Path,
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out, dtype={"clip_id": str})
     assert list(table.columns) == [
-        "clip_id", "label", "confidence", "n_judgements", "resolving_stage", "resolved_by", "is_resolved", "unanimous"
+        "clip_id", "label", "confidence", "n_judgements", "n_crowd_judgements", "resolving_stage", "resolved_by",
+        "is_resolved", "unanimous", "agreement_pattern",
     ]
     assert len(table) == 150 and (table["n_judgements"] == 5).all()
     assert table["resolved_by"].isin(["unanimous", "consensus", "tie", "below-threshold"]).all()
     assert table.loc[table["is_resolved"], "label"].notna().all()
-    assert "resolved by" in result.output
+    assert "resolved by" in result.output and "by agreement pattern" in result.output
 
 
 def test_aggregate_needs_out_and_known_method(app: typer.Typer, judgements_csv: Path) -> None:
@@ -118,9 +119,16 @@ def test_reads_the_project_database(app: typer.Typer, data_dir: Path, tmp_path: 
     result = runner.invoke(app, ["aggregate", "--project", "demo", "--out", str(out)])
     assert result.exit_code == 0, (result.output, result.exception)
     resolved = pd.read_parquet(out)
-    assert len(resolved) == 8
+    assert len(resolved) == 4  # the demo's 8 clips are 4 dataset clips and 4 gold clips
     assert resolved["is_resolved"].all()
-    assert resolved["confidence"].tolist() == pytest.approx([2 / 3] * 8)
+    assert resolved["confidence"].tolist() == pytest.approx([2 / 3] * 4)
     assert (resolved["resolved_by"] == "consensus").all()
+    assert "is_gold" not in resolved.columns  # gold clips are not dataset clips
+    with_gold = tmp_path / "db-with-gold.parquet"
+    result = runner.invoke(app, ["aggregate", "--project", "demo", "--include-gold", "--out", str(with_gold)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    flagged = pd.read_parquet(with_gold)
+    assert len(flagged) == 8 and int(flagged["is_gold"].sum()) == 4
+    assert set(flagged.loc[~flagged["is_gold"], "clip_id"]) == set(resolved["clip_id"])
     result = runner.invoke(app, ["aggregate", "--project", "nope", "--out", str(out)])
     assert result.exit_code != 0 and "nope" in str(result.exception)

@@ -62,26 +62,30 @@ def test_consensus_is_frozen() -> None:
 def test_resolve_toy_table_every_way_of_resolving(toy_judgements: pd.DataFrame) -> None:
     r = resolve(toy_judgements)
     assert list(r.columns) == [
-        "label", "confidence", "n_judgements", "resolving_stage", "resolved_by", "is_resolved", "unanimous"
+        "label", "confidence", "n_judgements", "n_crowd_judgements", "resolving_stage", "resolved_by",
+        "is_resolved", "unanimous", "agreement_pattern",
     ]
     assert r.index.name == "clip_id"
     expected = {
-        "c1": ("Fear", 1.0, 5, 1, "unanimous", True, True),
-        "c2": ("Fear", 0.6, 5, 1, "consensus", True, False),
-        "c3": ("Fear", 5 / 8, 8, 2, "consensus", True, False),
-        "c4": ("Neutral", 4 / 9, 9, 3, "adjudicated", True, False),
-        "c5": (None, 0.2, 5, None, "tie", False, False),
-        "c6": (None, 0.4, 5, None, "below-threshold", False, False),
+        "c1": ("Fear", 1.0, 5, 5, 1, "unanimous", True, True, "5/5"),
+        "c2": ("Fear", 0.6, 5, 5, 1, "consensus", True, False, "3/5"),
+        "c3": ("Fear", 5 / 8, 8, 8, 2, "consensus", True, False, "stage 2"),
+        # The expert's label had 3 of the 8 crowd labels: the crowd's share, not 4 of 9 with the expert.
+        "c4": ("Neutral", 3 / 8, 9, 8, 3, "adjudicated", True, False, "expert"),
+        "c5": (None, 0.2, 5, 5, None, "tie", False, False, "unresolved"),
+        "c6": (None, 0.4, 5, 5, None, "below-threshold", False, False, "unresolved"),
     }
-    for clip, (label, conf, n, stage, how, ok, unanimous) in expected.items():
+    for clip, (label, conf, n, n_crowd, stage, how, ok, unanimous, pattern) in expected.items():
         row = r.loc[clip]
         assert row["label"] == label, clip
         assert row["confidence"] == pytest.approx(conf), clip
         assert row["n_judgements"] == n
+        assert row["n_crowd_judgements"] == n_crowd, clip
         assert (pd.isna(row["resolving_stage"]) if stage is None else row["resolving_stage"] == stage), clip
         assert row["resolved_by"] == how
         assert row["is_resolved"] == ok
         assert row["unanimous"] == unanimous
+        assert row["agreement_pattern"] == pattern, clip
 
 
 def test_resolve_threshold_is_a_parameter(toy_judgements: pd.DataFrame) -> None:

@@ -286,13 +286,20 @@ def test_agreement_report_is_json_ready(toy_judgements: pd.DataFrame) -> None:
     report = agreement_report(toy_judgements, n_boot=50, min_shared=2)
     text = json.dumps(report)  # no numpy scalars, no NaN
     assert "NaN" not in text
-    assert report["summary"]["n_judgements"] == len(toy_judgements)
-    assert report["alpha"]["alpha"] == pytest.approx(krippendorff_alpha(toy_judgements))
-    assert set(report["alpha_by_stage"]) == {"1", "2", "3"}
+    crowd = toy_judgements[toy_judgements["stage"] < 3]
+    # Crowd coders only: the expert's decision (e1, stage 3) is left out and counted apart.
+    assert report["summary"]["n_judgements"] == len(crowd) == len(toy_judgements) - 1
+    assert report["summary"]["n_expert_judgements_left_out"] == 1
+    assert report["alpha"]["alpha"] == pytest.approx(krippendorff_alpha(crowd))
+    assert set(report["alpha_by_stage"]) == {"1", "2"}
     assert set(report["alpha_by_group"]) == {"gender"}
     assert report["fleiss_kappa"]["value"] is None and "same number" in report["fleiss_kappa"]["reason"]
     assert len(report["consensus_confusion"]["matrix"]) == 5  # the labels found (no Relaxation)
-    assert {a["annotator_id"] for a in report["annotators"]} == {f"a{i}" for i in range(1, 9)} | {"e1"}
+    assert {a["annotator_id"] for a in report["annotators"]} == {f"a{i}" for i in range(1, 9)}
+    # Stage 1 has complete 5-way overlap and stage 2 complete 3-way: each gets its Fleiss' κ.
+    stage_one = crowd[crowd["stage"] == 1]
+    assert report["fleiss_kappa_by_stage"]["1"]["value"] == pytest.approx(fleiss_kappa(stage_one))
+    assert report["fleiss_kappa_by_stage"]["2"]["value"] == pytest.approx(fleiss_kappa(crowd[crowd["stage"] == 2]))
     assert report["pairwise_kappa"] and all(p["n_shared"] >= 2 for p in report["pairwise_kappa"])
 
 

@@ -146,6 +146,28 @@ def test_dataset_card_and_build_info(built) -> None:  # type: ignore[no-untyped-
     assert len(info["files"]["manifest.csv"]) == 64
 
 
+def test_reports_break_clips_down_by_agreement_pattern(built) -> None:  # type: ignore[no-untyped-def]
+    """Item 5 of #23: manifest, card and build_info show each clip's agreement pattern (where label
+    noise sits); the manifest counts crowd labels apart from the expert's decision."""
+    out, builds = built
+    folder = out / "full"
+    manifest = pd.read_csv(folder / "manifest.csv", dtype={"clip_id": str})
+    info = json.loads((folder / "build_info.json").read_text())
+    counts = manifest["agreement_pattern"].value_counts().to_dict()
+    assert set(counts) <= {"3/5", "4/5", "5/5", "expert"} and {"3/5", "4/5", "5/5", "expert"} <= set(counts)
+    assert info["agreement_patterns"] == {k: counts[k] for k in ("3/5", "4/5", "5/5", "expert")}
+    assert list(info["agreement_patterns"]) == ["3/5", "4/5", "5/5", "expert"]
+    expert = manifest["agreement_pattern"] == "expert"
+    assert (manifest.loc[expert, "resolved_by"] == "adjudicated").all()
+    assert (manifest.loc[expert, "n_crowd_judgements"] == 5).all() and (manifest.loc[expert, "n_judgements"] == 6).all()
+    assert (manifest.loc[~expert, "n_crowd_judgements"] == manifest.loc[~expert, "n_judgements"]).all()
+    card = (folder / "README.md").read_text()
+    assert "Clips by agreement pattern" in card
+    for pattern in ("3/5", "4/5", "5/5", "expert"):
+        row = manifest.loc[manifest["agreement_pattern"] == pattern, "split"].value_counts()
+        assert f"| {pattern} | " + " | ".join(str(int(row.get(s, 0))) for s in ("train", "validation", "test")) in card
+
+
 def test_same_inputs_and_seed_give_byte_identical_exports(tmp_path: Path, built, inputs, media: Path) -> None:  # type: ignore[no-untyped-def]
     out, _ = built
     again = tmp_path / "again"

@@ -94,9 +94,11 @@ def test_candidates_are_resolved_non_discarded_clips() -> None:
     judgements, clips = make_inputs(60)
     resolution = resolve(load_judgements(judgements, labels=LABELS), labels=LABELS)
     clips.loc[clips["clip_id"] == "clip00003", "status"] = "discarded"
+    clips.loc[clips["clip_id"] == "clip00004", "status"] = "gold"  # a quality check, never a dataset clip
     table = candidate_clips(clips, resolution, LABELS)
     resolved = set(resolution.index[resolution["is_resolved"]].astype(str))
-    assert set(table["clip_id"]) == resolved - {"clip00003"}
+    assert {"clip00003", "clip00004"} <= resolved
+    assert set(table["clip_id"]) == resolved - {"clip00003", "clip00004"}
     assert table["clip_id"].is_monotonic_increasing
     row = table.iloc[0]
     assert row["label_index"] == NAMES.index(row["label"])
