@@ -358,7 +358,10 @@ def exclude_annotator(
 ) -> list[int]:
     """Exclude an annotator's judgements and re-open the clips they touched; returns the re-opened clip ids.
 
-    Audited as ``annotator.exclude``. Does not commit.
+    Only stage 0-2 rows are excluded. An expert's stage-3 rows are decisions, not votes: excluding
+    one had dropped the final call from the export while its clip stayed resolved with that label.
+    They stay, and the audit entry (``annotator.exclude``, where the page sends the curator) lists
+    them as ``expert_decisions_kept`` for the curator to review. Does not commit.
     """
     _require_curator(curator)
     now = utc_now(now)
@@ -369,7 +372,10 @@ def exclude_annotator(
     check_may_manage(curator, target=user)
     judgements = session.scalars(select(Judgement).where(
         Judgement.project_id == project.id, Judgement.annotator_id == user.id,
-        Judgement.excluded.is_(False))).all()
+        Judgement.excluded.is_(False), Judgement.stage < 3)).all()  # 3: the expert stage
+    decisions_kept = sorted(session.scalars(select(Judgement.clip_id).where(
+        Judgement.project_id == project.id, Judgement.annotator_id == user.id,
+        Judgement.stage == 3, Judgement.live.is_(True))))
     gold_clips = set(session.scalars(select(GoldItem.clip_id).where(GoldItem.project_id == project.id)))
     judged = {j.clip_id for j in judgements if j.stage in stages.OPEN_STAGES and j.clip_id not in gold_clips}
     leased = set(session.scalars(select(Assignment.clip_id).where(
@@ -404,6 +410,7 @@ def exclude_annotator(
     audit.record(session, "annotator.exclude", actor_id=curator.id, project_id=project.id, target_type="user",
                  target_id=user.id, details={"reason": reason, "judgements": len(judgements),
                                              "clips_reopened": reopened, "clips_kept_decided": kept,
-                                             "leases_released": released, "paused": user.paused})
+                                             "leases_released": released, "paused": user.paused,
+                                             "expert_decisions_kept": decisions_kept})
     session.flush()
     return reopened

@@ -138,6 +138,22 @@ def test_exclusion_leaves_expert_decisions_alone(session: Session) -> None:
     assert (clips[2].status, clips[2].final_label.name) == (ClipStatus.resolved, "Neutral")
 
 
+def test_excluding_an_expert_keeps_their_stage_three_decisions(session: Session) -> None:
+    # #22: the decision row was marked excluded; it vanished from the export, the clip stayed resolved.
+    from annotation_app.services import adjudication
+
+    project, clips, people, boss = _labelled_world(session)
+    expert = make_annotator(session, role="expert")
+    adjudication.adjudicate(session, project, expert, clip_id=clips[2].id, label="Neutral", discard=False, reason="")
+    curator.exclude_annotator(session, project, boss, expert.id, reason="left the team", now=T0)
+    [decision] = session.scalars(select(Judgement).where(Judgement.annotator_id == expert.id)).all()
+    assert (decision.stage, decision.excluded) == (3, False)
+    export = pd.read_csv(io.BytesIO(curator.judgements_export(session, project)))
+    assert ((export["clip_id"] == clips[2].id) & (export["stage"] == 3)).sum() == 1
+    entry = curator.audit_trail(session, project)[0]
+    assert entry["action"] == "annotator.exclude" and entry["details"]["expert_decisions_kept"] == [clips[2].id]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_judgements_export(session: Session, fmt: str) -> None:
     project, clips, people, boss = _labelled_world(session)
