@@ -781,7 +781,27 @@ def _validated_label(
         f"unknown label {label!r}: choose one of {', '.join(lab.name for lab in project.labels)}")
 
 
-def _duplicate(session: Session, project: Project, first: Judgement) -> SubmitResult:
+def _duplicate(session: Session, project: Project, first: Judgement, **request: Any) -> SubmitResult:
+    """The first result for a retried request id, or ``ConflictError`` when the retry asks for something else.
+
+    A retry repeats its request: one that reuses the key with another assignment, label or flag (or a
+    correction reusing a submission's key) had silently got the first result and lost what it said.
+    ``request``: what this call asks (``assignment_id`` or ``replaces_id``, ``label``, ``confidence``,
+    ``cant_judge``, ``broken``, ``flag_reason``); a correction's None confidence / reason means "keep".
+    """
+    label = request.pop("label")
+    asked = {**request, "label": None if label is None or str(label).strip() == "" else label}
+    stored = {"assignment_id": first.assignment_id, "replaces_id": first.replaces_id,
+              "label": first.label.name if first.label is not None else None, "confidence": first.confidence,
+              "cant_judge": first.cant_judge, "broken": first.broken, "flag_reason": first.flag_reason}
+    if "assignment_id" in asked:  # a submission: the first must be a submission too
+        asked["replaces_id"] = None
+    keeps = ("confidence", "flag_reason") if "replaces_id" in request else ()
+    differs = sorted(k for k, v in asked.items() if stored[k] != (bool(v) if k in ("cant_judge", "broken") else v)
+                     and not (k in keeps and v is None))
+    if differs:
+        raise ConflictError(f"client_request_id {first.client_request_id!r} was already used for another request "
+                            f"(its {', '.join(differs)} differ): send a new id for a new request")
     qualification = None
     if first.stage == 0:
         qualification = gold.qualification_state(session, project, first.annotator_id)
@@ -824,7 +844,9 @@ def submit(
     target = _run(session, sql.SUBMIT_TARGET, assignment_id=assignment_id, **ids).first()
     duplicate_of = target.duplicate_of if target is not None else _run(session, sql.JUDGEMENT_BY_REQUEST, **ids).scalar()
     if duplicate_of is not None:
-        return _duplicate(session, project, _judgement(session, duplicate_of))
+        return _duplicate(session, project, _judgement(session, duplicate_of), assignment_id=assignment_id,
+                          label=label, confidence=confidence, cant_judge=cant_judge, broken=broken,
+                          flag_reason=flag_reason)
     label_id = _validated_label(project, label, confidence, cant_judge, broken, time_on_task_s)
     if target is None:
         raise NotFoundError(f"no assignment {assignment_id}: its clip may have been removed")
@@ -936,9 +958,11 @@ def correct(
     user = lock_user(session, annotator.id)
     if user is None:
         raise NotFoundError(f"no user with id {annotator.id}")
+    asked = {"replaces_id": judgement_id, "label": label, "confidence": confidence, "cant_judge": cant_judge,
+             "broken": broken, "flag_reason": flag_reason}
     first = _by_request(session, user.id, client_request_id)
     if first is not None:
-        return _duplicate(session, project, first)
+        return _duplicate(session, project, first, **asked)
     label_id = _validated_label(project, label, confidence, cant_judge, broken, None)
     old = session.get(Judgement, judgement_id, populate_existing=True)
     if old is None or old.annotator_id != user.id or old.project_id != project.id:
@@ -973,7 +997,7 @@ def correct(
         if violates(exc, "uq_judgement_request", "judgements.client_request_id"):
             twin = _by_request(session, user.id, client_request_id)
             if twin is not None:
-                return _duplicate(session, project, twin)
+                return _duplicate(session, project, twin, **asked)
         raise
     if clip.status != ClipStatus.gold:  # a hidden gold answer keeps its first score (gold.record_answer)
         stages.advance(session, project, clip, now=now)

@@ -51,6 +51,8 @@ def test_next_submit_progress_and_idempotent_retry(env: Env) -> None:
     assert result["duplicate"] is False
     retry = client.post("/api/work/submit", json=body).json()
     assert retry == {**result, "duplicate": True}
+    other = client.post("/api/work/submit", json={**body, "label": "Sadness"})  # the key reused: not a retry
+    assert other.status_code == 409 and body["client_request_id"] in other.json()["detail"]
     progress = client.get("/api/work/progress").json()
     assert progress["done_today"] == 1 and progress["total_done"] == 1
     with env.session() as session:

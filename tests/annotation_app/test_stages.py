@@ -152,6 +152,15 @@ def test_bad_submissions_raise_specific_errors(session: Session) -> None:
     assert (retry.judgement_id, retry.duplicate, first.duplicate) == (first.judgement_id, True, False)
     with pytest.raises(LeaseError, match="already submitted"):
         send(mine, request_id="r-2")
+    # The same key with another payload is not a retry (#22): refused, naming the key.
+    with pytest.raises(ConflictError, match="'r-1' was already used .*label differ"):
+        send(mine, request_id="r-1", label="Sadness")
+    with pytest.raises(ConflictError, match="'r-1' was already used .*assignment_id differ"):
+        work.submit(session, project, me, assignment_id=mine.assignment_id + 1000, label="Fear",
+                    client_request_id="r-1", now=T0)
+    with pytest.raises(ConflictError, match="'r-1' was already used .*replaces_id differ"):
+        work.correct(session, project, me, judgement_id=first.judgement_id, label="Fear",
+                     client_request_id="r-1", now=T0)
     assert _count(session) == before + 1
 
     late = work.next_item(session, project, other, now=T0)
