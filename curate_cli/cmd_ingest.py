@@ -56,6 +56,8 @@ def ingest(
     concurrent_fragments: Annotated[int, typer.Option(min=1, help="Fragments fetched at once per video.")] = 1,
     activate: Annotated[bool, typer.Option(
         help="Open new clips for labelling at once (status active) instead of pending.")] = False,
+    allow_local_urls: Annotated[bool, typer.Option(
+        "--allow-local-urls", help="Take file:// URLs (they read this machine's files); refused by default.")] = False,
 ) -> None:
     """Import clips: download, validate, normalise to H.264/AAC, de-duplicate; resumable.
 
@@ -75,7 +77,7 @@ def ingest(
         raise SourceError(str(exc)) from exc
     near = NearDuplicatePolicy(threshold=near_threshold, action=near_duplicates.value)
     shard_spec = parse_shard(shard) if shard else None
-    items = expand_sources(sources)
+    items = expand_sources(sources, allow_local_urls=allow_local_urls)
     media_dir = Path(cfg.media_dir or cfg.data_dir / "media")
 
     with open_session(cfg) as session:
@@ -85,7 +87,7 @@ def ingest(
             policy=policy,
             download=DownloadOptions(
                 retries=retries, fragment_retries=fragment_retries, ratelimit=_rate(rate_limit),
-                concurrent_fragments=concurrent_fragments, ffmpeg_path=cfg.ffmpeg,
+                concurrent_fragments=concurrent_fragments, ffmpeg_path=cfg.ffmpeg, allow_file_urls=allow_local_urls,
                 # Per project: the same video may belong to two projects.
                 archive=media_dir / ".downloads" / f"archive-project-{proj.id}.txt",
             ),

@@ -41,7 +41,8 @@ class DownloadOptions:
     ffmpeg_path: str | None = None
     # Best video + best audio merged (DASH sites), else the best single file.
     format: str = "bv*+ba/b"
-    allow_file_urls: bool = True
+    # yt-dlp's file:// handler (and a redirect to file://) reads local files: only when asked for.
+    allow_file_urls: bool = False
 
 
 @dataclass

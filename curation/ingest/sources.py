@@ -86,12 +86,27 @@ def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
     return int(key, 16) % n == i
 
 
-def expand_sources(arguments: Iterable[str]) -> list[SourceItem]:
-    """Items from every argument, in order, each source once (the first occurrence wins)."""
+# Schemes that reach another machine. ``file://`` reads this one: a URL list handed in by someone else
+# could name any file the curator may read (the app's secret key was fetched so, then refused as
+# non-media), outside the folders the curator gave; it takes ``allow_local_urls``.
+NETWORK_SCHEMES = ("http", "https", "ftp", "ftps")
+
+
+def expand_sources(arguments: Iterable[str], *, allow_local_urls: bool = False) -> list[SourceItem]:
+    """Items from every argument, in order, each source once (the first occurrence wins).
+
+    A URL whose scheme is not a network one (``file://``) is a ``SourceError`` unless
+    ``allow_local_urls`` (``curate ingest --allow-local-urls``); local files are named by path.
+    """
     seen: set[str] = set()
     out: list[SourceItem] = []
     for argument in arguments:
         for item in _expand(argument.strip()):
+            if item.kind == "url" and not allow_local_urls:
+                scheme = item.source.split(":", 1)[0]
+                if scheme not in NETWORK_SCHEMES:
+                    raise SourceError(f"{item.source!r}: {scheme}:// URLs read this machine's files; name the file "
+                                      "or folder by its path, or pass --allow-local-urls")
             if item.source_key not in seen:
                 seen.add(item.source_key)
                 out.append(item)

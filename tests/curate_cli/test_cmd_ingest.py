@@ -98,3 +98,16 @@ def test_bad_options_are_one_line_errors(project: str, curate, incoming: Path) -
     assert code != 0 and "neither a URL nor" in err
     code, _, err = curate("ingest", str(incoming), "--project", "nope")
     assert code != 0 and "no project named" in err
+
+
+def test_file_urls_need_allow_local_urls(project: str, curate, incoming: Path, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    # #22: a list naming file:///…/secret_key had ingest read it (then refuse it as non-media).
+    listing = incoming.parent / "local-urls.txt"
+    listing.write_text((incoming / "plain.mp4").resolve().as_uri() + "\n", encoding="utf-8")
+    code, out, err = curate("ingest", str(listing))
+    assert code != 0 and "--allow-local-urls" in err and len(err.strip().splitlines()) == 1, err
+    with open_session() as session:
+        assert session.scalars(select(Clip)).all() == []
+    code, out, err = curate("ingest", str(listing), "--allow-local-urls")
+    assert code == 0, err
+    assert "accepted" in out

@@ -34,8 +34,10 @@ def test_http_download_keeps_bytes_and_metadata(http_zoo: str, zoo: dict[str, Pa
 @pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 def test_file_url_is_ingested(zoo: dict[str, Path], tmp_path: Path) -> None:
     url = zoo["webm"].resolve().as_uri()
-    (item,) = expand_sources([url])
-    config = IngestConfig(media_dir=tmp_path / "media", policy=TEST_POLICY)
+    (item,) = expand_sources([url], allow_local_urls=True)
+    refused = process_item(item, IngestConfig(media_dir=tmp_path / "refused", policy=TEST_POLICY))
+    assert refused.status == "error" and "file" in refused.reason.lower()  # yt-dlp's file:// off by default (#22)
+    config = IngestConfig(media_dir=tmp_path / "media", policy=TEST_POLICY, download=DownloadOptions(allow_file_urls=True))
     result = process_item(item, config)
     assert result.status == "accepted", result.reason
     assert result.metadata["platform"] == "generic"

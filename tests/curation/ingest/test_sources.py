@@ -44,9 +44,15 @@ def test_jsonl_list_takes_path_or_url(tmp_path: Path) -> None:
     listing = tmp_path / "list.jsonl"
     rows = [{"path": "/data/x.mp4", "uploader": "u1"}, {"url": "file:///data/y.mp4", "platform": "kuaishou"}]
     listing.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    a, b = expand_sources([str(listing)])
+    a, b = expand_sources([str(listing)], allow_local_urls=True)
     assert (a.kind, a.source, a.uploader) == ("file", "/data/x.mp4", "u1")
     assert (b.kind, b.source, b.platform) == ("url", "file:///data/y.mp4", "kuaishou")
+    with pytest.raises(SourceError, match="file:// URLs read this machine's files.*--allow-local-urls"):
+        expand_sources([str(listing)])  # the default (#22)
+    with pytest.raises(SourceError, match="--allow-local-urls"):
+        expand_sources(["FILE:///etc/passwd"])
+    assert [i.source for i in expand_sources(["https://example.com/v", "ftp://example.com/v.mp4"])] == [
+        "https://example.com/v", "ftp://example.com/v.mp4"]
 
 
 def test_bad_lists_and_missing_sources_raise(tmp_path: Path) -> None:
