@@ -145,8 +145,9 @@ def build_variants_command(
             progress=report,
         )
     for build in builds:
-        for label, missing in build.shortfalls.items():
-            err_console.print(f"[yellow]warning:[/] {build.name}: label {label} falls short by {missing} clip(s)")
+        for short in build.shortfall_details:
+            err_console.print(f"[yellow]warning:[/] {build.name}: label {short['label']} falls short by {short['missing']} "
+                              f"clip(s) in {short['split']} ({short['rule']})", markup=True, soft_wrap=True)
         for note in build.notes:
             err_console.print(f"{build.name}: {note}")
     console.print(_summary(builds))

@@ -157,6 +157,7 @@ def write_dataset_card(
     shortfalls: Mapping[str, int] | None = None,
     dropped: Mapping[str, int] | None = None,
     notes: Sequence[str] = (),
+    shortfall_details: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write ``README.md`` and ``plots/*.png`` for an export folder; returns the README's path.
 
@@ -232,6 +233,11 @@ def write_dataset_card(
             lines += [f"| {stage} | {'n/a' if a is None else f'{a:.4f}'} |" for stage, a in sorted(per_stage.items())]
     else:
         lines.append("Not computed (no judgements were given to the build).")
+    if shortfall_details:
+        lines += ["", "## Shortfalls", "", "Labels that did not get the clips the recipe asks for:", "",
+                  "| label | split | requested | available | missing | rule |", "|---|---|---:|---:|---:|---|"]
+        lines += [f"| {d['label']} | {d['split']} | {d['requested']} | {d['available']} | {d['missing']} | {d['rule']} |"
+                  for d in shortfall_details]
     if shortfalls or notes or dropped:
         lines += ["", "## Notes", ""]
         lines += [f"- {note}" for note in notes]

@@ -64,7 +64,11 @@ SELECTORS: tuple[str, ...] = ("full", "balanced", "test-oriented")
 #: The shipped recipes, in build order (their TOML files live in ``curation/recipes/``).
 DEFAULT_VARIANTS: tuple[str, ...] = ("full", "balanced", "test-oriented")
 RELIABILITY_KINDS: tuple[str, ...] = ("unanimous", "adjudicated", "consensus")
-SHORTFALL_POLICIES: tuple[str, ...] = ("shrink", "error")
+#: What a build does when a label cannot get the clips a recipe asks for: fail (the default: the
+#: build stops, naming every shortfall), shrink (every label gets what the shortest has) or borrow
+#: (test-oriented only: the short labels' test split takes their next most reliable clips,
+#: consensus clips by confidence). "error" is the old name of "fail".
+SHORTFALL_POLICIES: tuple[str, ...] = ("fail", "shrink", "borrow", "error")
 
 #: Columns of the table the selectors work on, one row per resolved, non-discarded clip.
 CANDIDATE_COLUMNS: tuple[str, ...] = (
@@ -163,10 +167,13 @@ class Recipe:
         test = dict(data.get("test", {}))
         if selector == "balanced":
             _check_count(balance.get("per_label", 0), f"{where} balance.per_label")
-            _check_policy(balance.get("on_shortfall", "shrink"), f"{where} balance.on_shortfall")
+            _check_policy(balance.get("on_shortfall", "fail"), f"{where} balance.on_shortfall")
+            if balance.get("on_shortfall") == "borrow":
+                raise InvalidRecipeError(f"{where}: balance.on_shortfall cannot be \"borrow\" (a label has no other clips "
+                                         "to borrow); choose fail or shrink")
         if selector == "test-oriented":
             _check_count(test.get("per_label", 0), f"{where} test.per_label")
-            _check_policy(test.get("on_shortfall", "shrink"), f"{where} test.on_shortfall")
+            _check_policy(test.get("on_shortfall", "fail"), f"{where} test.on_shortfall")
             fraction = _number(test.get("fraction", 0.3), f"{where} test.fraction")
             ceiling = _number(test.get("max_fraction", 0.5), f"{where} test.max_fraction")
             if not 0 < fraction <= ceiling < 1:
@@ -480,6 +487,8 @@ class VariantSelection:
     shortfalls: dict[str, int] = field(default_factory=dict)  # label -> clips missing
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> clips left out
     notes: list[str] = field(default_factory=list)
+    # Each shortfall named: label, split, requested, available, missing, rule (build_info, card).
+    shortfall_details: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _seeded_rank(clip_ids: pd.Series, seed: int) -> np.ndarray:
@@ -544,10 +553,19 @@ def _shortfall(
 ) -> tuple[int, dict[str, int]]:
     """Per-label count to take, and the labels short of ``requested`` with how many they lack."""
     short = {str(k): int(requested - v) for k, v in available.items() if v < requested}
-    if short and policy == "error":
+    if short and policy in ("fail", "error"):
         detail = ", ".join(f"{k} short by {v}" for k, v in short.items())
-        raise InsufficientDataError(f"{what}: {requested} {pool} per label requested; {detail}")
+        raise InsufficientDataError(
+            f"{what}: {requested} {pool} per label requested; {detail} (on_shortfall = \"fail\"; "
+            "set it to \"shrink\" or \"borrow\" in the recipe to build anyway)")
     return (min(requested, int(available.min())) if len(available) else 0), short
+
+
+def _details(short: Mapping[str, int], requested: int, split: str, rule: str) -> list[dict[str, Any]]:
+    # "available": what the label could get under the rule (after grouping, for test splits).
+    return [{"label": label, "split": split, "requested": int(requested),
+             "available": int(requested - missing), "missing": int(missing), "rule": rule}
+            for label, missing in short.items()]
 
 
 def _select_balanced(
@@ -559,7 +577,7 @@ def _select_balanced(
     available = candidates["label"].value_counts().reindex(names, fill_value=0)
     cap = int(recipe.balance.get("per_label", 0))
     requested = cap if cap > 0 else int(available.min())
-    per_label, short = _shortfall(available, requested, recipe.balance.get("on_shortfall", "shrink"), what, "clips")
+    per_label, short = _shortfall(available, requested, recipe.balance.get("on_shortfall", "fail"), what, "clips")
     if per_label < recipe.min_clips_per_label:
         raise InsufficientDataError(f"{what}: only {per_label} clips per label can be balanced, "
                                     f"at least {recipe.min_clips_per_label} needed")
@@ -589,7 +607,9 @@ def _select_balanced(
             + f"; every label has {per_label}"
         )
     dropped = {"over the per-label count": int(len(candidates) - len(clips))}
-    return VariantSelection(recipe, clips, requested, short, dropped, notes)
+    details = _details(short, requested, "all",
+                       f"balance.per_label = {requested}, on_shortfall = \"{recipe.balance.get('on_shortfall', 'fail')}\"")
+    return VariantSelection(recipe, clips, requested, short, dropped, notes, details)
 
 
 def _reliable(candidates: pd.DataFrame, rule: Mapping[str, Any]) -> np.ndarray:
@@ -624,15 +644,31 @@ def _select_test_oriented(
     reliable = _reliable(clips, rule)
     if not reliable.any():
         raise InsufficientDataError(f"{what}: no clip meets the test reliability rule ({_rule_text(rule)})")
-    reliable_counts = clips.loc[reliable, "label"].value_counts().reindex(names, fill_value=0)
     asked = int(rule.get("per_label", 0))
     requested = asked if asked > 0 else int(float(rule.get("fraction", 0.3)) * len(clips) // n_labels)
-    policy = rule.get("on_shortfall", "shrink") if asked > 0 else "shrink"
+    policy = rule.get("on_shortfall", "fail")
     # Train and validation keep at least (1 - max_fraction) of the clips, whatever was asked.
     ceiling = int(float(rule.get("max_fraction", 0.5)) * len(clips) // n_labels)
-    quota, short = _shortfall(reliable_counts.clip(upper=ceiling), requested, policy, what, "reliable test clips")
-    if asked == 0:
-        short = {}  # a derived quota is capped by the reliable pool, not "requested"
+    reliable_counts = clips.loc[reliable, "label"].value_counts().reindex(names, fill_value=0)
+    borrowed: dict[str, int] = {}
+    if policy == "borrow":
+        # The short labels' next most reliable clips: resolved by consensus (not adjudicated, not
+        # unanimous enough), most confident first, as many as each label lacks.
+        order = clips.assign(_tie=_seeded_rank(clips["clip_id"], seed), _conf=clips["confidence"].fillna(-1.0))
+        order = order.loc[~reliable].sort_values(["_conf", "_tie"], ascending=[False, True], kind="stable")
+        for name in names:
+            lack = min(requested, ceiling) - int(reliable_counts[name])
+            if lack > 0:
+                extra = order.index[(order["label"] == name).to_numpy()][:lack]
+                reliable[extra.to_numpy()] = True
+                if len(extra):
+                    borrowed[name] = int(len(extra))
+        reliable_counts = clips.loc[reliable, "label"].value_counts().reindex(names, fill_value=0)
+    quota, short = _shortfall(reliable_counts.clip(upper=ceiling), requested,
+                              "shrink" if policy == "borrow" else policy, what, "reliable test clips")
+    rule_name = (f"test.per_label = {asked}" if asked else
+                 f"test.fraction = {float(rule.get('fraction', 0.3)):g} of {len(clips)} clips over {n_labels} labels = {requested} per label")
+    rule_name += f", max_fraction = {float(rule.get('max_fraction', 0.5)):g}; reliable: {_rule_text(rule)}; on_shortfall = \"{policy}\""
     if quota < 1:
         missing = [k for k, v in reliable_counts.items() if v == 0]
         raise InsufficientDataError(
@@ -725,6 +761,12 @@ def _select_test_oriented(
     for li, name in enumerate(names):
         if taken_label_array[li] < quota:
             short[name] = max(short.get(name, 0), int(requested - taken_label_array[li]))
+    if short and policy in ("fail", "error"):  # short after grouping (uploaders, clusters, max_fraction)
+        raise InsufficientDataError(
+            f"{what}: {requested} reliable test clips per label requested; "
+            + ", ".join(f"{k} short by {v}" for k, v in short.items())
+            + " once uploaders and near-duplicate clusters stay whole (on_shortfall = \"fail\"; set it to "
+            "\"shrink\" or \"borrow\" in the recipe to build anyway)")
     if final_quota < 1:
         raise InsufficientDataError(f"{what}: the grouping leaves no reliable test clip for some label")
     if np.any(taken_label_array > final_quota):
@@ -753,7 +795,11 @@ def _select_test_oriented(
             + ", ".join(f"{k} short by {v}" for k, v in short.items())
             + f"; every label has {final_quota} in test"
         )
-    return VariantSelection(recipe, clips, requested, short, dropped, notes)
+    if borrowed:
+        notes.append("borrowed for test (consensus clips, most confident first): "
+                     + ", ".join(f"{k} {v}" for k, v in borrowed.items()))
+    details = _details(short, requested, "test", rule_name)
+    return VariantSelection(recipe, clips, requested, short, dropped, notes, details)
 
 
 def _rule_text(rule: Mapping[str, Any]) -> str:
@@ -804,6 +850,7 @@ class VariantBuild:
     shortfalls: dict[str, int]
     dropped: dict[str, int]
     notes: list[str]
+    shortfall_details: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _pattern_counts(clips: pd.DataFrame) -> dict[str, int]:
@@ -848,6 +895,7 @@ def build_variants(
                  agreement: Mapping[str, Any] | None = agreement) -> None:
             write_dataset_card(folder, manifest, label_set, recipe=selection.recipe, seed=seed,
                                agreement=agreement, shortfalls=selection.shortfalls,
+                               shortfall_details=selection.shortfall_details,
                                dropped=selection.dropped, notes=selection.notes)
 
         info = {
@@ -856,7 +904,7 @@ def build_variants(
             "seed": seed,
             "inputs": dict(inputs or {}),
             "settings": dict(build_settings or {}),
-            "shortfalls": dict(selection.shortfalls),
+            "shortfalls": [dict(d) for d in selection.shortfall_details],
             # Where label noise sits: clips per agreement pattern (k/n at stage 1, stage 2, expert).
             "agreement_patterns": _pattern_counts(selection.clips),
             "dropped": dict(selection.dropped),
@@ -873,6 +921,7 @@ def build_variants(
             .reindex(index=[d["name"] for d in label_set], columns=list(SPLITS), fill_value=0)
         )
         results.append(VariantBuild(recipe.name, exported, counts, len(selection.clips),
-                                    dict(selection.shortfalls), dict(selection.dropped), list(selection.notes)))
+                                    dict(selection.shortfalls), dict(selection.dropped), list(selection.notes),
+                                    [dict(d) for d in selection.shortfall_details]))
     report("select clips", len(recipes), len(recipes))
     return results

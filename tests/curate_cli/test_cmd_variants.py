@@ -83,14 +83,24 @@ def test_variant_option_builds_only_that_one(app: typer.Typer, files: dict[str, 
 def test_shortfall_is_reported(app: typer.Typer, files: dict[str, Path], tmp_path: Path) -> None:
     recipe = tmp_path / "recipe.toml"
     recipe.write_text("[balanced.balance]\nper_label = 1000\n")
+    failed = _invoke(app, "--out", tmp_path / "failed", "--judgements", files["judgements"], "--clips", files["clips"],
+                     "--recipe", recipe, "--variant", "balanced", "--media", "none")
+    assert failed.exit_code != 0 and "1000 clips per label requested" in str(failed.exception)  # the default: fail
+    recipe.write_text('[balanced.balance]\nper_label = 1000\non_shortfall = "shrink"\n')
     result = _invoke(app, "--out", tmp_path / "exports", "--judgements", files["judgements"], "--clips", files["clips"],
                      "--recipe", recipe, "--variant", "balanced", "--variant", "full", "--media", "none")
     assert result.exit_code == 0, result.output
     balanced = pd.read_csv(tmp_path / "exports" / "balanced" / "manifest.csv")["label"].value_counts()
     available = pd.read_csv(tmp_path / "exports" / "full" / "manifest.csv")["label"].value_counts()
     assert balanced.nunique() == 1 and balanced.iloc[0] == available.min()
+    output = " ".join(result.output.split())
     for label, count in available.items():
-        assert f"balanced: label {label} falls short by {1000 - count} clip(s)" in result.output
+        assert f"balanced: label {label} falls short by {1000 - count} clip(s) in all (balance.per_label = 1000" in output
+    info = json.loads((tmp_path / "exports" / "balanced" / "build_info.json").read_text())
+    assert {(d["label"], d["split"], d["missing"]) for d in info["shortfalls"]} == {
+        (label, "all", 1000 - int(count)) for label, count in available.items()}
+    card = (tmp_path / "exports" / "balanced" / "README.md").read_text()
+    assert "## Shortfalls" in card and all(f"| {label} | all | 1000 |" in card for label in available.index)
 
 
 def test_too_little_data_names_what_is_missing(app: typer.Typer, files: dict[str, Path], tmp_path: Path) -> None:

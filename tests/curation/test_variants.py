@@ -45,7 +45,8 @@ def test_shipped_recipes() -> None:
     full, balanced, test_oriented = load_recipes()
     assert (full.name, balanced.name, test_oriented.name) == ("full", "balanced", "test-oriented")
     assert full.splits == {"train": 0.7, "validation": 0.1, "test": 0.2}
-    assert balanced.balance == {"per_label": 0, "on_shortfall": "shrink", "keep_platform_mix": True}
+    assert balanced.balance == {"per_label": 0, "on_shortfall": "fail", "keep_platform_mix": True}
+    assert test_oriented.test["on_shortfall"] == "fail"  # nothing shrinks silently by default
     assert test_oriented.test["reliable"] == ["unanimous", "adjudicated"]
     assert test_oriented.splits["test"] == 0.0
     assert full.uploader_salt == balanced.uploader_salt == test_oriented.uploader_salt != ""
@@ -56,7 +57,7 @@ def test_recipe_file_overrides_only_the_keys_it_names(tmp_path) -> None:
     path.write_text('[balanced.balance]\nper_label = 40\n\n["test-oriented".test]\nmin_confidence = 0.95\n')
     recipes = {r.name: r for r in load_recipes(path)}
     assert recipes["balanced"].balance["per_label"] == 40
-    assert recipes["balanced"].balance["on_shortfall"] == "shrink"
+    assert recipes["balanced"].balance["on_shortfall"] == "fail"
     assert recipes["test-oriented"].test["min_confidence"] == 0.95
     assert recipes["full"] == _recipe("full")
 
@@ -191,15 +192,20 @@ def test_balanced_shortfall_names_labels_and_amounts() -> None:
     # Fear is rare: 2 / 11 of the weight of the common labels.
     candidates = _candidates(300, label_weights=[1, 0.2, 1, 1, 1, 1], seed=2)
     counts = candidates["label"].value_counts()
-    recipe = _recipe("balanced", balance={"per_label": 40})
+    recipe = _recipe("balanced", balance={"per_label": 40, "on_shortfall": "shrink"})
     selection = select_variant(candidates, recipe, LABELS, seed=0)
     expected = {name: 40 - int(counts[name]) for name in NAMES if counts[name] < 40}
     assert "Fear" in expected and selection.shortfalls == expected
+    fear = next(d for d in selection.shortfall_details if d["label"] == "Fear")
+    assert fear["split"] == "all" and fear["missing"] == expected["Fear"] and fear["available"] == int(counts["Fear"])
+    assert "balance.per_label = 40" in fear["rule"]
     assert (selection.clips["label"].value_counts() == int(counts.min())).all()
     assert any("Fear short by" in note for note in selection.notes)
-    strict = _recipe("balanced", balance={"per_label": 40, "on_shortfall": "error"})
-    with pytest.raises(InsufficientDataError, match=f"Fear short by {expected['Fear']}"):
-        select_variant(candidates, strict, LABELS, seed=0)
+    for strict in (_recipe("balanced", balance={"per_label": 40}), _recipe("balanced", balance={"per_label": 40, "on_shortfall": "error"})):
+        with pytest.raises(InsufficientDataError, match=f"Fear short by {expected['Fear']}"):
+            select_variant(candidates, strict, LABELS, seed=0)
+    with pytest.raises(InvalidRecipeError, match="borrow"):
+        _recipe("balanced", balance={"on_shortfall": "borrow"})
 
 
 def test_test_oriented_test_split_is_reliable_and_balanced(candidates: pd.DataFrame) -> None:
@@ -223,12 +229,47 @@ def test_test_oriented_test_split_is_reliable_and_balanced(candidates: pd.DataFr
 
 
 def test_test_oriented_per_label_request_reports_shortfall(candidates: pd.DataFrame) -> None:
-    recipe = _recipe("test-oriented", test={"per_label": 500})
+    recipe = _recipe("test-oriented", test={"per_label": 500, "on_shortfall": "shrink"})
     selection = select_variant(candidates, recipe, LABELS, seed=0)
     assert set(selection.shortfalls) == set(NAMES)
     assert all(0 < v < 500 for v in selection.shortfalls.values())
     with pytest.raises(InsufficientDataError, match="500 reliable test clips per label requested"):
-        select_variant(candidates, _recipe("test-oriented", test={"per_label": 500, "on_shortfall": "error"}), LABELS)
+        select_variant(candidates, _recipe("test-oriented", test={"per_label": 500}), LABELS)
+
+
+def test_pool_too_small_for_the_test_oriented_recipe() -> None:
+    """#23 item 2: few reliable clips (most clips 3/5 or 4/5) against test.fraction 0.3. The default
+    fails naming every short label; shrink builds and names each shortfall (label, split, count,
+    rule); borrow fills the test split from the short labels' most confident consensus clips."""
+    candidates = _candidates(240, seed=5)
+    thin = candidates.copy()
+    reliable_kind = thin["unanimous"] | (thin["resolved_by"] == "adjudicated")
+    # Keep 4 reliable clips per label, the rest become plain consensus clips.
+    keep = thin.loc[reliable_kind].groupby("label").head(4).index
+    demote = thin.index[reliable_kind].difference(keep)
+    thin.loc[demote, "unanimous"] = False
+    thin.loc[demote, "resolved_by"] = "consensus"
+    thin.loc[demote, "resolving_stage"] = 1
+    requested = int(0.3 * len(thin) // len(NAMES))
+    assert requested > 4
+    with pytest.raises(InsufficientDataError) as failure:
+        select_variant(thin, _recipe("test-oriented"), LABELS, seed=0)
+    assert all(f"{name} short by" in str(failure.value) for name in NAMES)
+    assert f"{requested} reliable test clips per label requested" in str(failure.value)
+
+    shrunk = select_variant(thin, _recipe("test-oriented", test={"on_shortfall": "shrink"}), LABELS, seed=0)
+    assert {d["label"] for d in shrunk.shortfall_details} == set(NAMES)
+    for d in shrunk.shortfall_details:
+        assert d["split"] == "test" and d["requested"] == requested and d["missing"] == requested - d["available"] > 0
+        assert "test.fraction = 0.3" in d["rule"] and "shrink" in d["rule"]
+    test_counts = shrunk.clips.loc[shrunk.clips["split"] == "test", "label"].value_counts()
+    assert test_counts.max() <= 4
+
+    borrowed = select_variant(thin, _recipe("test-oriented", test={"on_shortfall": "borrow"}), LABELS, seed=0)
+    borrowed_test = borrowed.clips.loc[borrowed.clips["split"] == "test"]
+    assert borrowed_test["label"].value_counts().min() > 4  # more than the reliable pool gave
+    assert (borrowed_test["resolved_by"] == "consensus").any()
+    assert any(note.startswith("borrowed for test") for note in borrowed.notes)
 
 
 @pytest.mark.parametrize("variant", ["full", "balanced", "test-oriented"])
