@@ -142,6 +142,9 @@ class Project(Base):
     qualification_size: Mapped[int] = mapped_column(Integer, default=10)
     qualification_pass_mark: Mapped[float] = mapped_column(Float, default=0.7)
     quality_floor: Mapped[float] = mapped_column(Float, default=0.5)
+    # How strong the evidence must be before hidden gold pauses an annotator (services.gold): the
+    # chance of pausing one 0.2 above the floor, and of missing one 0.2 below it (migration 0007).
+    quality_error_rate: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
     balance_attributes: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["gender", "age_band"])
     # The balance and language rules are preferences with a deadline (services.allocation): while none
     # of a clip's preferred annotators is available now, the clip waits this long (since it entered its
@@ -163,6 +166,7 @@ class Project(Base):
         CheckConstraint("lease_minutes >= 1", name="lease_positive"),
         CheckConstraint("balance_wait_minutes >= 0", name="balance_wait_nonneg"),
         CheckConstraint("available_window_minutes >= 1", name="available_window_positive"),
+        CheckConstraint("quality_error_rate > 0 AND quality_error_rate < 0.5", name="quality_error_rate_range"),
     )
 
 

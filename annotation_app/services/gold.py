@@ -20,11 +20,16 @@ Rules:
   draw is a hash of (annotator, number of items served), so it is reproducible yet not a visible
   pattern. The annotator is told stage 1: hidden gold looks like any clip. No annotator sees the
   same gold clip twice (qualification and hidden included).
-- **Quality floor.** After at least ``FLOOR_MIN_ANSWERS`` hidden gold answers, an annotator whose
-  hidden-gold accuracy is below ``quality_floor`` is paused automatically (audited as
-  ``annotator.auto_pause``); the curator decides what happens next. :func:`below_quality_floor` is
-  that rule, for the pause and for the curator's "below quality floor" alike: qualification answers
-  do not count (the round has its own pass mark), nor do fewer than ``FLOOR_MIN_ANSWERS`` answers.
+- **Quality floor.** After every hidden gold answer, Wald's sequential test
+  (:mod:`annotation_app.services.sequential`) weighs the annotator's hidden-gold answers: accuracy
+  ``quality_floor + QUALITY_MARGIN`` (good enough) against ``quality_floor - QUALITY_MARGIN``
+  (below the floor), each error rate ``quality_error_rate``, the curator's setting for how strong the
+  evidence must be. When it rejects, the annotator is paused automatically (audited as
+  ``annotator.auto_pause``); the curator decides what happens next. A spammer is paused after a few
+  answers when they are all wrong (four at the defaults, 0.5 and 0.05), an honest annotator near
+  the floor is given more. :func:`below_quality_floor` is that rule, for the pause and for the
+  curator's "below quality floor" alike: qualification answers do not count (the round has its own
+  pass mark); a floor of 0 pauses nobody.
 """
 
 from __future__ import annotations
@@ -52,9 +57,11 @@ from annotation_app.models import (
     User,
 )
 from annotation_app.services import audit
+from annotation_app.services.sequential import SequentialTest, Verdict
 
 __all__ = [
-    "FLOOR_MIN_ANSWERS",
+    "QUALITY_MARGIN",
+    "quality_test",
     "below_quality_floor",
     "add_gold",
     "qualification_required",
@@ -69,7 +76,8 @@ __all__ = [
     "record_answer",
 ]
 
-FLOOR_MIN_ANSWERS = 5
+# Half the width of the band around the floor that the sequential test does not try to tell apart.
+QUALITY_MARGIN = 0.2
 _QUALIFICATION_PURPOSES = (GoldPurpose.qualification, GoldPurpose.both)
 _HIDDEN_PURPOSES = (GoldPurpose.hidden, GoldPurpose.both)
 
@@ -325,13 +333,25 @@ def _decide(session: Session, project: Project, row: Qualification, *, now: date
     session.flush()
 
 
-def below_quality_floor(project: Project, hidden_correct: int, hidden_answers: int) -> bool:
-    """Whether hidden-gold results put an annotator below the project's quality floor.
+def quality_test(project: Project) -> SequentialTest:
+    """The sequential test of hidden-gold answers against the project's quality floor."""
+    floor = float(project.quality_floor)
+    rate = project.quality_error_rate if project.quality_error_rate is not None else 0.05
+    return SequentialTest(good_accuracy=min(floor + QUALITY_MARGIN, 0.99), poor_accuracy=max(floor - QUALITY_MARGIN, 0.01),
+                          false_alarm=float(rate), miss=float(rate))
 
-    >>> below_quality_floor(Project(quality_floor=0.5), 2, 5), below_quality_floor(Project(quality_floor=0.5), 0, 4)
-    (True, False)
+
+def below_quality_floor(project: Project, hidden_correct: int, hidden_answers: int) -> bool:
+    """Whether hidden-gold results put an annotator below the project's quality floor: the
+    sequential test rejects them (strong evidence of accuracy at or below floor - margin).
+
+    >>> project = Project(quality_floor=0.5, quality_error_rate=0.05)
+    >>> below_quality_floor(project, 0, 4), below_quality_floor(project, 0, 3), below_quality_floor(project, 2, 5)
+    (True, False, False)
     """
-    return hidden_answers >= FLOOR_MIN_ANSWERS and hidden_correct / hidden_answers < project.quality_floor
+    if project.quality_floor <= 0 or hidden_answers <= 0:
+        return False
+    return quality_test(project).decide(hidden_correct, hidden_answers - hidden_correct) is Verdict.reject
 
 
 def _check_quality_floor(session: Session, project: Project, annotator_id: int) -> None:
@@ -348,7 +368,8 @@ def _check_quality_floor(session: Session, project: Project, annotator_id: int) 
     if user is None or user.paused:
         return
     user.paused = True
-    user.pause_reason = f"hidden gold accuracy {accuracy:.0%} below the quality floor {project.quality_floor:.0%}"
+    user.pause_reason = (f"hidden gold accuracy {accuracy:.0%} ({correct} of {len(rows)}): below the quality floor "
+                         f"{project.quality_floor:.0%} (sequential test, error rate {quality_test(project).false_alarm:g})")
     # The annotator is mid-submit: only leases other than the one being submitted can be live.
     for lease in session.scalars(select(Assignment).where(
             Assignment.annotator_id == annotator_id, Assignment.status == AssignmentStatus.leased)):

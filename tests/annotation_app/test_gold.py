@@ -116,14 +116,18 @@ def test_no_hidden_gold_when_the_rate_is_zero(session: Session) -> None:
 
 
 def test_below_the_quality_floor_is_paused(session: Session) -> None:
+    """The sequential test pauses a spammer after four wrong answers at the defaults (floor 0.5,
+    error rate 0.05), not after a fixed five, and not after three."""
     project = make_project(session, gold_rate=1.0, quality_floor=0.5)
-    make_gold(session, project, gold.FLOOR_MIN_ANSWERS, label="Fear", purpose="hidden")
+    assert project.quality_error_rate == 0.05
+    make_gold(session, project, 6, label="Fear", purpose="hidden")
     make_clips(session, project, 3)
     annotator = make_annotator(session)
-    for _ in range(gold.FLOOR_MIN_ANSWERS):
+    for answered in range(1, 5):
         _answer(session, project, annotator, "Neutral")
-    session.refresh(annotator)
-    assert annotator.paused and "quality floor" in annotator.pause_reason
+        session.refresh(annotator)
+        assert annotator.paused == (answered == 4), answered
+    assert "quality floor" in annotator.pause_reason and "0 of 4" in annotator.pause_reason
     assert work.next_item(session, project, annotator, now=T0) is None
     assert session.scalar(select(AuditEntry).where(
         AuditEntry.action == "annotator.auto_pause", AuditEntry.target_id == str(annotator.id))) is not None
@@ -134,16 +138,16 @@ def test_the_page_and_the_pause_share_one_quality_floor(session: Session) -> Non
     project = make_project(session, gold_rate=1.0, quality_floor=0.6, qualification_size=4,
                            qualification_pass_mark=0.5)
     make_gold(session, project, 4, label="Fear", purpose="qualification")
-    make_gold(session, project, gold.FLOOR_MIN_ANSWERS, label="Fear", purpose="hidden")
+    make_gold(session, project, 5, label="Fear", purpose="hidden")
     make_clips(session, project, 3)
     # Passed qualification at 2/4, then 3/5 hidden right: 60 %, at the floor (5/9 of all gold: below it).
     fair = make_annotator(session)
-    # Every hidden answer wrong, but fewer answers than the floor needs.
+    # Every hidden answer wrong, but too few to be sure (floor 0.6: 0.8 against 0.4, rate 0.05).
     early = make_annotator(session)
-    # Five hidden answers, one right: below the floor.
+    # Three hidden answers, all wrong: sure enough at this floor.
     poor = make_annotator(session)
-    for annotator, hidden in ((fair, ["Fear"] * 3 + ["Neutral"] * 2), (early, ["Neutral"] * 3),
-                              (poor, ["Fear"] + ["Neutral"] * 4)):
+    for annotator, hidden in ((fair, ["Fear"] * 3 + ["Neutral"] * 2), (early, ["Neutral"] * 2),
+                              (poor, ["Neutral"] * 3)):
         for label in ("Fear", "Fear", "Neutral", "Neutral"):
             item, _ = _answer(session, project, annotator, label)
             assert item.is_qualification
@@ -156,7 +160,40 @@ def test_the_page_and_the_pause_share_one_quality_floor(session: Session) -> Non
         row = rows[annotator.id]
         assert (row["below_quality_floor"], annotator.paused) == (below, below), row
     assert rows[fair.id]["gold_accuracy"] < project.quality_floor <= rows[fair.id]["hidden_gold_accuracy"]
-    assert rows[poor.id]["hidden_gold_answers"] == gold.FLOOR_MIN_ANSWERS
+    assert rows[poor.id]["hidden_gold_answers"] == 3
+
+
+def test_the_curator_sets_how_strong_the_evidence_must_be(session: Session) -> None:
+    """quality_error_rate 0.01 asks for more: four wrong answers no longer pause, six do."""
+    project = make_project(session, gold_rate=1.0, quality_floor=0.5, quality_error_rate=0.01)
+    make_gold(session, project, 8, label="Fear", purpose="hidden")
+    make_clips(session, project, 3)
+    annotator = make_annotator(session)
+    for answered in range(1, 7):
+        _answer(session, project, annotator, "Neutral")
+        session.refresh(annotator)
+        assert annotator.paused == (answered == 6), answered
+    lax = gold.quality_test(project)
+    assert lax.fewest_answers_to_reject() == 6 and lax.false_alarm == lax.miss == 0.01
+
+
+def test_an_honest_annotator_near_the_floor_is_rarely_paused() -> None:
+    """The old rule (five answers, then any dip below the floor) paused honest annotators at 0.69;
+    the sequential test's chance of pausing one at floor + margin stays within its error rate."""
+    from annotation_app.models import Project
+    project = Project(quality_floor=0.5, quality_error_rate=0.05)
+    # Exact chance of ever being paused within 60 hidden answers, at accuracy 0.7.
+    alive, paused = {0: 1.0}, 0.0
+    for n in range(1, 61):
+        nxt: dict[int, float] = {}
+        for right, mass in alive.items():
+            for r, p in ((right + 1, 0.7), (right, 0.3)):
+                if gold.below_quality_floor(project, r, n):
+                    paused += mass * p
+                else:
+                    nxt[r] = nxt.get(r, 0.0) + mass * p
+        alive = nxt
+    assert paused < 0.06
 
 
 def test_add_gold_checks_its_input(session: Session) -> None:
