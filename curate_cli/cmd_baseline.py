@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curate_cli.common import TaskProgress, console, err_console, progress_bar
+from curate_cli.common import ExecutorChoice, TaskProgress, console, err_console, media_executor, progress_bar
 
 __all__ = ["register"]
 
@@ -18,7 +18,9 @@ __all__ = ["register"]
 def prepare_features_command(
     export_dir: Annotated[Path, typer.Argument(help="Export folder (manifest.csv + labels.json) or VAANet-layout folder.")],
     out: Annotated[Path | None, typer.Option("--out", help="Cache folder (default: EXPORT_DIR/features-PRESET).")] = None,
-    workers: Annotated[int, typer.Option(help="Decoding processes.")] = 4,
+    workers: Annotated[int, typer.Option(help="Decoding processes (with --executor dask and no --scheduler: local Dask workers).")] = 4,
+    executor: Annotated[ExecutorChoice, typer.Option(help="Where decoding runs: local processes, or Dask distributed (a LocalCluster, or --scheduler's cluster).")] = ExecutorChoice.processes,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786 (with --executor dask); workers must see the export and the cache folder at the same paths.")] = None,
     preset: Annotated[str, typer.Option(help="Model preset whose sampling the cache serves: tiny or full.")] = "full",
     jitter: Annotated[int | None, typer.Option(help="Extra cached frames per segment (random temporal offset range); default T/2.")] = None,
     fold: Annotated[int, typer.Option(help="List number NN of trainlistNN.txt in the VAANet layout.")] = 1,
@@ -36,9 +38,9 @@ def prepare_features_command(
     table = read_export(export_dir, fold=fold)
     config: ModelConfig = replace(PRESETS[preset], num_classes=len(table.labels))
     cache_dir = out or table.root / f"features-{preset}"
-    with progress_bar(transient=True) as bar:
+    with media_executor(executor, workers, scheduler) as (pool, _slots), progress_bar(transient=True) as bar:
         report = prepare_export_features(table.clips, cache_dir, config, jitter=jitter, workers=workers,
-                                         progress=TaskProgress(bar), strict=False)
+                                         progress=TaskProgress(bar), strict=False, executor=pool)
     for clip_id, reason in report.failed.items():
         err_console.print(f"warning: {clip_id}: {reason}")
     cached = len(table.clips) - len(report.failed)

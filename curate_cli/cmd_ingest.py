@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from curate_cli.common import console, open_session, progress_bar, settings
+from curate_cli.common import ExecutorChoice, console, media_executor, open_session, progress_bar, settings
 
 __all__ = ["register"]
 
@@ -33,7 +33,15 @@ def ingest(
         help="URLs, URL lists (.txt), CSV/JSONL lists (url or path, platform, uploader, external_id, title, "
              "language), media files or folders (recursive).", show_default=False)],
     project: Annotated[str | None, typer.Option(help="Project name (default: the only project).")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Items processed in parallel (processes).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help=(
+        "Items processed in parallel (local processes; with --executor dask and no --scheduler, "
+        "the local Dask workers)."))] = 1,
+    executor: Annotated[ExecutorChoice, typer.Option(help=(
+        "Where media work runs: local processes, or Dask distributed (a LocalCluster, or --scheduler's "
+        "cluster); clips are registered here either way."))] = ExecutorChoice.processes,
+    scheduler: Annotated[str | None, typer.Option(help=(
+        "Dask scheduler address, e.g. tcp://HOST:8786 (with --executor dask); workers share the media "
+        "store path."))] = None,
     shard: Annotated[str | None, typer.Option(
         help="Take only shard i of N (e.g. 0/4), so several machines share one database and media store.")] = None,
     json_report: Annotated[Path | None, typer.Option(
@@ -93,7 +101,7 @@ def ingest(
             ),
             ffmpeg_path=cfg.ffmpeg,
         )
-        with progress_bar(transient=False) as progress:
+        with media_executor(executor, workers, scheduler) as (pool, slots), progress_bar(transient=False) as progress:
             task = progress.add_task("ingest", total=None)
             tally = {"accepted": 0, "rejected": 0, "duplicate": 0, "error": 0}
 
@@ -106,7 +114,7 @@ def ingest(
                     f"ingest ✓{tally['accepted']} ✗{tally['rejected']} ≡{tally['duplicate']} !{tally['error']}"))
 
             report = run_ingest(
-                session, proj, items, config, workers=workers, shard=shard_spec, near=near,
+                session, proj, items, config, workers=slots, shard=shard_spec, near=near, executor=pool,
                 clip_status=ClipStatus.active if activate else ClipStatus.pending,
                 on_start=on_start, on_result=on_result,
             )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -22,7 +24,8 @@ from annotation_app.db import session_scope
 from annotation_app.errors import AppError
 from annotation_app.settings import Settings, get_settings
 
-__all__ = ["console", "err_console", "settings", "open_session", "progress_bar", "TaskProgress", "DatabaseNotReadyError"]
+__all__ = ["console", "err_console", "settings", "open_session", "progress_bar", "TaskProgress", "DatabaseNotReadyError",
+           "ExecutorChoice", "media_executor"]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -83,3 +86,28 @@ class TaskProgress:
         if self.task is not None:
             self.bar.remove_task(self.task)
             self.task = None
+
+
+class ExecutorChoice(StrEnum):
+    """Where per-item media work runs (``--executor``)."""
+
+    processes = "processes"
+    dask = "dask"
+
+
+@contextmanager
+def media_executor(executor: str, workers: int, scheduler: str | None) -> Iterator[tuple[Any, int]]:
+    """``(executor, items at a time)`` for ``--executor/--workers/--scheduler``.
+
+    The executor is None for local processes (the library's own pool of ``workers``), else a Dask
+    one (``curation.cluster``): a LocalCluster of ``workers`` processes, or ``scheduler``'s cluster.
+    """
+    from curation.cluster import ClusterError, dask_executor
+
+    if executor != ExecutorChoice.dask:
+        if scheduler is not None:
+            raise ClusterError("--scheduler needs --executor dask")
+        yield None, workers
+        return
+    with dask_executor(workers=workers, scheduler=scheduler) as (pool, slots):
+        yield pool, slots

@@ -19,7 +19,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -301,8 +301,14 @@ def prepare_features(
     *,
     workers: int = 1,
     on_clip: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> PrepareReport:
-    """Cache every ``(clip_id, media_path)``, skipping clips already cached; ``on_clip`` ticks a progress bar."""
+    """Cache every ``(clip_id, media_path)``, skipping clips already cached; ``on_clip`` ticks a progress bar.
+
+    ``executor`` (e.g. ``curation.cluster.dask_executor``'s) decodes instead of local processes; its
+    workers write the cache files (atomically) into ``cache_dir``, which they must see at the same
+    path. A clip whose task was lost with its worker is reported as failed and retried next run.
+    """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     _check_spec(cache_dir, spec)
@@ -325,6 +331,19 @@ def prepare_features(
         if on_clip is not None:
             on_clip(clip_id)
 
+    if executor is not None:
+        from curation.cluster import is_lost_worker
+
+        futures = {executor.submit(_prepare_one, clip_id, media_path, target, spec): clip_id
+                   for clip_id, media_path, target in todo}
+        for future in as_completed(futures):
+            try:
+                record(*future.result())
+            except Exception as exc:
+                if not is_lost_worker(exc):
+                    raise
+                record(futures[future], f"its worker was lost ({exc}); run again to retry")
+        return report
     if workers <= 1:
         for clip_id, media_path, target in todo:
             record(*_prepare_one(clip_id, media_path, target, spec))

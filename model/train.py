@@ -22,6 +22,7 @@ import time
 import tomllib
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import timedelta
@@ -584,8 +585,11 @@ def prepare_export_features(
     workers: int = 1,
     progress: Progress | None = None,
     strict: bool = True,
+    executor: Executor | None = None,
 ) -> PrepareReport:
-    """Cache the clips that are not cached yet; with ``strict`` a clip that fails to decode is an error."""
+    """Cache the clips that are not cached yet; with ``strict`` a clip that fails to decode is an error.
+
+    ``executor`` runs the decoding elsewhere (see :func:`model.features.prepare_features`)."""
     spec = cache_spec_for(model_config, jitter)
     missing = [clip for clip in clips if not (cache_dir / f"{cache_key(clip.clip_id)}.npz").exists()]
     if progress is not None and missing:
@@ -596,6 +600,7 @@ def prepare_export_features(
         spec,
         workers=workers,
         on_clip=(lambda _clip: progress.advance()) if progress is not None and missing else None,
+        executor=executor,
     )
     if progress is not None and missing:
         progress.finish()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from annotation_app.errors import InvalidInputError
 from annotation_app.models import Clip, ClipStatus, IngestItem, IngestStatus, Project
 from annotation_app.services.clips import find_by_sha256, join_cluster, phash_rows
+from curation.cluster import is_lost_worker
 from curation.ingest.pipeline import (
     IngestConfig,
     ItemResult,
@@ -353,6 +354,7 @@ def run_ingest(
     clip_status: ClipStatus = ClipStatus.pending,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[ItemResult, IngestItem], None] | None = None,
+    executor: Executor | None = None,
 ) -> IngestReport:
     """Ingest ``items`` (this shard's share) into ``project``; commits after every item.
 
@@ -361,6 +363,10 @@ def run_ingest(
     (``config.ffmpeg_threads``, default FFmpeg's choice): on 16 cores, sharing the cores out
     (cores / workers each) measured slower than letting them overlap. ``on_start(total)`` and ``on_result(result, row)``
     report progress.
+
+    ``executor`` (e.g. ``curation.cluster.dask_executor``'s) runs the media work instead of local
+    processes, ``workers`` items at a time; registration stays here. An item whose task was lost
+    with its worker ends as an ``error``, which the next run retries.
     """
     if workers < 1:
         raise InvalidInputError("workers must be at least 1")
@@ -399,7 +405,9 @@ def run_ingest(
         if on_result is not None:
             on_result(result, row)
 
-    if workers == 1 or len(todo) <= 1:
+    if executor is not None:
+        _run_window(executor, todo, config, workers, finish)
+    elif workers == 1 or len(todo) <= 1:
         for item in todo:
             finish(process_item(item, config))
     else:
@@ -410,30 +418,48 @@ def run_ingest(
 
 def _run_pool(todo: Sequence[SourceItem], config: IngestConfig, workers: int,
               finish: Callable[[ItemResult], None]) -> None:
-    # A bounded window of in-flight items: tens of thousands of futures would only cost memory.
-    queue = iter(todo)
-    window = 2 * workers
     # forkserver: workers fork from a clean helper process, not from this one with its DB
     # connections and the progress bar's thread (forking a threaded process can deadlock).
     context = multiprocessing.get_context("forkserver")
     # Workers fork from a helper that has imported the pipeline once: no per-worker import cost.
     context.set_forkserver_preload(["curation.ingest.pipeline"])
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        running: set[Future[ItemResult]] = set()
         try:
-            for item in queue:
-                running.add(pool.submit(process_item, item, config))
-                if len(running) >= window:
-                    break
-            while running:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finish(future.result())
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        running.add(pool.submit(process_item, nxt, config))
+            _run_window(pool, todo, config, workers, finish)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
 
 
+def _run_window(executor: Executor, todo: Sequence[SourceItem], config: IngestConfig, workers: int,
+                finish: Callable[[ItemResult], None]) -> None:
+    # A bounded window of in-flight items: tens of thousands of futures would only cost memory.
+    queue = iter(todo)
+    window = 2 * workers
+    running: dict[Future[ItemResult], SourceItem] = {}
+    for item in queue:
+        running[executor.submit(process_item, item, config)] = item
+        if len(running) >= window:
+            break
+    while running:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            item = running.pop(future)
+            finish(_outcome(future, item))
+            nxt = next(queue, None)
+            if nxt is not None:
+                running[executor.submit(process_item, nxt, config)] = nxt
+
+
+def _outcome(future: Future[ItemResult], item: SourceItem) -> ItemResult:
+    try:
+        return future.result()
+    except CancelledError:
+        raise
+    except Exception as exc:
+        # process_item never raises for its item: this is the executor losing the task (a Dask
+        # worker killed more often than its retries allow). Not the item's fault: retry next run.
+        if not is_lost_worker(exc):
+            raise
+        return ItemResult(source=item.source, source_key=item.source_key, status="error",
+                          metadata=item.metadata(), reason=f"its worker was lost ({exc}); run again to retry")

@@ -111,3 +111,14 @@ def test_file_urls_need_allow_local_urls(project: str, curate, incoming: Path, d
     code, out, err = curate("ingest", str(listing), "--allow-local-urls")
     assert code == 0, err
     assert "accepted" in out
+
+
+def test_ingest_on_a_local_dask_cluster(project: str, curate, incoming: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    report_path = tmp_path / "report.json"
+    code, out, err = curate("ingest", str(incoming), "--project", project, "--preset", "ultrafast",
+                            "--executor", "dask", "--workers", "2", "--json", str(report_path))
+    assert code == 0, out + err
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["counts"] == {"accepted": 2, "rejected": 1, "duplicates": 1, "errors": 0, "skipped": 0}
+    code, _, err = curate("ingest", str(incoming), "--scheduler", "tcp://127.0.0.1:8786")
+    assert code == 10 and "--scheduler needs --executor dask" in err

@@ -80,3 +80,21 @@ def test_prepare_features_in_worker_processes(tiny_export: Path, tmp_path: Path)
     seen: list[str] = []
     report = prepare_features(clips, tmp_path / "cache", TINY_SPEC, workers=2, on_clip=seen.append)
     assert report.written == 3 and sorted(seen) == ["c0", "c1", "c2"]
+
+
+def test_prepare_features_on_a_dask_cluster(tiny_export: Path, tmp_path: Path) -> None:
+    from distributed import get_task_stream
+
+    from curation.cluster import dask_executor
+
+    clips = [(f"c{i}", p) for i, p in enumerate(sorted(tiny_export.glob("validation/*/*.mp4")))]
+    clips.append(("broken", tiny_export / "broken.mp4"))
+    seen: list[str] = []
+    with dask_executor(workers=2) as (executor, slots), get_task_stream() as tasks:
+        report = prepare_features(clips, tmp_path / "dask", TINY_SPEC, on_clip=seen.append, executor=executor)
+    assert slots == 2 and len([t for t in tasks.data if "_prepare_one" in t["key"]]) == 4, "decoded on the workers"
+    assert report.written == 3 and set(report.failed) == {"broken"} and sorted(seen) == ["broken", "c0", "c1", "c2"]
+    local = prepare_features(clips[:1], tmp_path / "local", TINY_SPEC)
+    assert local.written == 1
+    np.testing.assert_array_equal(load_cached_clip(tmp_path / "dask", "c0").frames,
+                                  load_cached_clip(tmp_path / "local", "c0").frames)
