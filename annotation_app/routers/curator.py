@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from annotation_app.deps import CuratorUser, ProjectDep, SessionDep, require_curator, verify_csrf
-from annotation_app.models import Role
+from annotation_app.models import Project, Role
 from annotation_app.routers.api_curator import (
     EXPORT_RESPONSES,
     export_response,
@@ -28,7 +29,7 @@ from annotation_app.routers.schemas import (
 )
 from annotation_app.services import attention, curator, projects, users
 from annotation_app.services.access import check_may_manage
-from annotation_app.services.project_settings import check_settings
+from annotation_app.services.project_settings import InvalidSettingsError, check_settings
 
 __all__ = ["router"]
 
@@ -44,12 +45,19 @@ def progress_page(request: Request, session: SessionDep, project: ProjectDep) ->
     })
 
 
+def _settings_page(
+    request: Request, session: Session, project: Project, *, errors: dict[str, str] | None = None,
+    entered: dict[str, Any] | None = None, status_code: int = 200,
+) -> Response:
+    return render(request, "curator_settings.html", {
+        "project": project, "settings": {**settings_view(project), **(entered or {})}, "kinds": projects.PROJECT_SETTINGS,
+        "notices": attention.notices(session, project), "errors": errors or {},
+    }, status_code=status_code)
+
+
 @router.get("/settings")
 def settings_page(request: Request, session: SessionDep, project: ProjectDep) -> Response:
-    return render(request, "curator_settings.html", {
-        "project": project, "settings": settings_view(project), "kinds": projects.PROJECT_SETTINGS,
-        "notices": attention.notices(session, project),
-    })
+    return _settings_page(request, session, project)
 
 
 @router.post("/settings")
@@ -62,8 +70,15 @@ async def save_settings(request: Request, session: SessionDep, project: ProjectD
             changes[key] = raw is not None and raw not in ("", "0", "false", "off")
         elif isinstance(raw, str) and raw.strip() != "":
             changes[key] = [v.strip() for v in raw.split(",") if v.strip()] if kind is list else raw.strip()
-    # The form's strings through the API's model (InvalidSettingsError names each field it refuses).
-    checked = check_settings(changes, from_form=True)
+    try:  # the form's strings through the API's model (InvalidSettingsError names each field it refuses)
+        checked = check_settings(changes, from_form=True)
+    except InvalidSettingsError as exc:
+        # Each message beside its field, the page as the curator filled it in: nothing typed is lost.
+        errors: dict[str, str] = {}
+        for err in exc.errors:
+            key = str(err["loc"][0]) if err.get("loc") else ""
+            errors[key] = f"{errors[key]}; {err['msg']}" if key in errors else err["msg"]
+        return _settings_page(request, session, project, errors=errors, entered=changes, status_code=422)
     projects.update_settings(session, project, actor_id=user.id, **checked)
     session.commit()
     return RedirectResponse("/curator/settings", status_code=303)

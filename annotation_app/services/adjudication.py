@@ -31,7 +31,7 @@ from annotation_app.services._common import aware, lock_clip, utc_now
 
 __all__ = [
     "ADJUDICATING_ROLES", "expert_queue", "clip_evidence", "adjudicate", "judged_in_open_stages",
-    "clips_without_eligible_expert", "active_expert_ids",
+    "clips_without_eligible_expert", "active_expert_ids", "flag_reasons",
 ]
 
 ADJUDICATING_ROLES = (Role.expert, Role.admin)
@@ -215,3 +215,14 @@ def clips_without_eligible_expert(session: Session, project: Project) -> list[in
     ):
         labelled[clip_id].add(annotator_id)
     return [clip_id for clip_id in queued if labelled[clip_id] >= experts]
+
+
+def flag_reasons(session: Session, clip_id: int) -> list[dict[str, Any]]:
+    """Why annotators flagged the clip in stages 1-2 (can't judge / broken), anonymised, oldest first."""
+    rows = session.execute(
+        select(Judgement.cant_judge, Judgement.broken, Judgement.flag_reason).where(
+            Judgement.clip_id == clip_id, Judgement.live.is_(True), Judgement.excluded.is_(False),
+            Judgement.stage.in_(stages.OPEN_STAGES), Judgement.cant_judge.is_(True) | Judgement.broken.is_(True),
+        ).order_by(Judgement.id)
+    ).all()
+    return [{"flag": "broken" if broken else "can't judge", "reason": reason or ""} for cant, broken, reason in rows]

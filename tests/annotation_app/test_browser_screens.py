@@ -31,9 +31,10 @@ SHOTS = Path(os.environ.get("EMOTIONS_SCREENSHOT_DIR") or Path(__file__).resolve
 def env(tmp_path_factory: pytest.TempPathFactory, sqlite_url: str, tiny_video: Path) -> Iterator[Env]:  # noqa: F811
     for env in env_fixture(tmp_path_factory.mktemp("screens"), sqlite_url, tiny_video, n_clips=6):
         with env.session() as session:
-            # One clip waits for the expert, so the expert's pages have something to show.
-            clip = session.get(Clip, env.clip_ids[5])
-            clip.status, clip.stage = ClipStatus.expert, 3
+            # Three clips wait for the expert: the pages have something to show, one to decide, one to discard.
+            for clip_id in env.clip_ids[3:]:
+                clip = session.get(Clip, clip_id)
+                clip.status, clip.stage = ClipStatus.expert, 3
             session.commit()
         yield env
 
@@ -199,3 +200,41 @@ def test_labelling_page_on_three_screens_shortcuts_names_focus_and_a_phone_skip(
         skipped = session.scalars(select(Judgement).where(
             Judgement.assignment_id == int(before))).one()
         assert skipped.cant_judge and skipped.label_id is None and skipped.flag_reason == "No sound"
+
+
+def test_expert_on_a_phone_decides_one_clip_and_discards_one_with_a_reason(
+    env: Env, base_url: str, browser, shots: Path  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    console = Console(page)
+    login(page, base_url, "expert1")
+    decided, discarded = env.clip_ids[3], env.clip_ids[4]
+
+    page.goto(f"{base_url}/expert/clips/{decided}")
+    page.wait_for_function("document.getElementById('player').readyState >= 2", timeout=10_000)
+    page.select_option("#speed", "0.5")
+    assert page.evaluate("document.getElementById('player').playbackRate") == 0.5
+    page.keyboard.press("4")  # the label's hotkey picks the final label
+    assert page.input_value("#final-label") == "Relaxation"
+    page.get_by_role("button", name="Decide").click()
+    page.wait_for_url(f"{base_url}/expert")
+
+    page.goto(f"{base_url}/expert/clips/{discarded}")
+    page.keyboard.press("d")
+    assert page.is_checked("#discard") and page.evaluate("document.activeElement.id") == "reason"
+    page.get_by_role("button", name="Decide").click()  # no reason yet: told on the page, nothing lost
+    page.wait_for_selector("#form-error")
+    assert "a discard needs a reason" in page.inner_text("#form-error") and page.is_checked("#discard")
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    page.screenshot(path=str(shots / "expert-discard-error-phone.png"))
+    page.fill("#reason", "two emotions at once")
+    page.get_by_role("button", name="Decide").click()
+    page.wait_for_url(f"{base_url}/expert")
+    context.close()
+    # The form's 422 answer is the page itself, which Chromium logs as a failed load; nothing else.
+    assert [e for e in console.errors if "status of 422" not in e] == [], console.errors
+    with env.session() as session:
+        one, two = session.get(Clip, decided), session.get(Clip, discarded)
+        assert one.status == ClipStatus.resolved and one.final_label.name == "Relaxation"
+        assert two.status == ClipStatus.discarded

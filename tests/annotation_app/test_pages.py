@@ -370,3 +370,43 @@ def test_curator_pages_warn_when_qualification_lacks_gold(env: Env) -> None:
         session.commit()
     [notice] = curator.get("/api/curator/attention").json()["notices"]
     assert "asks for 2 gold clips but the project has 1" in notice
+
+
+def test_expert_page_shows_flag_reasons_and_a_discard_without_reason_is_an_inline_message(env: Env) -> None:
+    annotator = env.login("annotator")
+    item = annotator.get("/api/work/next").json()["item"]
+    assert annotator.post("/api/work/submit", json={
+        "assignment_id": item["assignment_id"], "cant_judge": True, "flag_reason": "No sound at all",
+        "client_request_id": uuid.uuid4().hex}).status_code == 200
+    clip_id = item["clip_id"]
+    with env.session() as session:
+        clip = db_clip(session, clip_id)
+        clip.status, clip.stage = ClipStatus.expert, 3  # contested: the expert decides
+        session.commit()
+    expert = env.login("expert")
+    page = expert.get(f"/expert/clips/{clip_id}").text
+    assert 'id="flag-reasons"' in page and "No sound at all" in page and "can&#39;t judge" in page
+    assert 'id="speed"' in page and "/static/expert.js" in page
+    csrf = expert.headers["X-CSRF-Token"]
+    refused = expert.post(f"/expert/clips/{clip_id}", data={"csrf_token": csrf, "discard": "true", "label": "Fear"})
+    # The clip's own page again, the message beside the form, what was chosen still chosen.
+    assert refused.status_code == 422 and 'id="form-error"' in refused.text and "a discard needs a reason" in refused.text
+    assert 'id="adjudicate-form"' in refused.text and 'value="Fear" data-hotkey="2" selected' in refused.text
+    assert 'id="discard" aria-keyshortcuts="D" checked' in refused.text and "Value error" not in refused.text
+    with env.session() as session:
+        assert db_clip(session, clip_id).status == ClipStatus.expert  # nothing decided
+    done = expert.post(f"/expert/clips/{clip_id}", data={"csrf_token": csrf, "discard": "true", "reason": "no sound"})
+    assert done.status_code == 303
+    with env.session() as session:
+        assert db_clip(session, clip_id).status == ClipStatus.discarded
+
+
+def test_a_bad_setting_is_an_inline_message_beside_its_field_and_nothing_typed_is_lost(env: Env) -> None:
+    cur = env.login("curator")
+    csrf = cur.headers["X-CSRF-Token"]
+    refused = cur.post("/curator/settings", data={"csrf_token": csrf, "daily_cap": "42", "consensus_threshold": "7"})
+    assert refused.status_code == 422 and 'id="settings-error"' in refused.text
+    assert 'id="error-consensus_threshold"' in refused.text and 'aria-invalid="true"' in refused.text
+    assert 'value="7"' in refused.text and 'value="42"' in refused.text  # as typed, to correct
+    assert "Value error" not in refused.text and 'id="error-message"' not in refused.text  # not the error page
+    assert cur.get("/api/curator/settings").json()["daily_cap"] != 42  # nothing half-saved
