@@ -214,7 +214,7 @@ def demo(
             return
     summary = build_demo(cfg, project=project, n_clips=clips, n_annotators=annotators, simulate=simulate,
                          n_simulated=simulated_annotators, keep_open=keep_open, seed=seed)
-    _print_logins(project, summary["logins"])
+    _print_logins(project, summary["logins"], summary)
     console.print(
         f"{summary['clips']} clips in {cfg.media_dir}; {summary['gold']} gold items"
         + (f"; simulated judgements: {summary['judgements']}, resolved clips: {summary['resolved']}, "
@@ -224,11 +224,31 @@ def demo(
         err_console.print(f"warning: {summary['warning']}", markup=False, soft_wrap=True)
 
 
-def _print_logins(project: str, logins: list[dict[str, str]]) -> None:
+def _print_logins(project: str, logins: list[dict[str, str]], summary: dict | None = None) -> None:
     table = Table("login", "password", "role", title=f"demo project '{project}'")
     for login in logins:
         table.add_row(login["username"], login["password"], login["role"])
     console.print(table)
+    by_role: dict[str, list[str]] = {}
+    for login in logins:
+        by_role.setdefault(login["role"], []).append(login["username"])
+    for role, names in by_role.items():
+        who = f"{names[0]} .. {names[-1]}" if len(names) > 2 else ", ".join(names)
+        console.print(f"{who}: {_what_they_find(role, summary or {})}", markup=False, soft_wrap=True)
+
+
+def _what_they_find(role: str, summary: dict) -> str:
+    """One line per demo login: where it starts and what waits there (counts when the demo was just built)."""
+    def n(key: str) -> str:
+        return f"{summary[key]} " if key in summary else ""
+
+    labelling = f"qualification round, then clips to label ({n('stage1_open')}in stage 1, {n('stage2_open')}in stage 2)"
+    return {
+        "annotator": labelling,
+        "expert": f"the expert queue ({n('expert_open')}clips to decide) and {labelling}",
+        "curator": "campaign progress, annotators, clips, settings, audit; the dashboard",
+        "admin": f"everything a curator sees, and the expert queue ({n('expert_open')}clips)",
+    }.get(role, "")
 
 
 def register(app: typer.Typer) -> None:

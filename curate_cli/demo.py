@@ -135,7 +135,10 @@ def build_demo(
     return summary
 
 
-def _simulate(session: Session, project: Project, *, n_simulated: int, keep_open: int, seed: int) -> dict[str, int]:
+def _simulate(
+    session: Session, project: Project, *, n_simulated: int, keep_open: int, seed: int, keep_stage2: int = 2,
+    keep_expert: int = 2,
+) -> dict[str, int]:
     """Drive simulated annotators through the real queue until no work is left, then the expert."""
     from annotation_app.models import Clip
     from annotation_app.services import adjudication, work
@@ -148,11 +151,14 @@ def _simulate(session: Session, project: Project, *, n_simulated: int, keep_open
         user = create_user(session, f"{project.name}-{sim.name}", role=Role.annotator,
                            password=f"sim-{seed}-{i}", is_simulated=True, **_profile(i))
         people.append((user, sim))
-    # Clips kept open for people: withheld from the simulation, opened again at the end.
-    open_clips = list(session.scalars(
+    # Clips kept open for people: withheld from the simulation, opened again at the end. The first
+    # ``keep_open`` stay in stage 1; a few more get a split stage 1 and wait in stage 2, one more is
+    # split in stages 1 and 2 and waits for the expert (whatever the simulated crowd agrees on).
+    withheld = list(session.scalars(
         select(Clip).where(Clip.project_id == project.id, Clip.status == ClipStatus.active)
-        .order_by(Clip.id.desc()).limit(keep_open)))
-    for clip in open_clips:
+        .order_by(Clip.id.desc()).limit(keep_open + keep_stage2 + 1)))
+    open_clips, split_clips = withheld[:keep_open], withheld[keep_open:]
+    for clip in withheld:
         clip.status = ClipStatus.pending
     session.flush()
 
@@ -179,10 +185,34 @@ def _simulate(session: Session, project: Project, *, n_simulated: int, keep_open
             session.flush()
             if served == 0:
                 break
+    # One clip at a time (the others withheld, so no other stage starts): every label a different one.
+    for n_split, clip in enumerate(split_clips):
+        clip.status = ClipStatus.active
+        session.flush()
+        to_expert = n_split == len(split_clips) - 1
+        for k, j in enumerate(rng.permutation(len(people))):
+            if clip.status != ClipStatus.active or (clip.stage != 1 and not to_expert):
+                break
+            user, sim = people[int(j)]
+            item = work.next_item(session, project, user)
+            if item is None:
+                continue
+            label = labels[k % len(labels)].name if item.clip_id == clip.id else model.judge(sim, truth[item.clip_id])
+            work.submit(session, project, user, assignment_id=item.assignment_id, label=label,
+                        confidence=3, cant_judge=False, broken=False, flag_reason=None,
+                        time_on_task_s=model.seconds(sim), client_request_id=f"sim2-{user.id}-{item.assignment_id}")
+            n_judgements += 1
+            session.flush()
+            session.refresh(clip)
+        if clip.status == ClipStatus.active:
+            clip.status = ClipStatus.pending
+        session.flush()
     expert = session.scalar(select(User).where(User.role == Role.expert).order_by(User.id))
     expert_sim = SimulatedAnnotator("expert", skill=0.9)
     adjudicated = 0
-    for entry in adjudication.expert_queue(session, project):
+    queue = adjudication.expert_queue(session, project)
+    # The newest few stay in the queue, so an expert trying the demo has clips to decide.
+    for entry in queue[: max(len(queue) - keep_expert, 0)]:
         clip_id = entry["clip_id"]
         if rng.random() < 0.1:
             adjudication.adjudicate(session, project, expert, clip_id=clip_id, label=None, discard=True,
@@ -192,9 +222,17 @@ def _simulate(session: Session, project: Project, *, n_simulated: int, keep_open
                                     label=model.judge(expert_sim, truth[clip_id]), discard=False,
                                     reason="simulated expert decision")
         adjudicated += 1
-    for clip in open_clips:
-        clip.status = ClipStatus.active
+    for clip in withheld:
+        if clip.status == ClipStatus.pending:
+            clip.status = ClipStatus.active
     session.flush()
-    resolved = sum(1 for c in session.scalars(select(Clip).where(Clip.project_id == project.id))
-                   if c.status == ClipStatus.resolved)
-    return {"judgements": n_judgements, "resolved": resolved, "adjudicated": adjudicated}
+    clips = list(session.scalars(select(Clip).where(Clip.project_id == project.id)))
+    return {"judgements": n_judgements, "resolved": sum(1 for c in clips if c.status == ClipStatus.resolved),
+            "adjudicated": adjudicated, **queues(clips)}
+
+
+def queues(clips: list[Any]) -> dict[str, int]:
+    """How many clips wait in each queue: stage 1, stage 2, the expert's."""
+    active = [c for c in clips if c.status == ClipStatus.active]
+    return {"stage1_open": sum(1 for c in active if c.stage == 1), "stage2_open": sum(1 for c in active if c.stage == 2),
+            "expert_open": sum(1 for c in clips if c.status == ClipStatus.expert)}

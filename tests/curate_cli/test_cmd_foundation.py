@@ -176,7 +176,7 @@ def test_failed_demo_leaves_nothing(data_dir: Path, curate, monkeypatch: pytest.
 def test_demo_simulate_runs_the_stages(data_dir: Path, curate) -> None:  # type: ignore[no-untyped-def]
     from annotation_app.models import ClipStatus, Judgement
 
-    code, out, err = curate("demo", "--clips", "16", "--simulate", "--simulated-annotators", "10",
+    code, out, err = curate("demo", "--clips", "20", "--simulate", "--simulated-annotators", "10",
                             "--keep-open", "3", "--seed", "7")
     assert code == 0, err
     with open_session() as session:
@@ -189,13 +189,21 @@ def test_demo_simulate_runs_the_stages(data_dir: Path, curate) -> None:  # type:
         clips = list(session.scalars(select(Clip)))
         assert all(c.true_label_id is not None for c in clips)
         decided = [c for c in clips if c.status in (ClipStatus.resolved, ClipStatus.discarded)]
-        assert len(decided) >= 8
+        assert len(decided) >= 8  # 16 real clips less 3 kept open, 2 left in stage 2 and at most 2 with the expert
         resolved = [c for c in clips if c.status == ClipStatus.resolved]
         agree = sum(c.final_label_id == c.true_label_id for c in resolved) / len(resolved)
         assert agree > 0.5  # far above chance (1/6): the stages recover most true labels
         judged = {j.clip_id for j in judgements}
         still_open = [c for c in clips if c.status == ClipStatus.active and c.id not in judged]
         assert len(still_open) == 3  # kept open for people to label in the browser
+        # Every queue has clips for the people who try the demo: stage 2 (its stage 1 split) and the expert's.
+        stage2 = [c for c in clips if c.status == ClipStatus.active and c.stage == 2]
+        assert len(stage2) == 2 and all(
+            len({j.label_id for j in judgements if j.clip_id == c.id and j.stage == 1}) == 3 for c in stage2)
+        expert_queue = [c for c in clips if c.status == ClipStatus.expert]
+        assert 1 <= len(expert_queue) <= 2
+    # Which login finds what, with the counts.
+    assert "in stage 1" in out and "2 in stage 2" in out and f"expert queue ({len(expert_queue)} clips to decide)" in out
 
 
 def test_project_create_says_when_qualification_has_no_gold(data_dir: Path, curate) -> None:  # type: ignore[no-untyped-def]
