@@ -26,6 +26,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("./data"), description="Root of the embedded deployment's files.")
     database_url: str = Field("", description="SQLAlchemy URL; default a SQLite file in data_dir.")
+    dashboard_url: str | None = Field(
+        None, description="Where curators' browsers reach the dashboard (curate dashboard), e.g. "
+        "http://localhost:8501; the curator pages link to its matching page. None: no links.")
     media_dir: Path | None = Field(None, description="Normalised clips; default data_dir/media.")
     ffmpeg: str | None = Field(None, description="FFmpeg binary; else PATH, else imageio-ffmpeg's.")
     secret_key: str | None = Field(

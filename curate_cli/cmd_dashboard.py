@@ -34,6 +34,8 @@ def dashboard_command(
         "--server.address", host,
         "--server.port", str(port),
         "--browser.gatherUsageStats", "false",
+        # Curators see the dashboard, not Streamlit's developer menu and its "Deploy" button.
+        "--client.toolbarMode", "viewer",
     ]
     return command, env
 

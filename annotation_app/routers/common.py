@@ -13,7 +13,7 @@ from annotation_app.security import SESSION_COOKIE, SESSION_MAX_AGE_S, SessionDa
 
 __all__ = [
     "render", "ensure_session", "set_session_cookie", "label_view", "label_views", "user_language", "item_view",
-    "media_sources",
+    "media_sources", "dashboard_link",
 ]
 
 
@@ -96,3 +96,9 @@ def item_view(request: Request, item: Any) -> dict[str, Any] | None:
         "lease_expires_at": item.lease_expires_at.isoformat() if item.lease_expires_at else None,
         "sources": media_sources(request, item.clip_id, item.media_path),
     }
+
+
+def dashboard_link(request: Request, page: str = "") -> str | None:
+    """The matching page of the curator dashboard (Streamlit names a page's path after its file), if one is set."""
+    base = request.app.state.settings.dashboard_url
+    return f"{base.rstrip('/')}/{page}" if base else None

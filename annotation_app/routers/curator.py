@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -16,7 +17,7 @@ from annotation_app.routers.api_curator import (
     get_user_by_id,
     settings_view,
 )
-from annotation_app.routers.common import render
+from annotation_app.routers.common import dashboard_link, render
 from annotation_app.routers.schemas import (
     INT32_MAX,
     PAGE_RESPONSES,
@@ -42,6 +43,7 @@ def progress_page(request: Request, session: SessionDep, project: ProjectDep) ->
     return render(request, "curator_progress.html", {
         "project": project, "progress": curator.project_progress(session, project),
         "notices": attention.notices(session, project), "relaxed": attention.relaxed_allocations(session, project),
+        "dashboard": dashboard_link(request, ""),
     })
 
 
@@ -84,11 +86,37 @@ async def save_settings(request: Request, session: SessionDep, project: ProjectD
     return RedirectResponse("/curator/settings", status_code=303)
 
 
+AnnotatorSort = Literal[curator.ANNOTATOR_SORTS]  # type: ignore[valid-type]
+AnnotatorState = Literal[curator.ANNOTATOR_STATES]  # type: ignore[valid-type]
+ANNOTATORS_PER_PAGE = 25
+
+
 @router.get("/annotators")
-def annotators_page(request: Request, session: SessionDep, project: ProjectDep) -> Response:
+def annotators_page(
+    request: Request, session: SessionDep, project: ProjectDep,
+    sort: AnnotatorSort = "username", order: Literal["asc", "desc"] = "asc",
+    q: PlainText = Query("", max_length=64, description="Part of the user name."),
+    role: Literal["", "annotator", "expert", "curator", "admin"] = "",
+    state: Literal[("",) + curator.ANNOTATOR_STATES] = "",  # type: ignore[valid-type]
+    page: int = Query(1, ge=1, le=INT32_MAX),
+) -> Response:
+    """The annotator table: filtered, sorted and paginated here, so a campaign of hundreds stays one page."""
+    rows, matched = curator.annotator_table(
+        curator.annotator_quality(session, project), sort=sort, descending=order == "desc", text=q,
+        role=role or None, state=state or None, page=page, per_page=ANNOTATORS_PER_PAGE)
+    view = {"sort": sort, "order": order, "q": q, "role": role, "state": state, "page": page}
+
+    def link(**changes: Any) -> str:
+        params = {k: v for k, v in {**view, **changes}.items() if v not in ("", None)}
+        return "/curator/annotators?" + urlencode(params)
+
+    for row in rows:
+        row["state"] = curator.annotator_state(row)
     return render(request, "curator_annotators.html", {
-        "project": project, "quality": curator.annotator_quality(session, project),
+        "project": project, "rows": rows, "matched": matched, "view": view, "link": link,
+        "pages": max(1, -(-matched // ANNOTATORS_PER_PAGE)), "states": curator.ANNOTATOR_STATES,
         "roles": [r.value for r in Role], "notices": attention.notices(session, project),
+        "dashboard": dashboard_link(request, "annotators"),
     })
 
 
@@ -171,6 +199,7 @@ def clips_page(
         "project": project, "clips": rows, "offset": offset,
         "filters": {"status": status or "", "stage": stage or "", "label": label or "", "max_agreement": max_agreement or ""},
         "statuses": ["pending", "active", "expert", "resolved", "discarded", "broken", "gold"],
+        "dashboard": dashboard_link(request, "attention"),
     })
 
 

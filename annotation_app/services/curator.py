@@ -47,6 +47,9 @@ __all__ = [
     "EXPORT_COLUMNS",
     "project_progress",
     "annotator_quality",
+    "ANNOTATOR_SORTS",
+    "ANNOTATOR_STATES",
+    "annotator_table",
     "list_clips",
     "pause_annotator",
     "exclude_annotator",
@@ -162,6 +165,65 @@ def annotator_quality(session: Session, project: Project, *, now: datetime | Non
             "below_quality_floor": gold.below_quality_floor(project, s.hidden_gold_correct, s.hidden_gold_n),
         })
     return out
+
+
+# Columns of the curator's annotator table that it sorts by, and the states it filters on.
+ANNOTATOR_SORTS = ("username", "role", "gold_accuracy", "agreement_with_consensus", "reliability",
+                   "median_time_on_task_s", "n_judgements", "done_today")
+ANNOTATOR_STATES = ("working", "paused", "below_floor", "not_qualified", "inactive")
+
+
+def annotator_state(row: dict[str, Any]) -> str:
+    """One word for where an annotator stands (the first that applies, most pressing first)."""
+    if not row["is_active"]:
+        return "inactive"
+    if row["paused"]:
+        return "paused"
+    if row["below_quality_floor"]:
+        return "below_floor"
+    if row["qualification"].get("passed") is not True:
+        return "not_qualified"
+    return "working"
+
+
+def annotator_table(
+    rows: list[dict[str, Any]],
+    *,
+    sort: str = "username",
+    descending: bool = False,
+    text: str = "",
+    role: str | None = None,
+    state: str | None = None,
+    page: int = 1,
+    per_page: int = 25,
+) -> tuple[list[dict[str, Any]], int]:
+    """Rows of :func:`annotator_quality` filtered, sorted and cut to one page; and how many matched.
+
+    Unknown figures (``None``: no gold answered yet) sort last either way, so "lowest first" shows
+    the real low values, not the empty ones.
+
+    >>> rows = [{"username": u, "role": "annotator", "is_active": True, "paused": False,
+    ...          "below_quality_floor": False, "qualification": {"passed": True}, "reliability": r}
+    ...         for u, r in (("ann", 0.9), ("bo", None), ("cy", 0.4))]
+    >>> [r["username"] for r in annotator_table(rows, sort="reliability")[0]]
+    ['cy', 'ann', 'bo']
+    """
+    if sort not in ANNOTATOR_SORTS:
+        raise InvalidInputError(f"cannot sort annotators by {sort!r}; one of {', '.join(ANNOTATOR_SORTS)}")
+    if state is not None and state not in ANNOTATOR_STATES:
+        raise InvalidInputError(f"no annotator state {state!r}; one of {', '.join(ANNOTATOR_STATES)}")
+    needle = text.strip().casefold()
+    kept = [
+        r for r in rows
+        if (not needle or needle in r["username"].casefold())
+        and (role is None or r["role"] == role)
+        and (state is None or annotator_state(r) == state)
+    ]
+    known = [r for r in kept if r.get(sort) is not None]
+    known.sort(key=lambda r: (r[sort].casefold() if isinstance(r[sort], str) else r[sort]), reverse=descending)
+    ordered = known + [r for r in kept if r.get(sort) is None]
+    start = (max(page, 1) - 1) * per_page
+    return ordered[start:start + per_page], len(kept)
 
 
 def list_clips(

@@ -238,3 +238,44 @@ def test_expert_on_a_phone_decides_one_clip_and_discards_one_with_a_reason(
         one, two = session.get(Clip, decided), session.get(Clip, discarded)
         assert one.status == ClipStatus.resolved and one.final_label.name == "Relaxation"
         assert two.status == ClipStatus.discarded
+
+
+def test_curator_sorts_and_filters_annotators_and_reads_dates_in_their_time_zone(
+    env: Env, base_url: str, browser, shots: Path  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, timezone_id="Asia/Shanghai", locale="en-GB")
+    page = context.new_page()
+    console = Console(page)
+    login(page, base_url, "curator1")
+    page.goto(f"{base_url}/curator/annotators")
+
+    def names() -> list[str]:
+        return page.locator("#annotators tbody td:first-child a").all_inner_texts()
+
+    assert names() == sorted(names())
+    page.click("#annotators thead th:first-child a")  # sorted by name already: now descending
+    page.wait_for_url("**order=desc**")
+    assert names() == sorted(names(), reverse=True)
+    assert page.locator('th[aria-sort="descending"]').count() == 1
+    page.get_by_role("link", name="judgements").click()
+    page.wait_for_url("**sort=n_judgements**")
+    page.fill('input[name="q"]', "annot")
+    page.select_option('select[name="role"]', "annotator")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**role=annotator**")
+    assert names() and all(n.startswith("annotator") for n in names()) and "sort=n_judgements" in page.url
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    page.screenshot(path=str(shots / "curator-annotators-filtered-phone.png"))
+
+    # A pause from the annotator's page lands in the audit trail, shown in the viewer's own time zone.
+    page.goto(f"{base_url}/curator/annotators/{env.user_ids['annotator4']}")
+    page.fill('form[action$="/pause"] input[name="reason"]', "on holiday")
+    page.get_by_role("button", name="Pause annotator4").click()
+    page.goto(f"{base_url}/curator/audit")
+    first = page.locator("#audit time").first
+    iso, shown = first.get_attribute("datetime"), first.inner_text()
+    expected = page.evaluate("""(iso) => new Intl.DateTimeFormat(undefined, {dateStyle: 'medium', timeStyle: 'short',
+        timeZone: 'Asia/Shanghai'}).format(new Date(iso))""", iso)
+    assert shown == expected and "UTC" not in shown, (iso, shown)
+    context.close()
+    assert not console.errors, console.errors

@@ -410,3 +410,55 @@ def test_a_bad_setting_is_an_inline_message_beside_its_field_and_nothing_typed_i
     assert 'value="7"' in refused.text and 'value="42"' in refused.text  # as typed, to correct
     assert "Value error" not in refused.text and 'id="error-message"' not in refused.text  # not the error page
     assert cur.get("/api/curator/settings").json()["daily_cap"] != 42  # nothing half-saved
+
+
+def test_the_annotator_table_sorts_filters_and_pages_on_the_server_with_readable_values(env: Env) -> None:
+    cur = env.login("curator")
+    page = cur.get("/curator/annotators").text
+    names = re.findall(r'<td><a href="/curator/annotators/\d+">([^<]+)</a></td>', page)
+    assert names == sorted(names) and "annotator1" in names and "curator1" not in names
+    assert "True" not in page and "False" not in page and "Excitation: 0" not in page  # badges, not Python
+    assert re.search(r'class="pill ok"[^>]*>working</span>', page)
+    desc = cur.get("/curator/annotators", params={"sort": "username", "order": "desc"}).text
+    assert re.findall(r'<td><a href="/curator/annotators/\d+">([^<]+)</a></td>', desc) == sorted(names, reverse=True)
+    assert 'aria-sort="descending"' in desc
+    only = cur.get("/curator/annotators", params={"q": "TOR2"}).text  # part of the name, any case
+    assert re.findall(r'<td><a href="/curator/annotators/\d+">([^<]+)</a></td>', only) == ["annotator2"]
+    experts = cur.get("/curator/annotators", params={"role": "expert"}).text
+    assert re.findall(r'<td><a href="/curator/annotators/\d+">([^<]+)</a></td>', experts) == ["expert1"]
+    assert 'id="matched">1 annotator<' in experts
+    assert cur.get("/curator/annotators", params={"sort": "password"}).status_code == 422
+    # One page at a time: the second page of two per page holds the third and fourth names.
+    from annotation_app.routers import curator as curator_pages
+    original = curator_pages.ANNOTATORS_PER_PAGE
+    curator_pages.ANNOTATORS_PER_PAGE = 2
+    try:
+        second = cur.get("/curator/annotators", params={"page": 2}).text
+    finally:
+        curator_pages.ANNOTATORS_PER_PAGE = original
+    assert re.findall(r'<td><a href="/curator/annotators/\d+">([^<]+)</a></td>', second) == names[2:4]
+    assert "page 2 of" in second and 'rel="prev"' in second
+
+
+def test_annotator_table_with_labels_shows_the_mix_as_a_bar_and_dates_as_time_elements(env: Env) -> None:
+    annotator = env.login("annotator")
+    item = annotator.get("/api/work/next").json()["item"]
+    assert annotator.post("/api/work/submit", json={"assignment_id": item["assignment_id"], "label": "Fear",
+                                                    "client_request_id": uuid.uuid4().hex}).status_code == 200
+    page = env.login("curator").get("/curator/annotators").text
+    assert 'class="mix"' in page and 'title="Fear: 1"' in page and "width: 100.0%" in page
+    recent = annotator.get("/annotate/recent").text
+    assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT[^"]+\+00:00"', recent) and "/static/local-time.js" in recent
+
+
+def test_curator_pages_link_to_the_matching_dashboard_page_when_it_is_set(env: Env) -> None:
+    cur = env.login("curator")
+    assert 'id="dashboard-link"' not in cur.get("/curator").text  # no dashboard set: no dead link
+    env.app.state.settings.dashboard_url = "http://dash.example:8501/"
+    try:
+        for path, target in [("/curator", "http://dash.example:8501/"),
+                             ("/curator/annotators", "http://dash.example:8501/annotators"),
+                             ("/curator/clips", "http://dash.example:8501/attention")]:
+            assert f'<a href="{target}" id="dashboard-link">' in cur.get(path).text, path
+    finally:
+        env.app.state.settings.dashboard_url = None

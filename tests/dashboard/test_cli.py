@@ -25,7 +25,7 @@ def test_dashboard_command_passes_settings_by_environment(tmp_path: Path) -> Non
     assert DASHBOARD_APP.is_file()
     flags = dict(zip(command[5::2], command[6::2], strict=True))
     assert flags == {"--server.headless": "true", "--server.address": "0.0.0.0", "--server.port": "8600",
-                     "--browser.gatherUsageStats": "false"}
+                     "--browser.gatherUsageStats": "false", "--client.toolbarMode": "viewer"}
     assert env["EMOTIONS_DATABASE_URL"] == "sqlite:////x/db.sqlite3"
     assert env["EMOTIONS_DASHBOARD_PROJECT"] == "demo" and env["EMOTIONS_DASHBOARD_N_BOOT"] == "20"
     assert env["EMOTIONS_DASHBOARD_EXPORTS"] == str((tmp_path / "exp").resolve())

@@ -129,6 +129,9 @@ def test_a_browser_sees_the_dashboard_only_as_a_curator(app_url: str, dashboard_
             page.goto(dashboard_url)
             page.get_by_role("heading", name="Progress").wait_for(timeout=60_000)
             page.get_by_text("curator · curator").wait_for(timeout=10_000)
+            # A curator's tool, not a developer's: no Streamlit "Deploy" button, no developer menu.
+            assert page.get_by_role("button", name="Deploy").count() == 0
+            assert page.locator('[data-testid="stAppDeployButton"]').count() == 0
             page.get_by_role("link", name="Annotators").click()
             page.get_by_role("heading", name="Annotators").wait_for(timeout=60_000)
             # Logging out of the app ends the dashboard at its next run.
