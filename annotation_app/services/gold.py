@@ -56,7 +56,8 @@ from annotation_app.models import (
     Qualification,
     User,
 )
-from annotation_app.services import audit
+from annotation_app.services import audit, stages
+from annotation_app.services._common import lock_clip
 from annotation_app.services.sequential import SequentialTest, Verdict
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "qualified_ids",
     "draw_hidden_gold",
     "record_answer",
+    "withdraw_from_open_clips",
 ]
 
 # Half the width of the band around the floor that the sequential test does not try to tell apart.
@@ -320,7 +322,7 @@ def record_answer(
             _decide(session, project, row, now=now)
         session.flush()
         return {"required": required, "answered": row.answered, "correct": row.correct, "passed": row.passed}
-    _check_quality_floor(session, project, assignment.annotator_id)
+    _check_quality_floor(session, project, assignment.annotator_id, now=now)
     return None
 
 
@@ -354,7 +356,7 @@ def below_quality_floor(project: Project, hidden_correct: int, hidden_answers: i
     return quality_test(project).decide(hidden_correct, hidden_answers - hidden_correct) is Verdict.reject
 
 
-def _check_quality_floor(session: Session, project: Project, annotator_id: int) -> None:
+def _check_quality_floor(session: Session, project: Project, annotator_id: int, *, now: datetime) -> None:
     rows = session.execute(
         select(GoldResult.correct).join(GoldItem, GoldItem.id == GoldResult.gold_item_id).where(
             GoldItem.project_id == project.id, GoldResult.annotator_id == annotator_id,
@@ -368,12 +370,54 @@ def _check_quality_floor(session: Session, project: Project, annotator_id: int) 
     if user is None or user.paused:
         return
     user.paused = True
-    user.pause_reason = (f"hidden gold accuracy {accuracy:.0%} ({correct} of {len(rows)}): below the quality floor "
-                         f"{project.quality_floor:.0%} (sequential test, error rate {quality_test(project).false_alarm:g})")
     # The annotator is mid-submit: only leases other than the one being submitted can be live.
     for lease in session.scalars(select(Assignment).where(
             Assignment.annotator_id == annotator_id, Assignment.status == AssignmentStatus.leased)):
         lease.status = AssignmentStatus.released
+    withdrawn, rechecked = withdraw_from_open_clips(session, project, annotator_id, now=now)
+    user.pause_reason = (f"hidden gold accuracy {accuracy:.0%} ({correct} of {len(rows)}): below the quality floor "
+                         f"{project.quality_floor:.0%} (sequential test, error rate {quality_test(project).false_alarm:g}); "
+                         f"{withdrawn} label(s) on {len(rechecked)} open clip(s) withdrawn from consensus")
     audit.record(session, "annotator.auto_pause", project_id=project.id, target_type="user",
-                 target_id=annotator_id, details={"hidden_gold_accuracy": accuracy, "answers": len(rows)})
+                 target_id=annotator_id, details={"hidden_gold_accuracy": accuracy, "answers": len(rows),
+                                                  "labels_withdrawn": withdrawn, "open_clips_rechecked": rechecked})
     session.flush()
+
+
+def withdraw_from_open_clips(
+    session: Session, project: Project, annotator_id: int, *, now: datetime
+) -> tuple[int, list[int]]:
+    """Take a paused annotator's labels out of the consensus of the clips still open (active, in
+    stage 1 or 2): the judgements are marked excluded, their slots given back, and each clip is
+    re-checked from stage 1 (``stages.reopen``), so a spammer's votes never decide a clip that has
+    not been decided yet. Decided clips keep their labels: the curator sees the pause (audit,
+    pause reason) and may exclude the annotator's work there (``curator.exclude_annotator``).
+    Returns (labels withdrawn, clip ids re-checked). Does not commit.
+    """
+    rows = session.execute(
+        select(Judgement, Clip.id).join(Clip, Clip.id == Judgement.clip_id).where(
+            Judgement.project_id == project.id, Judgement.annotator_id == annotator_id,
+            Judgement.excluded.is_(False), Judgement.live.is_(True), Judgement.stage.in_(stages.OPEN_STAGES),
+            Clip.status == ClipStatus.active)
+    ).all()
+    by_clip: dict[int, list[Judgement]] = {}
+    for judgement, clip_id in rows:
+        by_clip.setdefault(clip_id, []).append(judgement)
+    rechecked: list[int] = []
+    withdrawn = 0
+    # Clip locks in id order, as every multi-clip service takes them.
+    for clip_id in sorted(by_clip):
+        clip = lock_clip(session, clip_id)
+        if clip is None or clip.status != ClipStatus.active:
+            continue  # decided meanwhile: the curator's exclusion covers it
+        for judgement in by_clip[clip_id]:
+            judgement.excluded = True
+            withdrawn += 1
+        for slot in session.scalars(select(Assignment).where(
+                Assignment.clip_id == clip_id, Assignment.annotator_id == annotator_id,
+                Assignment.status == AssignmentStatus.submitted)):
+            slot.status = AssignmentStatus.released
+        session.flush()
+        stages.reopen(session, project, clip, now=now)
+        rechecked.append(clip_id)
+    return withdrawn, rechecked

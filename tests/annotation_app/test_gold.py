@@ -324,3 +324,61 @@ def test_an_open_round_with_no_clip_left_says_why(session: Session) -> None:
         "qualification: 1 of 2 answered and no qualification clip is left to show you; "
         "ask your curator to add qualification gold clips")
     assert work.progress(session, project, annotator, now=T0)["blocked_reason"] == result.progress["blocked_reason"]
+
+
+def test_a_paused_annotators_labels_leave_the_consensus_of_open_clips(session: Session) -> None:
+    """#23 item 4: the moment hidden gold pauses a spammer, their labels on clips still open are
+    withdrawn (excluded, slots given back, clips re-checked); a decided clip keeps its label; the
+    curator is told (pause reason, audit)."""
+    from annotation_app.models import Assignment, AssignmentStatus, Judgement, User
+
+    project = make_project(session, overlap_k=3, gold_rate=0.0, quality_floor=0.5,
+                           balance_attributes=[])
+    decided, open_one, open_two = make_clips(session, project, 3)
+    spammer = make_annotator(session)
+    honest = [make_annotator(session) for _ in range(2)]
+    # The spammer labels all three clips "Fear"; two honest annotators agree on the first (resolved)
+    # and disagree on the second (no consensus: it goes to stage 2).
+    for clip_id in (decided.id, open_one.id, open_two.id):
+        _answer_clip(session, project, spammer, clip_id)
+    for person, label in zip(honest, ("Neutral", "Sadness"), strict=True):
+        _answer_clip(session, project, person, decided.id)
+        _answer_clip(session, project, person, open_one.id, label)
+    session.refresh(decided)
+    session.refresh(open_one)
+    assert decided.status == ClipStatus.resolved and (open_one.status, open_one.stage) == (ClipStatus.active, 2)
+    # Now hidden gold only, and four wrong answers.
+    projects.update_settings(session, project, gold_rate=1.0)
+    make_gold(session, project, 4, label="Fear", purpose="hidden")
+    for _ in range(4):
+        _answer(session, project, spammer, "Neutral")
+    session.refresh(spammer)
+    assert spammer.paused and "2 label(s) on 2 open clip(s) withdrawn" in spammer.pause_reason
+
+    def mine(clip_id: int) -> Judgement:
+        return session.scalar(select(Judgement).where(Judgement.clip_id == clip_id, Judgement.annotator_id == spammer.id))
+    assert mine(open_one.id).excluded and mine(open_two.id).excluded
+    assert not mine(decided.id).excluded  # decided: left to the curator
+    for clip in (open_one, open_two):
+        session.refresh(clip)
+        # Re-checked: open_one's stage 1 lost a vote, so it is back in stage 1 for a new one.
+        assert (clip.status, clip.stage) == (ClipStatus.active, 1)
+        slot = session.scalar(select(Assignment).where(Assignment.clip_id == clip.id, Assignment.annotator_id == spammer.id))
+        assert slot.status == AssignmentStatus.released
+    entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "annotator.auto_pause",
+                                                    AuditEntry.target_id == str(spammer.id)))
+    assert entry.details["labels_withdrawn"] == 2
+    assert sorted(entry.details["open_clips_rechecked"]) == sorted([open_one.id, open_two.id])
+    # The slots refill: a fresh annotator is served a withdrawn clip.
+    projects.update_settings(session, project, gold_rate=0.0)
+    newcomer = make_annotator(session)
+    assert isinstance(session.get(User, newcomer.id), User)
+    served = work.next_item(session, project, newcomer, now=T0)
+    assert served is not None and served.clip_id in {open_one.id, open_two.id}
+
+
+def _answer_clip(session: Session, project, annotator, clip_id: int, label: str = "Fear") -> None:  # noqa: ANN001
+    item = work.next_item(session, project, annotator, now=T0)
+    assert item is not None and item.clip_id == clip_id, (item, clip_id)
+    work.submit(session, project, annotator, assignment_id=item.assignment_id, label=label,
+                client_request_id=unique("req"), now=T0)
