@@ -64,8 +64,9 @@ EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def export_response(session: Session, project: Project, fmt: str) -> Response:
-    data = curator.judgements_export(session, project, fmt=fmt)
+def export_response(session: Session, project: Project, fmt: str, **options: bool) -> Response:
+    """``options``: what :func:`curator.judgements_export` may add (excluded, history, qualification rows)."""
+    data = curator.judgements_export(session, project, fmt=fmt, **options)
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/vnd.apache.parquet"
     filename = f"{project.name}-judgements.{fmt}"
     # Headers are Latin-1: an ASCII stand-in for old clients, the real name in RFC 5987's form.

@@ -211,5 +211,12 @@ def audit_page(request: Request, session: SessionDep, project: ProjectDep) -> Re
 
 
 @router.get("/judgements.{fmt}", responses=EXPORT_RESPONSES)
-def export(fmt: Literal["csv", "parquet"], session: SessionDep, project: ProjectDep) -> Response:
-    return export_response(session, project, fmt)
+def export(
+    fmt: Literal["csv", "parquet"], session: SessionDep, project: ProjectDep,
+    include_excluded: bool = Query(False, description="Also the judgements a curator excluded."),
+    include_history: bool = Query(False, description="Also the rows a correction replaced."),
+    include_qualification: bool = Query(False, description="Also the qualification round's answers (stage 0)."),
+) -> Response:
+    """The download of the progress page, with the options it offers there (flags are always in)."""
+    return export_response(session, project, fmt, include_excluded=include_excluded,
+                           include_history=include_history, include_qualification=include_qualification)

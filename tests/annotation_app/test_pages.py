@@ -462,3 +462,21 @@ def test_curator_pages_link_to_the_matching_dashboard_page_when_it_is_set(env: E
             assert f'<a href="{target}" id="dashboard-link">' in cur.get(path).text, path
     finally:
         env.app.state.settings.dashboard_url = None
+
+
+def test_the_progress_page_downloads_judgements_with_the_options_it_offers(env: Env) -> None:
+    annotator = env.login("annotator")
+    item = annotator.get("/api/work/next").json()["item"]
+    first = annotator.post("/api/work/submit", json={"assignment_id": item["assignment_id"], "label": "Fear",
+                                                     "client_request_id": uuid.uuid4().hex}).json()
+    corrected = annotator.post(f"/api/work/judgements/{first['judgement_id']}/correct",
+                               json={"label": "Sadness", "client_request_id": uuid.uuid4().hex})
+    assert corrected.status_code == 200, corrected.text
+    cur = env.login("curator")
+    page = cur.get("/curator").text
+    for option in ("include_excluded", "include_history", "include_qualification"):
+        assert f'name="{option}"' in page, option
+    plain = cur.get("/curator/judgements.csv").text
+    history = cur.get("/curator/judgements.csv", params={"include_history": "true"}).text
+    assert "Sadness" in plain and "Fear" not in plain  # the live row only
+    assert "Sadness" in history and "Fear" in history  # and the row it replaced
