@@ -144,7 +144,7 @@ class Project(Base):
     quality_floor: Mapped[float] = mapped_column(Float, default=0.5)
     # How strong the evidence must be before hidden gold pauses an annotator (services.gold): the
     # chance of pausing one 0.2 above the floor, and of missing one 0.2 below it (migration 0007).
-    quality_error_rate: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
+    quality_error_rate: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
     balance_attributes: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["gender", "age_band"])
     # The balance and language rules are preferences with a deadline (services.allocation): while none
     # of a clip's preferred annotators is available now, the clip waits this long (since it entered its

@@ -26,7 +26,7 @@ Rules:
   (below the floor), each error rate ``quality_error_rate``, the curator's setting for how strong the
   evidence must be. When it rejects, the annotator is paused automatically (audited as
   ``annotator.auto_pause``); the curator decides what happens next. A spammer is paused after a few
-  answers when they are all wrong (four at the defaults, 0.5 and 0.05), an honest annotator near
+  answers when they are all wrong (three at the defaults, 0.5 and 0.1), an honest annotator near
   the floor is given more. :func:`below_quality_floor` is that rule, for the pause and for the
   curator's "below quality floor" alike: qualification answers do not count (the round has its own
   pass mark); a floor of 0 pauses nobody.
@@ -338,7 +338,7 @@ def _decide(session: Session, project: Project, row: Qualification, *, now: date
 def quality_test(project: Project) -> SequentialTest:
     """The sequential test of hidden-gold answers against the project's quality floor."""
     floor = float(project.quality_floor)
-    rate = project.quality_error_rate if project.quality_error_rate is not None else 0.05
+    rate = project.quality_error_rate if project.quality_error_rate is not None else 0.1
     return SequentialTest(good_accuracy=min(floor + QUALITY_MARGIN, 0.99), poor_accuracy=max(floor - QUALITY_MARGIN, 0.01),
                           false_alarm=float(rate), miss=float(rate))
 
@@ -347,8 +347,8 @@ def below_quality_floor(project: Project, hidden_correct: int, hidden_answers: i
     """Whether hidden-gold results put an annotator below the project's quality floor: the
     sequential test rejects them (strong evidence of accuracy at or below floor - margin).
 
-    >>> project = Project(quality_floor=0.5, quality_error_rate=0.05)
-    >>> below_quality_floor(project, 0, 4), below_quality_floor(project, 0, 3), below_quality_floor(project, 2, 5)
+    >>> project = Project(quality_floor=0.5, quality_error_rate=0.1)
+    >>> below_quality_floor(project, 0, 3), below_quality_floor(project, 0, 2), below_quality_floor(project, 2, 5)
     (True, False, False)
     """
     if project.quality_floor <= 0 or hidden_answers <= 0:

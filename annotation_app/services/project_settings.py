@@ -57,7 +57,7 @@ class ProjectSettings(BaseModel):
     quality_floor: Annotated[float, Field(ge=0, le=1)] = None
     quality_error_rate: Annotated[float, Field(
         gt=0, lt=0.5, description="How sure hidden gold must be before it pauses an annotator: the chance of "
-        "pausing one 0.2 above the quality floor (and of missing one 0.2 below it); smaller asks for more answers.")] = None
+        "pausing one 0.2 above the quality floor (and of missing one 0.2 below it); smaller asks for more answers (default 0.1).")] = None
     balance_attributes: Annotated[list[BalanceAttribute], Field(max_length=len(BALANCE_ATTRIBUTES))] = None
     balance_wait_minutes: Annotated[int, Field(ge=0, le=INT32_MAX)] = None
     available_window_minutes: Annotated[int, Field(ge=1, le=INT32_MAX)] = None

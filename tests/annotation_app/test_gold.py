@@ -116,18 +116,18 @@ def test_no_hidden_gold_when_the_rate_is_zero(session: Session) -> None:
 
 
 def test_below_the_quality_floor_is_paused(session: Session) -> None:
-    """The sequential test pauses a spammer after four wrong answers at the defaults (floor 0.5,
-    error rate 0.05), not after a fixed five, and not after three."""
+    """The sequential test pauses a spammer after three wrong answers at the defaults (floor 0.5,
+    error rate 0.1), not after a fixed five, and not after two."""
     project = make_project(session, gold_rate=1.0, quality_floor=0.5)
-    assert project.quality_error_rate == 0.05
+    assert project.quality_error_rate == 0.1
     make_gold(session, project, 6, label="Fear", purpose="hidden")
     make_clips(session, project, 3)
     annotator = make_annotator(session)
-    for answered in range(1, 5):
+    for answered in range(1, 4):
         _answer(session, project, annotator, "Neutral")
         session.refresh(annotator)
-        assert annotator.paused == (answered == 4), answered
-    assert "quality floor" in annotator.pause_reason and "0 of 4" in annotator.pause_reason
+        assert annotator.paused == (answered == 3), answered
+    assert "quality floor" in annotator.pause_reason and "0 of 3" in annotator.pause_reason
     assert work.next_item(session, project, annotator, now=T0) is None
     assert session.scalar(select(AuditEntry).where(
         AuditEntry.action == "annotator.auto_pause", AuditEntry.target_id == str(annotator.id))) is not None
@@ -136,7 +136,7 @@ def test_below_the_quality_floor_is_paused(session: Session) -> None:
 def test_the_page_and_the_pause_share_one_quality_floor(session: Session) -> None:
     """Qualification answers and a handful of hidden ones never put anyone below the floor."""
     project = make_project(session, gold_rate=1.0, quality_floor=0.6, qualification_size=4,
-                           qualification_pass_mark=0.5)
+                           qualification_pass_mark=0.5, quality_error_rate=0.05)
     make_gold(session, project, 4, label="Fear", purpose="qualification")
     make_gold(session, project, 5, label="Fear", purpose="hidden")
     make_clips(session, project, 3)
@@ -347,10 +347,10 @@ def test_a_paused_annotators_labels_leave_the_consensus_of_open_clips(session: S
     session.refresh(decided)
     session.refresh(open_one)
     assert decided.status == ClipStatus.resolved and (open_one.status, open_one.stage) == (ClipStatus.active, 2)
-    # Now hidden gold only, and four wrong answers.
+    # Now hidden gold only, and three wrong answers (the defaults' pause).
     projects.update_settings(session, project, gold_rate=1.0)
     make_gold(session, project, 4, label="Fear", purpose="hidden")
-    for _ in range(4):
+    for _ in range(3):
         _answer(session, project, spammer, "Neutral")
     session.refresh(spammer)
     assert spammer.paused and "2 label(s) on 2 open clip(s) withdrawn" in spammer.pause_reason
