@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from annotation_app import migrations
 from annotation_app.db import make_engine, make_sessionmaker
+from annotation_app.errors import ConflictError
 from annotation_app.services import work
 from annotation_app.services._common import lock_clip, lock_first_clip
 from tests.annotation_app.factories import make_annotator, make_clips, make_project
@@ -115,8 +116,8 @@ def test_lock_first_clip_on_sqlite_takes_the_first_that_exists(sqlite_session: S
 
 def test_a_twin_request_id_in_flight_leaves_the_second_lease_untouched(pg_committed: str) -> None:
     # Two leases submitted under one client request id at the same time: the second waits on the
-    # user lock for the first, then answers with the first result and leaves its own lease as it
-    # was, so the slot is neither lost nor filled without a judgement.
+    # user lock for the first, then sees the key taken by another assignment (a 409 naming it) and
+    # leaves its own lease as it was, so the slot is neither lost nor filled without a judgement.
     import threading
     import time
 
@@ -154,10 +155,10 @@ def test_a_twin_request_id_in_flight_leaves_the_second_lease_untouched(pg_commit
         one = threading.Thread(target=submit, args=("one", first.assignment_id, 0.5))
         one.start()
         time.sleep(0.2)  # "one" has inserted its judgement and holds it uncommitted
-        submit("two", second.assignment_id, 0.0)
+        with pytest.raises(ConflictError, match="same-request"):
+            submit("two", second.assignment_id, 0.0)
         one.join()
-        assert results["one"].duplicate is False
-        assert results["two"].duplicate is True and results["two"].judgement_id == results["one"].judgement_id
+        assert results["one"].duplicate is False and "two" not in results
         with maker() as check:
             assert check.get(Assignment, second.assignment_id).status == AssignmentStatus.leased
             assert check.get(Assignment, first.assignment_id).status == AssignmentStatus.submitted
