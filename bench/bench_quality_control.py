@@ -9,20 +9,19 @@ Two parts, side by side with the rule they replace:
    then any accuracy under the floor) and for the sequential test (``services.gold``) at several
    ``quality_error_rate`` settings. Spam labels admitted before the pause = hidden answers before
    it × (1 - gold_rate) / gold_rate real clips served per hidden one (gold_rate 0.05: 19).
-2. **A campaign through the real services.** ``curate demo --simulate`` (curate_cli.demo: the
-   simulated crowd of ``curation.demo`` driven through the queue, the stage machine and the expert
-   queue on a SQLite file) and then the agreement-pattern breakdown of the resolved clips
-   (``curation.aggregation.agreement_patterns``) against the clips' true labels, with the pauses
-   the campaign produced.
+2. **Campaigns through the real services** (``bench/_simulated_crowd.py``, the shared simulated
+   crowd with its spammers, on a SQLite file), one per ``quality_error_rate``: each spammer's
+   pause, labels submitted and labels still counted (a pause withdraws their labels from open
+   clips), the honest annotators paused, and the resolved clips by agreement pattern
+   (``curation.aggregation.agreement_patterns``) against the true labels.
 
-    python bench/bench_quality_control.py [--clips 60] [--simulated 12] [--json out.json]
+    python bench/bench_quality_control.py [--clips 300] [--annotators 30] [--error-rates 0.1 0.01] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -78,51 +77,74 @@ def rule_table() -> list[dict]:
     return rows
 
 
-def campaign(n_clips: int, n_simulated: int, seed: int) -> dict:
+def campaign(n_clips: int, n_annotators: int, seed: int, error_rate: float) -> dict:
+    """One campaign of bench/_simulated_crowd.py (the shared simulated crowd, through the real
+    services) on a SQLite file; what quality control did to its spammers and honest annotators,
+    and the resolved clips by agreement pattern against the true labels."""
     from sqlalchemy import select
 
     from annotation_app import migrations
-    from annotation_app.models import AuditEntry, Clip, Project
+    from annotation_app.db import make_engine, make_sessionmaker
+    from annotation_app.models import AuditEntry, Judgement, User
+    from annotation_app.services.projects import DEFAULT_LABELS
     from annotation_app.services.tables import judgements_table
-    from annotation_app.settings import get_settings
-    from curate_cli.common import open_session
-    from curate_cli.demo import build_demo
+    from bench._simulated_crowd import Crowd, CrowdSpec, make_campaign, run_campaign
     from curation.aggregation import agreement_patterns, resolve
     from curation.judgements import load_judgements
 
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["EMOTIONS_DATA_DIR"] = str(Path(tmp) / "data")
-        os.environ.pop("EMOTIONS_DATABASE_URL", None)
-        os.environ.pop("EMOTIONS_MEDIA_DIR", None)
-        get_settings.cache_clear()
-        cfg = get_settings()
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        migrations.upgrade(cfg.database_url)
-        summary = build_demo(cfg, project="bench", n_clips=n_clips, n_annotators=6, simulate=True,
-                             n_simulated=n_simulated, keep_open=0, seed=seed)
-        with open_session(cfg) as session:
-            project = session.scalar(select(Project).where(Project.name == "bench"))
-            table = judgements_table(session, "bench")
-            truth = {str(c.id): c.true_label.name for c in session.scalars(
-                select(Clip).where(Clip.project_id == project.id)) if c.true_label is not None}
-            pauses = [e.details for e in session.scalars(select(AuditEntry).where(
-                AuditEntry.action == "annotator.auto_pause", AuditEntry.project_id == project.id))]
-        get_settings.cache_clear()
+        url = f"sqlite:///{Path(tmp) / 'qc.sqlite3'}"
+        migrations.upgrade(url)
+        maker = make_sessionmaker(make_engine(url))
+        spec = CrowdSpec(n_annotators=n_annotators, n_clips=n_clips, seed=seed)
+        crowd = Crowd(spec, [lab["name"] for lab in DEFAULT_LABELS], [lab["polarity"] for lab in DEFAULT_LABELS])
+        with maker() as session:
+            result = make_campaign(session, crowd, name="qc", daily_cap=100_000, gold_rate=GOLD_RATE,
+                                   # No qualification round: the spammers reach real work, as
+                                   # those of #23's audited campaign did; hidden gold must catch them.
+                                   qualification_size=0, quality_error_rate=error_rate)
+            session.commit()
+        run_campaign(maker, result, crowd)
+        with maker() as session:
+            paused = {u.id: u.paused for u in session.scalars(select(User).where(User.id.in_(list(result.people))))}
+            rows = session.execute(select(Judgement.annotator_id, Judgement.excluded).where(
+                Judgement.project_id == result.project_id, Judgement.stage.in_((1, 2)),
+                Judgement.clip_id.in_(list(result.truth)))).all()
+            pauses = {int(e.target_id): e.details for e in session.scalars(select(AuditEntry).where(
+                AuditEntry.action == "annotator.auto_pause", AuditEntry.project_id == result.project_id))}
+            table = judgements_table(session, "qc")
+    labels_by: dict[int, list[bool]] = {}
+    for aid, excluded in rows:
+        labels_by.setdefault(int(aid), []).append(bool(excluded))
+    spammers, honest_paused = [], []
+    for aid, person in result.people.items():
+        sim = person.annotator
+        done = labels_by.get(aid, [])
+        if sim.careless is not None:
+            spammers.append({"annotator": sim.name, "kind": sim.careless, "paused": paused.get(aid, False),
+                             "labels_submitted": len(done), "labels_still_counted": done.count(False),
+                             "hidden_answers_at_pause": pauses.get(aid, {}).get("answers")})
+        elif paused.get(aid):
+            honest_paused.append({"annotator": sim.name, "skill": round(sim.skill, 3),
+                                  "hidden_answers_at_pause": pauses.get(aid, {}).get("answers")})
     table = table.drop(columns=[c for c in ("judgement_id", "annotator", "confidence", "cant_judge", "broken")
                                 if c in table.columns])
-    table["clip_id"] = table["clip_id"].astype(str)
     resolution = resolve(load_judgements(table))
+    truth = {str(k): v for k, v in result.truth.items()}
     patterns = agreement_patterns(resolution, truth)
-    return {"demo": {k: v for k, v in summary.items() if k != "logins"},
-            "agreement_patterns": patterns.reset_index().to_dict("records"),
-            "auto_pauses": pauses}
+    return {"quality_error_rate": error_rate, "clips": n_clips, "annotators": n_annotators,
+            "honest": sum(p.annotator.careless is None for p in result.people.values()),
+            "spammers": spammers, "honest_paused": honest_paused,
+            "agreement_patterns": patterns.reset_index().to_dict("records")}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", type=int, default=60)
-    parser.add_argument("--simulated", type=int, default=12)
+    parser.add_argument("--clips", type=int, default=300)
+    parser.add_argument("--annotators", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--error-rates", type=float, nargs="+", default=[0.1, 0.01],
+                        help="quality_error_rate of each campaign (the default, and a strict one to compare)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -133,14 +155,23 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"{row['rule']:34} {row['annotator']:28} {row['p_paused_within_60']:9.3f} "
               f"{row['hidden_answers_before_pause']:8.1f} {row['labels_admitted_before_pause']:9.1f}")
-    result = {"rules": rows, "campaign": campaign(args.clips, args.simulated, args.seed)}
-    print(f"\nCampaign through the real services ({args.clips} clips, {args.simulated} simulated annotators):")
-    print(f"{'pattern':12} {'clips':>6} {'share':>6} {'accuracy':>9}")
-    for row in result["campaign"]["agreement_patterns"]:
-        accuracy = row.get("accuracy")
-        print(f"{row['agreement_pattern']:12} {row['clips']:6d} {row['share']:6.1%} "
-              f"{'' if accuracy is None or accuracy != accuracy else f'{accuracy:9.3f}'}")
-    print(f"auto-pauses: {len(result['campaign']['auto_pauses'])}: {result['campaign']['auto_pauses']}")
+    result = {"rules": rows, "campaigns": []}
+    for rate in args.error_rates:
+        run = campaign(args.clips, args.annotators, args.seed, rate)
+        result["campaigns"].append(run)
+        print(f"\nCampaign (bench/_simulated_crowd.py, {args.clips} clips, {args.annotators} annotators, "
+              f"quality_error_rate {rate:g}):")
+        for spam in run["spammers"]:
+            print(f"  spammer {spam['annotator']} ({spam['kind']}): paused {spam['paused']} after "
+                  f"{spam['hidden_answers_at_pause']} hidden answers; {spam['labels_submitted']} labels submitted, "
+                  f"{spam['labels_still_counted']} still counted")
+        print(f"  honest annotators paused: {len(run['honest_paused'])} of {run['honest']} "
+              f"{[(p['annotator'], p['skill']) for p in run['honest_paused']]}")
+        print(f"  {'pattern':12} {'clips':>6} {'share':>6} {'accuracy':>9}")
+        for row in run["agreement_patterns"]:
+            accuracy = row.get("accuracy")
+            print(f"  {row['agreement_pattern']:12} {row['clips']:6d} {row['share']:6.1%} "
+                  f"{'' if accuracy is None or accuracy != accuracy else f'{accuracy:9.3f}'}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, default=str))
