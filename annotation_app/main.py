@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -49,7 +50,7 @@ from annotation_app.routers import (
 from annotation_app.security import SessionCodec
 from annotation_app.settings import Settings, get_settings
 
-__all__ = ["create_app", "MAX_BODY_BYTES"]
+__all__ = ["create_app", "MAX_BODY_BYTES", "MAX_JSON_DEPTH"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Forms and JSON bodies here are tiny; anything larger is refused before it is parsed.
@@ -99,6 +100,124 @@ class _BodyLimit:
         except _BodyTooLarge:
             if not replaced:
                 await _too_large(scope, send, self.limit)
+
+
+# No body of ours nests past a few levels; Python's JSON parser recurses once per level and raised
+# RecursionError (a 500, unauthenticated) at about a thousand.
+MAX_JSON_DEPTH = 32
+
+
+class _JsonBodyGuard:
+    """Refuse a JSON body that is not UTF-8 or nests deeper than ``MAX_JSON_DEPTH``, with a 422, before any parser.
+
+    Runs inside the body limit (the body is at most ``MAX_BODY_BYTES``) and outside the queue's fast
+    path, so every JSON route, FastAPI's or the fast path's, sees only bodies that parse safely. The
+    cost on the plain case is a UTF-8 decode and two byte counts in C; the exact depth scan runs only
+    for a body with more than ``MAX_JSON_DEPTH`` brackets.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nothing to answer
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = _json_problem(body)
+        if problem is not None:
+            response = JSONResponse({"detail": problem, "errors": [{"loc": ["body"], "msg": problem, "type": "json_invalid"}]},
+                                    status_code=422)
+            await response(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            kind = value.split(b";", 1)[0].strip().lower()
+            return kind == b"application/json" or kind.endswith(b"+json")
+    return False
+
+
+def _json_problem(body: bytes) -> str | None:
+    """Why ``body`` may not reach a JSON parser, or None."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"the body is not valid UTF-8 (byte {exc.start})"
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _json_depth(body) > MAX_JSON_DEPTH:
+        return f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+    return None
+
+
+def _json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects in ``body``, brackets inside strings not counted."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+class _AnsweredErrorsStayHere:
+    """Log an exception raised after its 500 answer was sent instead of handing it to the server.
+
+    Starlette's outermost layer answers an unhandled exception with a 500 and raises it again; uvicorn
+    then drops the connection, so the client's next request on that keep-alive connection was reset.
+    Wrapped around that layer (``create_app``), the answered error is logged and the connection lives.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answered = False
+
+        async def watched(message: Message) -> None:
+            nonlocal answered
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if not answered:
+                raise
+            logging.getLogger("annotation_app").exception("error after the answer to %s %s",
+                                                         scope.get("method"), scope.get("path"))
 
 
 class _SecurityHeaders:
@@ -254,9 +373,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     api_docs.install(app)
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: _AnsweredErrorsStayHere(build_stack())  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
     app.add_middleware(api_work.QueueFastPath)  # innermost of ours: inside the body limit and headers
+    app.add_middleware(_JsonBodyGuard)  # before any JSON parser, after the size limit
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(_SecurityHeaders)
     app.add_exception_handler(AppError, _app_error)
