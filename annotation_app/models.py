@@ -152,6 +152,14 @@ class Project(Base):
     # the project within ``available_window_minutes`` (migration 0006).
     balance_wait_minutes: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
     available_window_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    # The labelling policy (DESIGN §3, services.stages): "staged" (the stages above), "fixed" (k
+    # judgements, no stage 2) or "adaptive" (k_min, then one more at a time until the top label leads
+    # by ``margin`` votes, weighted by ``weighting``; the expert at k_max). Migration 0008.
+    policy: Mapped[str] = mapped_column(String(16), default="staged", server_default="staged")
+    k_min: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    margin: Mapped[float] = mapped_column(Float, default=2.0, server_default="2")
+    k_max: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
+    weighting: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     labels: Mapped[list[Label]] = relationship(
@@ -166,6 +174,10 @@ class Project(Base):
         CheckConstraint("lease_minutes >= 1", name="lease_positive"),
         CheckConstraint("balance_wait_minutes >= 0", name="balance_wait_nonneg"),
         CheckConstraint("available_window_minutes >= 1", name="available_window_positive"),
+        CheckConstraint("policy IN ('staged', 'fixed', 'adaptive')", name="policy_known"),
+        CheckConstraint("k_min >= 1 AND k_max >= k_min", name="adaptive_k_range"),
+        CheckConstraint("margin > 0", name="margin_positive"),
+        CheckConstraint("weighting IN ('none', 'gold', 'dawid-skene')", name="weighting_known"),
         CheckConstraint("quality_error_rate > 0 AND quality_error_rate < 0.5", name="quality_error_rate_range"),
     )
 

@@ -49,7 +49,7 @@ def policy_settings(name: str) -> dict[str, Any]:
     if name.startswith("fixed-"):
         return {"overlap_k": int(name.split("-", 1)[1]), "stage2_extra": 0}
     if name == "adaptive":
-        return {"labelling_policy": "adaptive", "k_min": 3, "margin": 2.0, "k_max": 8, "weighting": "none"}
+        return {"policy": "adaptive", "k_min": 3, "margin": 2.0, "k_max": 8, "weighting": "none"}
     raise SystemExit(f"unknown policy {name!r}")
 
 

@@ -61,6 +61,17 @@ def project_create(
     qualification_size: Annotated[
         int | None, typer.Option(help="Gold clips in the qualification round (default 10; 0: no round).")
     ] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="Labelling policy: staged (k, m more if contested, then the expert; default), "
+                                      "fixed (k, then the expert) or adaptive (k-min, one more at a time until the "
+                                      "top label leads by --margin, the expert at k-max).")
+    ] = None,
+    k_min: Annotated[int | None, typer.Option(help="Adaptive: annotators a clip starts with (default 3).")] = None,
+    margin: Annotated[float | None, typer.Option(help="Adaptive: lead in votes that decides a clip (default 2).")] = None,
+    k_max: Annotated[int | None, typer.Option(help="Adaptive: annotators at most, then the expert (default 8).")] = None,
+    weighting: Annotated[
+        str | None, typer.Option(help="Adaptive: how votes count: none, gold (reliability) or dawid-skene.")
+    ] = None,
 ) -> None:
     """Create a project with its label set."""
     from annotation_app.services.gold import qualification_shortfall
@@ -69,7 +80,8 @@ def project_create(
     label_rows = load_label_file(labels) if labels is not None else None
     options = {k: v for k, v in {"overlap_k": overlap_k, "consensus_threshold": threshold,
                                  "stage2_extra": stage2_extra, "qualification_size": qualification_size,
-                                 }.items() if v is not None}
+                                 "policy": policy, "k_min": k_min, "margin": margin, "k_max": k_max,
+                                 "weighting": weighting}.items() if v is not None}
     with open_session() as session:
         project = create_project(session, name, labels=label_rows, **options)
         names = ", ".join(f"{lab.hotkey}:{lab.name}" for lab in project.labels)

@@ -160,7 +160,7 @@ def candidates(stages: tuple[int, ...]) -> Executable:
     """The oldest open clips of each stage in ``stages`` that still need slots and the annotator never
     had, each with its assignment rows (one row per assignment; NULLs for a clip with none).
 
-    Parameters besides the common ones: ``window``, ``offset``, ``needed_<stage>``. One window
+    Parameters besides the common ones: ``window``, ``offset``, ``needed_<stage>``, ``grows_to_<stage>``. One window
     per stage, in id order, so the database walks ``ix_clips_project_status_stage_id`` and stops
     after ``window`` matches instead of counting slots on every open clip.
     """
@@ -173,10 +173,18 @@ def candidates(stages: tuple[int, ...]) -> Executable:
         .where(A.c.clip_id == C.c.id, A.c.stage == C.c.stage, live_slot(NOW))
         .correlate(C).scalar_subquery()
     )
+    # An adaptive stage (``grows_to_<stage>`` > 0, ``stages.slots_asked``) asks for one slot more
+    # than it has submitted once ``needed`` are live: open while no lease of it is live, up to the cap.
+    leased = (
+        select(A.c.id).where(A.c.clip_id == C.c.id, A.c.stage == C.c.stage, A.c.status == AssignmentStatus.leased,
+                             A.c.lease_expires_at > NOW)
+        .correlate(C).exists()
+    )
     windows = [
         select(C.c.id, C.c.stage, C.c.language, C.c.updated_at)
         .where(C.c.project_id == PROJECT_ID, C.c.status == ClipStatus.active, C.c.stage == stage, ~seen,
-               filled < bindparam(f"needed_{stage}", type_=Integer))
+               or_(filled < bindparam(f"needed_{stage}", type_=Integer),
+                   and_(filled < bindparam(f"grows_to_{stage}", type_=Integer), ~leased)))
         .order_by(C.c.id).limit(window).offset(offset)
         .subquery(f"stage{stage}")
         for stage in stages

@@ -58,6 +58,17 @@ class ProjectSettings(BaseModel):
     quality_error_rate: Annotated[float, Field(
         gt=0, lt=0.5, description="How sure hidden gold must be before it pauses an annotator: the chance of "
         "pausing one 0.2 above the quality floor (and of missing one 0.2 below it); smaller asks for more answers (default 0.1).")] = None
+    policy: Annotated[Literal["staged", "fixed", "adaptive"], Field(
+        description="How many judgements a clip gets: staged (k, then m more if contested, then the expert), "
+        "fixed (k, then the expert), adaptive (k_min, one more at a time until the top label leads by margin, "
+        "the expert at k_max).")] = None
+    k_min: Annotated[int, Field(ge=1, le=100, description="Adaptive: annotators a clip starts with.")] = None
+    margin: Annotated[float, Field(gt=0, le=100, description="Adaptive: the lead (votes, or weighted votes) "
+                                   "the top label needs over the next.")] = None
+    k_max: Annotated[int, Field(ge=1, le=100, description="Adaptive: annotators at most; then the expert.")] = None
+    weighting: Annotated[Literal["none", "gold", "dawid-skene"], Field(
+        description="Adaptive: how votes count: one each, by reliability (gold and agreement), or by the "
+        "one-coin Dawid-Skene log-odds of that reliability.")] = None
     balance_attributes: Annotated[list[BalanceAttribute], Field(max_length=len(BALANCE_ATTRIBUTES))] = None
     balance_wait_minutes: Annotated[int, Field(ge=0, le=INT32_MAX)] = None
     available_window_minutes: Annotated[int, Field(ge=1, le=INT32_MAX)] = None
@@ -75,7 +86,9 @@ class ProjectSettings(BaseModel):
 
 
 def _kind(annotation: Any) -> type:
-    """The plain type under ``Annotated[...] | None``: bool, int, float or list."""
+    """The plain type under ``Annotated[...] | None``: bool, int, float, list or str (a choice)."""
+    if get_origin(annotation) is Literal:
+        return str
     if annotation in (bool, int, float) or get_origin(annotation) is list:
         return get_origin(annotation) or annotation
     raise TypeError(f"a setting of type {annotation!r} has no input on the settings page")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from annotation_app.errors import ConflictError, InvalidInputError, NotFoundError
 from annotation_app.models import Label, Polarity, Project
-from annotation_app.services import audit
+from annotation_app.services import audit, stages
 from annotation_app.services.project_settings import PROJECT_SETTINGS, check_settings
 
 __all__ = [
@@ -108,7 +108,9 @@ def create_project(
     if session.scalar(select(Project).where(Project.name == name)) is not None:
         raise ConflictError(f"a project named {name!r} already exists")
     label_rows = validate_labels(labels if labels is not None else DEFAULT_LABELS)
-    project = Project(name=name, **check_settings(settings))
+    checked = check_settings(settings)
+    _check_k_range(checked.get("k_min", 3), checked.get("k_max", 8))
+    project = Project(name=name, **checked)
     project.labels = [Label(**{**row, "polarity": Polarity(row["polarity"])}) for row in label_rows]
     session.add(project)
     session.flush()
@@ -120,13 +122,28 @@ def create_project(
 
 def update_settings(session: Session, project: Project, *, actor_id: int | None = None, **settings: Any) -> Project:
     checked = check_settings(settings)
+    _check_k_range(checked.get("k_min", project.k_min), checked.get("k_max", project.k_max))
     before = {k: getattr(project, k) for k in checked}
     for key, value in checked.items():
         setattr(project, key, value)
     audit.record(session, "project.settings", actor_id=actor_id, project_id=project.id,
                  target_type="project", target_id=project.id, details={"before": before, "after": checked})
     session.flush()
+    if any(before[k] != checked[k] for k in checked if k in POLICY_SETTINGS):
+        # A policy change applies to every clip not yet decided: each is checked under the new rule
+        # now (a clip the new rule asks no more slots of would otherwise wait for ever).
+        stages.reapply(session, project)
     return project
+
+
+# The settings that change how many judgements an undecided clip needs, or how it is decided.
+POLICY_SETTINGS = frozenset({"policy", "k_min", "margin", "k_max", "weighting", "overlap_k", "stage2_extra",
+                             "consensus_threshold", "weighted_consensus"})
+
+
+def _check_k_range(k_min: int, k_max: int) -> None:
+    if k_max < k_min:
+        raise InvalidInputError(f"k_max ({k_max}) must be at least k_min ({k_min})")
 
 
 def get_project(session: Session, name: str | None = None) -> Project:

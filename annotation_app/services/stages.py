@@ -19,6 +19,14 @@ Rules (call these with the clip row locked; ``work.submit`` does):
   2 moves to the expert queue (status ``expert``, ``clip.stage = 3``).
 - **Stage 3.** An expert picks the final label (``resolved_stage = 3``, confidence 1.0) or discards
   the clip with a reason (``adjudication.adjudicate``).
+- **Policies** (``project.policy``). ``staged``: the rules above. ``fixed``: stage 1 only (no stage
+  2 whatever ``stage2_extra`` says), then the consensus check, then the expert. ``adaptive``: stage 1
+  asks for ``k_min`` slots, and once they are submitted for one more at a time (never more than one
+  live lease beyond ``k_min``, so a clip never holds a slot the rule may not need), up to ``k_max``
+  (:func:`slots_asked`). After each submission from ``k_min`` on, the clip is resolved as soon as the
+  top label leads the next by ``margin`` votes (:func:`lead`; weighted by ``weighting``), so a tie
+  never resolves; a clip still short of the margin at ``k_max`` goes to the expert queue. A policy
+  change applies to every undecided clip at once (:func:`reapply`).
 - **Re-opening** (a curator excluded an annotator): the decision is cleared and the clip goes back
   to stage 1 and :func:`advance` re-runs the rules from there: a stage whose slots are still all
   submitted is re-checked at once, the first one with a freed slot waits for a new annotator. Clips an expert already decided
@@ -28,6 +36,7 @@ Rules (call these with the clip row locked; ``work.submit`` does):
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,7 +61,8 @@ from annotation_app.services import quality
 from annotation_app.services._common import forget, stage_slot_counts
 from curation.aggregation import Consensus, consensus
 
-__all__ = ["BROKEN_FLAGS", "StageOutcome", "LockedClip", "slots_needed", "votes", "check", "advance", "reopen"]
+__all__ = ["BROKEN_FLAGS", "StageOutcome", "LockedClip", "slots_needed", "slots_asked", "grows_to", "votes", "check",
+           "lead", "advance", "reopen", "reapply"]
 
 BROKEN_FLAGS = 2
 OPEN_STAGES = (1, 2)
@@ -69,12 +79,31 @@ class StageOutcome:
 
 
 def slots_needed(project: Project, stage: int) -> int:
-    """Judgements a stage asks for: ``overlap_k`` in stage 1, ``stage2_extra`` in stage 2."""
+    """Judgements a stage asks for at first: ``overlap_k`` in stage 1 (``k_min`` when adaptive),
+    ``stage2_extra`` in stage 2 (none unless staged)."""
     if stage == 1:
-        return project.overlap_k
+        return project.k_min if project.policy == "adaptive" else project.overlap_k
     if stage == 2:
-        return project.stage2_extra
+        return project.stage2_extra if project.policy == "staged" else 0
     return 0
+
+
+def grows_to(project: Project, stage: int) -> int:
+    """The most slots a stage may come to ask for one at a time (``k_max`` in an adaptive stage 1);
+    0 when the stage's ask is fixed."""
+    return project.k_max if project.policy == "adaptive" and stage == 1 else 0
+
+
+def slots_asked(project: Project, stage: int, submitted: int) -> int:
+    """Slots a clip's stage asks for now, with ``submitted`` of them submitted.
+
+    >>> p = Project(policy="adaptive", k_min=3, k_max=5, overlap_k=5, stage2_extra=3)
+    >>> [slots_asked(p, 1, n) for n in range(6)]
+    [3, 3, 3, 4, 5, 5]
+    """
+    if grows_to(project, stage):
+        return min(project.k_max, max(project.k_min, submitted + 1))
+    return slots_needed(project, stage)
 
 
 _VOTES = (
@@ -108,6 +137,54 @@ def check(session: Session, project: Project, clip_id: int, *, max_stage: int = 
         if sum(weights) <= 0:
             weights = None
     return consensus([n for _, n in cast], weights=weights, threshold=project.consensus_threshold)
+
+
+def vote_weights(project: Project, reliability: list[float]) -> list[float]:
+    """Each vote's weight under ``project.weighting``, scaled so a newcomer's vote counts 1.
+
+    ``gold``: the annotator's reliability (gold answers pooled with agreement, ``quality``) over the
+    newcomer's prior. ``dawid-skene``: the one-coin Dawid–Skene log-odds of that reliability,
+    ``log((L - 1) r / (1 - r))`` for L labels — what a vote adds to the log posterior odds of its
+    label — over a newcomer's; a vote at or below chance weighs 0. ``none``: 1 each.
+
+    >>> p = Project(weighting="dawid-skene")  # no label set: counted as two labels
+    >>> [round(w, 2) for w in vote_weights(p, [quality.PRIOR, 0.9, 1 / 6])]
+    [1.0, 2.59, 0.0]
+    """
+    if project.weighting == "gold":
+        return [r / quality.PRIOR for r in reliability]
+    if project.weighting == "dawid-skene":
+        n_labels = max(len(project.labels), 2)
+
+        def log_odds(r: float) -> float:
+            r = min(max(r, 1e-6), 1 - 1e-6)
+            return max(0.0, math.log((n_labels - 1) * r / (1 - r)))
+
+        unit = log_odds(quality.PRIOR)
+        return [log_odds(r) / unit for r in reliability]
+    return [1.0] * len(reliability)
+
+
+def lead(session: Session, project: Project, clip_id: int) -> tuple[str | None, float, float]:
+    """The adaptive rule's reading of a clip's stage-1 votes: (top label or None on a tie or no vote,
+    its lead over the next label, its share), votes weighted by ``project.weighting``."""
+    cast = votes(session, clip_id, max_stage=2)
+    if not cast:
+        return None, 0.0, 0.0
+    weights = [1.0] * len(cast)
+    if project.weighting != "none":
+        rel = quality.reliability(session, project, {a for a, _ in cast})
+        weights = vote_weights(project, [rel[a] for a, _ in cast])
+    tally: dict[str, float] = {}
+    for (_, name), weight in zip(cast, weights, strict=True):
+        tally[name] = tally.get(name, 0.0) + weight
+    ranked = sorted(tally.values(), reverse=True)
+    top = ranked[0]
+    gap = top - (ranked[1] if len(ranked) > 1 else 0.0)
+    total = sum(ranked)
+    leaders = [name for name, w in tally.items() if math.isclose(w, top)]
+    share = top / total if total > 0 else 0.0
+    return (leaders[0] if len(leaders) == 1 and top > 0 else None), gap, share
 
 
 def _broken_flags(session: Session, clip_id: int) -> int:
@@ -188,6 +265,8 @@ def advance(
         stage = clip.stage
         if submitted is None:
             _, submitted = stage_slot_counts(session, clip.id, stage, now)
+        if grows_to(project, stage):
+            return _adaptive(session, project, clip, submitted)
         if submitted < slots_needed(project, stage):
             return StageOutcome(clip.id, "waiting", stage)
         result = check(session, project, clip.id, max_stage=stage)
@@ -195,7 +274,7 @@ def advance(
             _save(session, clip, status=ClipStatus.resolved, final_label_id=_label_id(project, result.label),
                   resolved_stage=stage, resolution_confidence=float(result.share))
             return StageOutcome(clip.id, "resolved", stage, result)
-        if stage == 1 and project.stage2_extra > 0:
+        if stage == 1 and slots_needed(project, 2) > 0:
             _save(session, clip, stage=2)
             submitted = None
             continue  # stage 2 may already be full after a re-open
@@ -203,6 +282,48 @@ def advance(
         release_leases(session, clip.id)
         session.flush()
         return StageOutcome(clip.id, "expert", 3, result)
+
+
+def _adaptive(session: Session, project: Project, clip: Clip | LockedClip, submitted: int) -> StageOutcome:
+    """The adaptive rule on a clip's stage 1 with ``submitted`` slots submitted (see the module doc)."""
+    if submitted < project.k_min:
+        return StageOutcome(clip.id, "waiting", 1)
+    label, gap, share = lead(session, project, clip.id)
+    if label is not None and gap >= project.margin - 1e-9:
+        _save(session, clip, status=ClipStatus.resolved, final_label_id=_label_id(project, label),
+              resolved_stage=1, resolution_confidence=float(share))
+        # Only a policy change can leave a lease open here (the rule asks one slot at a time).
+        release_leases(session, clip.id)
+        session.flush()
+        return StageOutcome(clip.id, "resolved", 1)
+    if submitted < project.k_max:
+        return StageOutcome(clip.id, "waiting", 1)  # the allocator now offers one more slot
+    _save(session, clip, status=ClipStatus.expert, stage=3)
+    release_leases(session, clip.id)
+    session.flush()
+    return StageOutcome(clip.id, "expert", 3)
+
+
+def reapply(session: Session, project: Project, *, now: datetime | None = None) -> list[StageOutcome]:
+    """Run the project's (changed) rules over every clip not yet decided, each under its lock.
+
+    A clip in stage 2 of a policy without one is checked on all its votes by the new policy's rule
+    (resolved or to the expert); an adaptive clip that has its k_min or more is checked at once.
+    Returns what changed."""
+    when = now or utcnow()
+    ids = session.scalars(select(Clip.id).where(
+        Clip.project_id == project.id, Clip.status == ClipStatus.active, Clip.stage.in_(OPEN_STAGES))
+        .order_by(Clip.id)).all()
+    changed = []
+    for clip_id in ids:
+        clip = session.scalars(select(Clip).where(Clip.id == clip_id).with_for_update()
+                               .execution_options(populate_existing=True)).one()
+        if clip.stage == 2 and slots_needed(project, 2) == 0:
+            _save(session, clip, stage=1)
+        outcome = advance(session, project, clip, now=when, flags_changed=False)
+        if outcome.action != "waiting":
+            changed.append(outcome)
+    return changed
 
 
 def reopen(session: Session, project: Project, clip: Clip, *, now: datetime) -> StageOutcome | None:

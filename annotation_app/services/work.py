@@ -163,8 +163,9 @@ def _open_stages(project: Project) -> dict[int, int]:
     return {stage: n for stage, n in needed.items() if n > 0}
 
 
-def _window_params(open_stages: dict[int, int], offset: int) -> dict[str, Any]:
-    return {"window": _WINDOW, "offset": offset, **{f"needed_{s}": n for s, n in open_stages.items()}}
+def _window_params(project: Project, open_stages: dict[int, int], offset: int) -> dict[str, Any]:
+    return {"window": _WINDOW, "offset": offset, **{f"needed_{s}": n for s, n in open_stages.items()},
+            **{f"grows_to_{s}": stages.grows_to(project, s) for s in open_stages}}
 
 
 def _read_state(
@@ -177,7 +178,7 @@ def _read_state(
     window = None
     if open_stages:
         rows = _run(session, sql.state_and_candidates(tuple(open_stages)), **params,
-                    **_window_params(open_stages, 0)).all()
+                    **_window_params(project, open_stages, 0)).all()
         row = rows[0]
         width = len(sql.STATE.selected_columns)
         window = [tuple(r[width:]) for r in rows if r.candidate_id is not None]
@@ -375,9 +376,10 @@ def _clip_states(
     collects the ids of clips with leases past their end still marked leased. A clip is overdue for
     the balance wait when it has been in its stage (unchanged) for ``balance_wait_minutes``.
     """
-    k, m = project.overlap_k, project.stage2_extra
+    k, m = stages.slots_needed(project, 1), stages.slots_needed(project, 2)
     waited_since = now - timedelta(minutes=project.balance_wait_minutes)
     states: dict[int, allocation.ClipState] = {}
+    submitted: dict[int, int] = {}
     for cid, clip_stage, language, changed_at, annotator_id, stage, status, expires in rows:
         state = states.get(cid)
         if state is None:
@@ -397,6 +399,12 @@ def _clip_states(
             state.live.append(people(annotator_id))
             if stage == state.stage:
                 state.filled = (state.filled or 0) + 1
+                if status == AssignmentStatus.submitted:
+                    submitted[cid] = submitted.get(cid, 0) + 1
+    for cid, state in states.items():
+        if stages.grows_to(project, state.stage):
+            # Adaptive: one more slot at a time once k_min are in (the balance ceiling's base grows too).
+            state.needed = state.slots_total = stages.slots_asked(project, state.stage, submitted.get(cid, 0))
     return states
 
 
@@ -416,7 +424,7 @@ def _candidates(
         return {}, False
     rows = prefetched if prefetched is not None else _run(
         session, sql.candidates(tuple(open_stages)), project_id=project.id, user_id=annotator_id, now=now,
-        **_window_params(open_stages, offset)).all()
+        **_window_params(project, open_stages, offset)).all()
     known = pool.known
     missing = {aid for *_, aid, _, _, _ in rows if aid is not None and aid not in known}
     if missing:

@@ -132,6 +132,12 @@ def test_curator_api(env: Env) -> None:
     assert cur.patch("/api/curator/settings", json={"daily_cap": 50}).json()["daily_cap"] == 50
     bad = cur.patch("/api/curator/settings", json={"no_such_setting": 1})
     assert bad.status_code == 422 and "no_such_setting" in bad.json()["detail"]
+    policy = cur.patch("/api/curator/settings", json={"policy": "adaptive", "k_min": 2, "k_max": 4, "margin": 1.5,
+                                                      "weighting": "gold"}).json()
+    assert (policy["policy"], policy["k_min"], policy["k_max"], policy["margin"], policy["weighting"]) == (
+        "adaptive", 2, 4, 1.5, "gold")
+    assert cur.patch("/api/curator/settings", json={"k_max": 1}).status_code == 422  # below k_min
+    assert cur.patch("/api/curator/settings", json={"policy": "greedy"}).status_code == 422
     assert cur.get("/api/curator/progress").status_code == 200
     quality = cur.get("/api/curator/annotators").json()["annotators"]
     assert quality

@@ -287,6 +287,9 @@ def test_expert_and_curator_pages_render(env: Env) -> None:
                                                 "consensus_threshold": "0.6", "balance_attributes": "gender"})
     assert saved.status_code == 303
     assert 'value="42"' in cur.get("/curator/settings").text
+    assert cur.post("/curator/settings", data={"csrf_token": csrf, "policy": "adaptive", "k_min": "2",
+                                               "k_max": "6"}).status_code == 303
+    assert 'name="policy" value="adaptive"' in cur.get("/curator/settings").text
     created = cur.post("/curator/annotators", data={"csrf_token": csrf, "username": "pageuser",
                                                     "password": "long-enough-2", "role": "annotator",
                                                     "languages": "zh, en", "gender": "f"})

@@ -230,3 +230,19 @@ def test_project_create_says_when_qualification_has_no_gold(data_dir: Path, cura
     assert code != 0 and "no clip 999" in err
     code, _, err = curate("gold", "add", str(ids[2]), "--label", "Joy", "--project", "r")
     assert code != 0 and "unknown label" in err
+
+
+def test_project_create_takes_the_labelling_policy(data_dir: Path, curate) -> None:  # type: ignore[no-untyped-def]
+    assert curate("db", "upgrade")[0] == 0
+    code, _, _ = curate("project", "create", "adaptive", "--policy", "adaptive", "--k-min", "2", "--margin", "3",
+                        "--k-max", "6", "--weighting", "dawid-skene")
+    assert code == 0
+    code, _, err = curate("project", "create", "bad", "--policy", "adaptive", "--k-min", "5", "--k-max", "4")
+    assert code != 0 and "k_max (4) must be at least k_min (5)" in err
+    code, _, err = curate("project", "create", "worse", "--policy", "greedy")
+    assert code != 0 and "policy" in err
+    with open_session() as session:
+        project = session.scalar(select(Project).where(Project.name == "adaptive"))
+        assert (project.policy, project.k_min, project.margin, project.k_max, project.weighting) == (
+            "adaptive", 2, 3.0, 6, "dawid-skene")
+        assert session.scalar(select(func.count()).select_from(Project)) == 1  # the refused ones left nothing
