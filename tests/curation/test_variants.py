@@ -272,6 +272,29 @@ def test_pool_too_small_for_the_test_oriented_recipe() -> None:
     assert any(note.startswith("borrowed for test") for note in borrowed.notes)
 
 
+def test_shortfall_that_appears_only_after_grouping_fails_by_default(candidates: pd.DataFrame) -> None:
+    """Fear has enough reliable clips, but all except two share one uploader whose group is larger
+    than max_fraction lets the test split take: the shortfall appears only once uploader groups
+    stay whole. The default fails naming it; shrink builds with two test clips per label."""
+    pooled = candidates.copy()
+    fear = pooled["label"] == "Fear"
+    strong = fear & pooled["unanimous"] & (pooled["confidence"] >= 0.8) & (pooled["n_judgements"] >= 3)
+    free = pooled.index[strong][:2]
+    weak_other = pooled.index[~fear & ~pooled["unanimous"] & (pooled["resolved_by"] == "consensus")]
+    prolific = pooled.index[fear].difference(free).union(weak_other[:60])
+    pooled.loc[prolific, "uploader"] = "one prolific uploader"
+    pooled.loc[free, "uploader"] = ["a second uploader", "a third uploader"]
+    pooled.loc[free, "duplicate_cluster"] = None
+    test = {"per_label": 6, "max_fraction": 0.3}
+    assert len(prolific) > 0.3 * len(pooled) and strong.sum() >= 6  # short only after grouping
+
+    with pytest.raises(InsufficientDataError, match="Fear short by 4 once uploaders and near-duplicate clusters stay whole"):
+        select_variant(pooled, _recipe("test-oriented", test=test), LABELS, seed=0)
+    shrunk = select_variant(pooled, _recipe("test-oriented", test={**test, "on_shortfall": "shrink"}), LABELS, seed=0)
+    assert [(d["label"], d["requested"], d["available"]) for d in shrunk.shortfall_details] == [("Fear", 6, 2)]
+    assert shrunk.clips.loc[shrunk.clips["split"] == "test", "label"].value_counts().to_dict() == dict.fromkeys(NAMES, 2)
+
+
 @pytest.mark.parametrize("variant", ["full", "balanced", "test-oriented"])
 def test_selection_is_seeded(candidates: pd.DataFrame, variant: str) -> None:
     first = select_variant(candidates, _recipe(variant), LABELS, seed=3).clips
