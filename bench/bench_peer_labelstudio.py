@@ -90,8 +90,10 @@ for i in range(n_users):
     tokens.append(Token.objects.get_or_create(user=user)[0].key)
 project = Project.objects.create(title="bench", label_config=config, created_by=admin, organization=org,
                                  maximum_annotations=overlap, show_skip_button=False)
-Task.objects.bulk_create([Task(data={"video": f"/data/c{i}.mp4"}, project=project) for i in range(n_tasks)],
-                         batch_size=1000)
+# A task's own overlap is what Label Studio's next-task logic counts (its import copies the
+# project's maximum_annotations there; bulk_create must set it itself).
+Task.objects.bulk_create([Task(data={"video": f"/data/c{i}.mp4"}, project=project, overlap=overlap)
+                          for i in range(n_tasks)], batch_size=1000)
 print(json.dumps({"project": project.id, "tokens": tokens}))
 """
 
@@ -104,9 +106,11 @@ import django
 django.setup()
 from django.db.models import Count
 from tasks.models import Annotation
+from tasks.models import Task
 per_task = list(Annotation.objects.values("task_id").annotate(n=Count("id")).values_list("n", flat=True))
+task_overlap = sorted(set(Task.objects.values_list("overlap", flat=True)))
 twice = Annotation.objects.values("task_id", "completed_by_id").annotate(n=Count("id")).filter(n__gt=1).count()
-print(json.dumps({"annotations": sum(per_task), "tasks_annotated": len(per_task),
+print(json.dumps({"task_overlap": task_overlap, "annotations": sum(per_task), "tasks_annotated": len(per_task),
                   "max_per_task": max(per_task, default=0), "tasks_over_overlap": sum(n > int(sys.argv[1]) for n in per_task),
                   "same_user_twice": twice}))
 """
@@ -190,8 +194,14 @@ async def ls_load(port: int, project: int, tokens: list[str], seconds: float, wa
             if not await ls_cycle(conn, project, tally, measure_from, until):
                 await asyncio.sleep(0.05)
 
+    loops = [asyncio.ensure_future(loop(c)) for c in conns]
     try:
-        await asyncio.wait_for(asyncio.gather(*(loop(c) for c in conns)), timeout=warmup + seconds + 120)
+        # Bounded: a client still waiting for its answer two minutes after the window is counted, not awaited.
+        _, pending = await asyncio.wait(loops, timeout=warmup + seconds + 120)
+        for task in pending:
+            task.cancel()
+            tally.error("no answer within 120 s after the window")
+        await asyncio.gather(*pending, return_exceptions=True)
     finally:
         await asyncio.gather(*(c.close() for c in conns))
     return tally
