@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from annotation_app import migrations  # noqa: E402
@@ -53,7 +54,8 @@ def policy_settings(name: str) -> dict[str, Any]:
     raise SystemExit(f"unknown policy {name!r}")
 
 
-def run_policy(name: str, spec: CrowdSpec, tmp: Path) -> dict[str, Any]:
+def run_policy(name: str, spec: CrowdSpec, tmp: Path, progress: Any = None) -> dict[str, Any]:
+    """One policy's campaign on its own SQLite file under ``tmp``; ``progress(decided, total)`` per round."""
     url = f"sqlite:///{tmp / f'{name}.sqlite3'}"
     migrations.upgrade(url)
     engine = make_engine(url)
@@ -66,7 +68,7 @@ def run_policy(name: str, spec: CrowdSpec, tmp: Path) -> dict[str, Any]:
                                qualification_size=10, **policy_settings(name))
         session.commit()
     started = time.monotonic()
-    run_campaign(maker, result, crowd)
+    run_campaign(maker, result, crowd, progress=progress)
     wall = time.monotonic() - started
     out_csv = tmp / f"{name}-aggregate.csv"
     # The command a curator runs, on this campaign's database.
@@ -114,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.policies:
-            row = run_policy(name, spec, Path(tmp))
+            with Progress(TextColumn(f"{name:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          transient=True) as bar:
+                task = bar.add_task(name, total=spec.n_clips)
+                row = run_policy(name, spec, Path(tmp),
+                                 progress=lambda done, total, task=task: bar.update(task, completed=done))
             rows.append(row)
             print(f"{name:<10} acc(aggregate) {row['accuracy_aggregate']:.3f}  acc(final) {row['accuracy_final_label']:.3f}"
                   f"  judgements/clip {row['judgements_per_clip']:.2f}  expert {row['expert_share']:.1%}"
