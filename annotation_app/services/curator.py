@@ -378,22 +378,41 @@ def _release_leases(session: Session, project: Project, annotator_id: int) -> in
 
 
 def pause_annotator(
-    session: Session, project: Project, curator: User, annotator_id: int, *, paused: bool, reason: str
+    session: Session,
+    project: Project,
+    curator: User,
+    annotator_id: int,
+    *,
+    paused: bool,
+    reason: str,
+    now: datetime | None = None,
 ) -> User:
-    """Pause (no new work, open leases released) or resume an annotator; audited. Does not commit."""
+    """Pause (no new work, open leases released) or resume an annotator; audited. Does not commit.
+
+    A pause takes the annotator's labels out of the consensus of the clips still open at once, by
+    the same rule as a pause by hidden gold (``gold.withdraw_from_open_clips``: excluded, slots
+    given back, clips re-checked); the pause reason and the audit entry say how many and where.
+    Resuming does not bring them back (the clips were re-checked without them); decided clips keep
+    their labels unless the curator excludes the annotator.
+    """
     _require_curator(curator)
+    now = utc_now(now)
     reason = (reason or "").strip()
     if paused and not reason:
         raise InvalidInputError("pausing an annotator needs a reason")
     user = _annotator(session, annotator_id)
     check_may_manage(curator, target=user)
     released = _release_leases(session, project, user.id) if paused else 0
+    withdrawn, rechecked = gold.withdraw_from_open_clips(session, project, user.id, now=now) if paused else (0, [])
     before = user.paused
     user.paused = bool(paused)
     user.pause_reason = reason if paused else ""
+    if withdrawn:
+        user.pause_reason += f" ({withdrawn} label(s) on {len(rechecked)} open clip(s) withdrawn from consensus)"
     audit.record(session, "annotator.pause" if paused else "annotator.resume", actor_id=curator.id,
                  project_id=project.id, target_type="user", target_id=user.id,
-                 details={"reason": reason, "was_paused": before, "leases_released": released})
+                 details={"reason": reason, "was_paused": before, "leases_released": released,
+                          "labels_withdrawn": withdrawn, "open_clips_rechecked": rechecked})
     session.flush()
     return user
 

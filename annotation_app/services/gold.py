@@ -388,7 +388,7 @@ def withdraw_from_open_clips(
     session: Session, project: Project, annotator_id: int, *, now: datetime
 ) -> tuple[int, list[int]]:
     """Take a paused annotator's labels out of the consensus of the clips still open (active, in
-    stage 1 or 2): the judgements are marked excluded, their slots given back, and each clip is
+    stage 1 or 2), whether hidden gold or a curator paused them: the judgements are marked excluded, their slots given back, and each clip is
     re-checked from stage 1 (``stages.reopen``), so a spammer's votes never decide a clip that has
     not been decided yet. Decided clips keep their labels: the curator sees the pause (audit,
     pause reason) and may exclude the annotator's work there (``curator.exclude_annotator``).

@@ -377,6 +377,42 @@ def test_a_paused_annotators_labels_leave_the_consensus_of_open_clips(session: S
     assert served is not None and served.clip_id in {open_one.id, open_two.id}
 
 
+def test_a_curators_pause_withdraws_labels_from_open_clips_by_the_same_rule(session: Session) -> None:
+    """#23 item 4: a curator's manual pause takes the annotator's labels out of the consensus of
+    clips still open at once, as the pause by hidden gold does; a decided clip keeps its label;
+    the pause reason and the audit say how many and where."""
+    from annotation_app.models import Assignment, AssignmentStatus, Judgement
+
+    project = make_project(session, overlap_k=3, gold_rate=0.0, balance_attributes=[])
+    decided, still_open = make_clips(session, project, 2)
+    suspect, boss = make_annotator(session), make_annotator(session, role="curator")
+    honest = [make_annotator(session) for _ in range(2)]
+    for clip_id in (decided.id, still_open.id):
+        _answer_clip(session, project, suspect, clip_id)
+    for person in honest:
+        _answer_clip(session, project, person, decided.id)
+    session.refresh(decided)
+    assert decided.status == ClipStatus.resolved
+
+    curator.pause_annotator(session, project, boss, suspect.id, paused=True, reason="answers in under a second", now=T0)
+
+    def mine(clip_id: int) -> Judgement:
+        return session.scalar(select(Judgement).where(Judgement.clip_id == clip_id, Judgement.annotator_id == suspect.id))
+    assert mine(still_open.id).excluded and not mine(decided.id).excluded
+    slot = session.scalar(select(Assignment).where(Assignment.clip_id == still_open.id, Assignment.annotator_id == suspect.id))
+    assert slot.status == AssignmentStatus.released
+    session.refresh(still_open)
+    assert (still_open.status, still_open.stage) == (ClipStatus.active, 1)
+    session.refresh(suspect)
+    assert suspect.pause_reason == "answers in under a second (1 label(s) on 1 open clip(s) withdrawn from consensus)"
+    entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "annotator.pause",
+                                                    AuditEntry.target_id == str(suspect.id)))
+    assert entry.details["labels_withdrawn"] == 1 and entry.details["open_clips_rechecked"] == [still_open.id]
+    # The slot refills: one of the honest annotators is served the re-checked clip.
+    served = work.next_item(session, project, honest[0], now=T0)
+    assert served is not None and served.clip_id == still_open.id
+
+
 def _answer_clip(session: Session, project, annotator, clip_id: int, label: str = "Fear") -> None:  # noqa: ANN001
     item = work.next_item(session, project, annotator, now=T0)
     assert item is not None and item.clip_id == clip_id, (item, clip_id)
