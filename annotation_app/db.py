@@ -52,10 +52,11 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    # No pre-ping: it cost a round trip per checkout on every request. A connection the server
-    # dropped (a restart) fails the one statement that meets it; SQLAlchemy then invalidates the
-    # whole pool, so the requests after it reconnect.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2)
+    # Pre-ping on checkout (#22): without it, every pooled connection of an idle app met a PostgreSQL
+    # restart with a failed statement, a 500 per request until the pool had turned over. The ping
+    # is one empty round trip per request on a local socket; a server that is still down fails it,
+    # and the app answers 503 with Retry-After (``main._database_unavailable``).
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -295,6 +295,21 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     return await _app_error(request, database_error(exc))
 
 
+# Seconds a client waits before trying again while the database is unreachable (a restart takes a few).
+DATABASE_RETRY_AFTER_S = 2
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database cannot be reached (restarting, down, the network): a 503 with Retry-After, not a 500."""
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+    message = "the database is unavailable for a moment; try again shortly"
+    if _is_api(request) or request.url.path == "/healthz":
+        return JSONResponse({"detail": message}, status_code=503, headers=headers)
+    response = _error_page(request, 503, message)
+    response.headers.update(headers)
+    return response
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -386,6 +401,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _database_error)
     app.add_exception_handler(DataError, _database_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
     app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
 
     for router in (
