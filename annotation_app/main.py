@@ -283,6 +283,8 @@ async def _app_error(request: Request, exc: Exception) -> Response:
         body: dict[str, Any] = {"detail": message}
         if isinstance(getattr(exc, "errors", None), list):  # each refused field, as a validation 422 has
             body["errors"] = exc.errors  # type: ignore[attr-defined]
+        if getattr(exc, "see", None):  # the page that lifts the refusal (the guidelines gate)
+            body["see"] = exc.see  # type: ignore[attr-defined]
         return JSONResponse(body, status_code=exc.http_status, headers=headers or None)
     if isinstance(exc, LoginRequiredError) and request.method == "GET":
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)

@@ -52,6 +52,8 @@ __all__ = [
     "GoldResult",
     "IngestItem",
     "AuditEntry",
+    "ProjectGuidelines",
+    "GuidelinesConfirmation",
     "utcnow",
 ]
 
@@ -160,6 +162,10 @@ class Project(Base):
     margin: Mapped[float] = mapped_column(Float, default=2.0, server_default="2")
     k_max: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
     weighting: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    # The version of the labelling guidelines annotators must confirm before they label; 0: the
+    # project has none (no gate). The text lives in ``project_guidelines``, so the queue's per-request
+    # read of this row stays small (migration 0009, services.guidelines).
+    guidelines_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     labels: Mapped[list[Label]] = relationship(
@@ -453,4 +459,34 @@ class AuditEntry(Base):
         # login attempt (security.LoginThrottle, migration 0004): a range of this index, not a scan
         # of the trail's last day.
         Index("ix_audit_log_target_type_target_id_created_at", "target_type", "target_id", "created_at"),
+    )
+
+
+class ProjectGuidelines(Base):
+    """A project's labelling guidelines: Markdown by a curator, one row per project (services.guidelines)."""
+
+    __tablename__ = "project_guidelines"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    markdown: Mapped[str] = mapped_column(Text, default="")
+    # Goes up by one each time the text changes and never down, so a confirmation of an old text
+    # never counts for a new one (also after the guidelines were cleared and written again).
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GuidelinesConfirmation(Base):
+    """An annotator confirmed they read version ``version`` of a project's guidelines."""
+
+    __tablename__ = "guidelines_confirmations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    confirmed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "annotator_id", "version", name="uq_guidelines_confirmation"),
     )

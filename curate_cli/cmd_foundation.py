@@ -118,6 +118,37 @@ def gold_add(
         err_console.print(f"warning: {shortfall}", markup=False, soft_wrap=True)
 
 
+@project_app.command("guidelines")
+def project_guidelines(
+    name: Annotated[str, typer.Argument(help="Project name.")],
+    file: Annotated[Path, typer.Argument(help="Markdown file (UTF-8), a '## <label>' section per label; "
+                                              "an empty file removes the guidelines.")],
+) -> None:
+    """Set a project's labelling guidelines; annotators confirm each new version before they label."""
+    from annotation_app.services import guidelines
+    from annotation_app.services.projects import get_project
+
+    try:
+        markdown = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(f"no file {str(file)!r}") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{str(file)!r} is not UTF-8 text") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {str(file)!r}: {exc.strerror}") from None
+    with open_session() as session:
+        project = get_project(session, name)
+        version = guidelines.set_guidelines(session, project, markdown)
+        names = [lab.name for lab in project.labels]
+        missing = [n for n in names if n not in guidelines.label_sections(markdown, names)]
+    if version == 0:
+        console.print(f"removed the guidelines of [bold]{name}[/]: annotators label without confirming any")
+        return
+    console.print(f"guidelines of [bold]{name}[/] at version {version}: each annotator confirms it before labelling")
+    if missing:
+        err_console.print(f"warning: no '## <label>' section for {', '.join(missing)}", markup=False, soft_wrap=True)
+
+
 @project_app.command("list")
 def project_list() -> None:
     """List projects with their clip counts."""

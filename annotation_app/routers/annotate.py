@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from annotation_app.deps import CurrentUser, ProjectSnapshotDep, SessionDep, require_annotator, verify_csrf
 from annotation_app.routers.common import item_view, label_views, render
 from annotation_app.routers.schemas import PAGE_RESPONSES, CorrectIn, ResourceId, SubmitIn
-from annotation_app.services import work
+from annotation_app.services import guidelines, work
 
 __all__ = ["router"]
 
@@ -24,6 +24,9 @@ router = APIRouter(
 
 @router.get("")
 def labelling_page(request: Request, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser) -> Response:
+    if guidelines.needs_confirmation(session, project, user.id):
+        # The page sends them to read first; the API refuses instead (work.serve_next).
+        return RedirectResponse("/annotate/guidelines", status_code=303)
     result = work.serve_next(session, project, user)
     session.commit()
     view, progress = item_view(request, result.item), result.progress
@@ -33,6 +36,7 @@ def labelling_page(request: Request, session: SessionDep, project: ProjectSnapsh
         "item": view,
         "progress": progress,
         "request_id": uuid.uuid4().hex,
+        "guidelines": guidelines.current(session, project),
         # "<" escaped so that no string in the data can close the <script> element.
         "boot": json.dumps({"item": view, "progress": progress}, default=str).replace("<", "\\u003c"),
     })
@@ -74,3 +78,21 @@ def correct_form(
     )
     session.commit()
     return RedirectResponse("/annotate/recent", status_code=303)
+
+
+@router.get("/guidelines")
+def guidelines_page(request: Request, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser) -> Response:
+    """The project's guidelines; with a confirm button while this version is unconfirmed."""
+    return render(request, "guidelines.html", {
+        "project": project, "guidelines": guidelines.current(session, project),
+        "must_confirm": guidelines.needs_confirmation(session, project, user.id),
+    })
+
+
+@router.post("/guidelines/confirm")
+def confirm_guidelines_form(
+    version: Annotated[int, Form(ge=1, le=2**31 - 1)], session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser
+) -> Response:
+    guidelines.confirm(session, project, user.id, version)
+    session.commit()
+    return RedirectResponse("/annotate", status_code=303)

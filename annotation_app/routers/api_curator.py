@@ -22,16 +22,17 @@ from annotation_app.routers.schemas import (
     INT32_MAX,
     AnnotatorIn,
     ExcludeIn,
+    GuidelinesIn,
     PauseIn,
     PlainText,
     ProfileIn,
     ResourceId,
     SettingsIn,
 )
-from annotation_app.services import attention, curator, projects, users
+from annotation_app.services import attention, curator, guidelines, projects, users
 from annotation_app.services.access import check_may_manage
 
-__all__ = ["router", "settings_view", "user_view", "export_response", "get_user_by_id", "EXPORT_RESPONSES"]
+__all__ = ["router", "settings_view", "guidelines_view", "user_view", "export_response", "get_user_by_id", "EXPORT_RESPONSES"]
 
 router = APIRouter(
     prefix="/api/curator", tags=["curator"], dependencies=[Depends(require_curator), Depends(verify_csrf)],
@@ -97,6 +98,30 @@ def patch_settings(body: SettingsIn, session: SessionDep, project: ProjectDep, u
     projects.update_settings(session, project, actor_id=user.id, **body.changes())
     session.commit()
     return settings_view(project)
+
+
+@router.get("/guidelines")
+def get_guidelines(session: SessionDep, project: ProjectDep) -> dict[str, Any]:
+    """The project's labelling guidelines (``version`` 0: none, no gate) and the labels without a
+    ``## <label>`` section of their own."""
+    return guidelines_view(session, project)
+
+
+@router.put("/guidelines")
+def put_guidelines(body: GuidelinesIn, session: SessionDep, project: ProjectDep, user: CuratorUser) -> dict[str, Any]:
+    """Replace the guidelines; a changed text gets a new version every annotator confirms before labelling."""
+    guidelines.set_guidelines(session, project, body.markdown, actor_id=user.id)
+    session.commit()
+    return guidelines_view(session, project)
+
+
+def guidelines_view(session: Session, project: Project) -> dict[str, Any]:
+    current = guidelines.current(session, project)
+    names = [lab.name for lab in project.labels]
+    described = guidelines.label_sections(current.markdown, names) if current else {}
+    return {"version": current.version if current else 0, "markdown": current.markdown if current else "",
+            "html": str(current.html) if current else "",
+            "labels_without_section": [n for n in names if n not in described]}
 
 
 @router.get("/annotators")

@@ -24,8 +24,15 @@ from annotation_app.deps import (
 )
 from annotation_app.models import Project
 from annotation_app.routers.common import item_view, label_views
-from annotation_app.routers.schemas import ERROR_RESPONSES, CorrectIn, ProjectName, ResourceId, SubmitIn
-from annotation_app.services import work
+from annotation_app.routers.schemas import (
+    ERROR_RESPONSES,
+    CorrectIn,
+    GuidelinesConfirmIn,
+    ProjectName,
+    ResourceId,
+    SubmitIn,
+)
+from annotation_app.services import guidelines, work
 
 __all__ = ["router", "queue_router", "submit_result_view", "QueueFastPath"]
 
@@ -73,6 +80,27 @@ async def submit(request: Request, body: SubmitIn, caller: CallerId, project: Pr
         ))
 
     return await in_unit_of_work(request, caller, project, store, lock_caller=True)
+
+
+@router.get("/guidelines")
+def get_guidelines(session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser) -> dict[str, Any]:
+    """The project's guidelines (Markdown and safe HTML; ``version`` 0: none) and whether the caller
+    must confirm them before next and submit serve them (409 until then)."""
+    current = guidelines.current(session, project)
+    return {
+        "version": current.version if current else 0,
+        "markdown": current.markdown if current else "",
+        "html": str(current.html) if current else "",
+        "must_confirm": guidelines.needs_confirmation(session, project, user.id),
+    }
+
+
+@router.post("/guidelines/confirm")
+def confirm_guidelines(body: GuidelinesConfirmIn, session: SessionDep, project: ProjectSnapshotDep, user: CurrentUser) -> dict[str, Any]:
+    """Confirm having read ``version``, the current one (409 if the text changed meanwhile)."""
+    guidelines.confirm(session, project, user.id, body.version)
+    session.commit()
+    return {"version": body.version, "confirmed": True}
 
 
 @router.get("/progress")

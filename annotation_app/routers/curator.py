@@ -15,6 +15,7 @@ from annotation_app.routers.api_curator import (
     EXPORT_RESPONSES,
     export_response,
     get_user_by_id,
+    guidelines_view,
     settings_view,
 )
 from annotation_app.routers.common import dashboard_link, render
@@ -28,7 +29,8 @@ from annotation_app.routers.schemas import (
     ProfileIn,
     ResourceId,
 )
-from annotation_app.services import attention, curator, projects, users
+from annotation_app.errors import InvalidInputError
+from annotation_app.services import attention, curator, guidelines, projects, users
 from annotation_app.services.access import check_may_manage
 from annotation_app.services.project_settings import InvalidSettingsError, check_settings
 
@@ -49,11 +51,16 @@ def progress_page(request: Request, session: SessionDep, project: ProjectDep) ->
 
 def _settings_page(
     request: Request, session: Session, project: Project, *, errors: dict[str, str] | None = None,
-    entered: dict[str, Any] | None = None, status_code: int = 200,
+    entered: dict[str, Any] | None = None, status_code: int = 200, guidelines_error: str = "",
+    guidelines_entered: str | None = None,
 ) -> Response:
+    current = guidelines_view(session, project)
+    if guidelines_entered is not None:  # refused: the text as the curator typed it, nothing lost
+        current["markdown"] = guidelines_entered
     return render(request, "curator_settings.html", {
         "project": project, "settings": {**settings_view(project), **(entered or {})}, "kinds": projects.PROJECT_SETTINGS,
         "notices": attention.notices(session, project), "errors": errors or {},
+        "guidelines": current, "guidelines_error": guidelines_error,
     }, status_code=status_code)
 
 
@@ -84,6 +91,21 @@ async def save_settings(request: Request, session: SessionDep, project: ProjectD
     projects.update_settings(session, project, actor_id=user.id, **checked)
     session.commit()
     return RedirectResponse("/curator/settings", status_code=303)
+
+
+@router.post("/settings/guidelines")
+async def save_guidelines(request: Request, session: SessionDep, project: ProjectDep, user: CuratorUser) -> Response:
+    form = await request.form()
+    markdown = form.get("markdown")
+    text = markdown if isinstance(markdown, str) else ""
+    try:
+        guidelines.set_guidelines(session, project, text, actor_id=user.id)
+    except InvalidInputError as exc:
+        session.rollback()
+        return _settings_page(request, session, project, guidelines_error=str(exc), guidelines_entered=text,
+                              status_code=422)
+    session.commit()
+    return RedirectResponse("/curator/settings#guidelines", status_code=303)
 
 
 AnnotatorSort = Literal[curator.ANNOTATOR_SORTS]  # type: ignore[valid-type]

@@ -20,7 +20,7 @@ from annotation_app.services.project_settings import ProjectSettings
 __all__ = [
     "ID_MAX", "INT32_MAX", "plain_text", "PlainText", "ResourceId", "ProjectName",
     "SubmitIn", "CorrectIn", "AdjudicateIn", "AnnotatorIn", "ProfileIn", "PauseIn", "ExcludeIn", "TokenIn",
-    "PasswordIn", "SettingsIn", "ErrorOut", "ERROR_RESPONSES", "PAGE_RESPONSES",
+    "PasswordIn", "SettingsIn", "GuidelinesIn", "GuidelinesConfirmIn", "ErrorOut", "ERROR_RESPONSES", "PAGE_RESPONSES",
 ]
 
 INT32_MAX = 2**31 - 1  # counts stored in PostgreSQL's integer columns (settings)
@@ -176,6 +176,18 @@ class TokenIn(_Body):
 class PasswordIn(_Body):
     current_password: str = Field(max_length=256)
     new_password: str = Field(min_length=8, max_length=256)
+
+
+class GuidelinesIn(_Body):
+    """A project's labelling guidelines as Markdown; "" removes them (and the gate)."""
+
+    markdown: str = Field("", max_length=200_000)  # "" (left out, as _Body reads it): remove them
+
+
+class GuidelinesConfirmIn(_Body):
+    """The guidelines version the annotator read (``GET /api/work/guidelines``)."""
+
+    version: int = Field(ge=1, le=INT32_MAX)
 
 
 # The project settings' one model lives with the service that applies them (CLI and pages use it too).

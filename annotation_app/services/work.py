@@ -73,7 +73,7 @@ from annotation_app.models import (
     User,
 )
 from annotation_app.services import _queries as sql
-from annotation_app.services import allocation, gold, stages
+from annotation_app.services import allocation, gold, guidelines, stages
 from annotation_app.services._common import (
     aware,
     day_start,
@@ -657,6 +657,7 @@ def serve_next(
     user = annotator if locked else _lock_user_row(session, annotator.id)
     if user is None:
         raise NotFoundError(f"no user with id {annotator.id}")
+    guidelines.require_confirmed(session, project, user.id)  # the gate for every client, not only the page
     state = _read_state(session, project, user.id, now, with_window=True)
     item, counted = _next(session, project, user, state, now)
     # Last, so the SKIP LOCKED row locks it takes are never held while waiting for a clip.
@@ -836,7 +837,8 @@ def submit(
 
     Errors: ``InvalidInputError`` (unknown label, bad values), ``NotFoundError`` (no such
     assignment, or its clip was removed / withdrawn), ``LeaseError`` (not your lease, already
-    submitted under another request id, expired or released). Does not commit.
+    submitted under another request id, expired or released), ``GuidelinesUnreadError`` (the
+    project has guidelines the annotator has not confirmed). Does not commit.
 
     Locks, in ``_common``'s order: the user row (``locked``: the caller already holds it, as the
     queue route does), then the clip row with the assignment read beside it, then the lease. Two
@@ -847,6 +849,7 @@ def submit(
     _check_request_id(client_request_id)
     if not locked and _lock_user_row(session, annotator.id) is None:
         raise NotFoundError(f"no user with id {annotator.id}")
+    guidelines.require_confirmed(session, project, annotator.id)
     ids = {"user_id": annotator.id, "request_id": client_request_id}
     # Under the user lock, so a twin request with this id has committed or not started.
     target = _run(session, sql.SUBMIT_TARGET, assignment_id=assignment_id, **ids).first()

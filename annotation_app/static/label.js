@@ -89,6 +89,8 @@
     if (!response.ok) {
       const err = new Error((data && data.detail) || ("HTTP " + response.status));
       err.status = response.status;
+      // The guidelines changed (or were never confirmed): the server says where to read them.
+      if (data && data.see === "/annotate/guidelines") { window.location.assign(data.see); }
       throw err;
     }
     return data;
@@ -155,6 +157,12 @@
     if (shortcuts.open) shortcuts.close(); else shortcuts.showModal();
   }
 
+  const guidelines = document.getElementById("guidelines");
+  function toggleGuidelines() {
+    if (!guidelines) return;
+    if (guidelines.open) guidelines.close(); else guidelines.showModal();
+  }
+
   function labelFor(key) {
     return form.querySelector('input[name="label"][data-hotkey="' + CSS.escape(key) + '"]');
   }
@@ -174,6 +182,8 @@
   });
   skipBtn.addEventListener("click", skip);
   document.getElementById("shortcuts-open").addEventListener("click", toggleShortcuts);
+  const guidelinesOpen = document.getElementById("guidelines-open");
+  if (guidelinesOpen) guidelinesOpen.addEventListener("click", toggleGuidelines);
   // On a short screen the open flags push Submit down: bring it back into view.
   flags.addEventListener("toggle", () => { if (flags.open) submitBtn.scrollIntoView({ block: "nearest" }); });
   document.getElementById("replay").addEventListener("click", () => { player.currentTime = 0; player.play().catch(() => {}); });
@@ -187,7 +197,12 @@
       toggleShortcuts();
       return;
     }
-    if (shortcuts.open) return; // the list is modal: Esc closes it, nothing else acts behind it
+    if ((e.key === "g" || e.key === "G") && guidelines && !labelFor(e.key) && !shortcuts.open) {
+      e.preventDefault();
+      toggleGuidelines();
+      return;
+    }
+    if (shortcuts.open || (guidelines && guidelines.open)) return; // modal: Esc closes it, nothing else acts behind it
     if (e.key === " ") {
       e.preventDefault();
       if (player.paused) player.play().catch(() => {}); else player.pause();
