@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from curate_cli.common import ExecutorChoice, console, media_executor, open_session, progress_bar, settings
@@ -119,10 +120,11 @@ def ingest(
                 on_start=on_start, on_result=on_result,
             )
 
+    if json_report is not None:  # first: the report is written whatever printing meets
+        _write_json(json_report, report.as_dict())
     _print_summary(report)
     if json_report is not None:
-        _write_json(json_report, report.as_dict())
-        console.print(f"report written to {json_report}")
+        console.print(f"report written to {json_report}", markup=False)
     if report.errors:
         raise typer.Exit(1)
 
@@ -141,7 +143,8 @@ def _rate(text: str | None) -> int | None:
 
 
 def _print_summary(report: Any) -> None:
-    table = Table(title=f"ingest into {report.project}", show_header=True)
+    # Sources, reasons and the project name are user text: escaped, a "[/b]" in a URL is no markup (#22).
+    table = Table(title=f"ingest into {escape(str(report.project))}", show_header=True)
     table.add_column("outcome")
     table.add_column("items", justify="right")
     clustered = sum(1 for e in report.accepted if e.get("reason", "").startswith("near duplicate"))
@@ -161,7 +164,7 @@ def _print_summary(report: Any) -> None:
         detail.add_column("source", overflow="fold")
         detail.add_column("reason", overflow="fold")
         for kind, entry in issues[:_LISTED_ISSUES]:
-            detail.add_row(kind, entry["source"], entry["reason"])
+            detail.add_row(kind, escape(str(entry["source"])), escape(str(entry["reason"])))
         console.print(detail)
         if len(issues) > _LISTED_ISSUES:
             console.print(f"… and {len(issues) - _LISTED_ISSUES} more (see --json)")

@@ -122,3 +122,13 @@ def test_ingest_on_a_local_dask_cluster(project: str, curate, incoming: Path, tm
     assert report["counts"] == {"accepted": 2, "rejected": 1, "duplicates": 1, "errors": 0, "skipped": 0}
     code, _, err = curate("ingest", str(incoming), "--scheduler", "tcp://127.0.0.1:8786")
     assert code == 10 and "--scheduler needs --executor dask" in err
+
+
+def test_markup_in_a_source_is_printed_as_text_and_the_report_written(project: str, curate, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # #22: "[/b]" in a URL crashed the summary after the commit, and --json was never written.
+    url = "http://127.0.0.1:9/a[/b].mp4"  # nothing listens on port 9: an error item
+    report = tmp_path / "report.json"
+    code, out, err = curate("ingest", url, "--json", str(report), "--retries", "0")
+    assert code == 1, err
+    assert "a[/b].mp4" in out and "Traceback" not in err
+    assert json.loads(report.read_text(encoding="utf-8"))["errors"][0]["source"] == url
