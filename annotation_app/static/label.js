@@ -90,7 +90,8 @@
       const err = new Error((data && data.detail) || ("HTTP " + response.status));
       err.status = response.status;
       // The guidelines changed (or were never confirmed): the server says where to read them.
-      if (data && data.see === "/annotate/guidelines") { window.location.assign(data.see); }
+      // Nothing else runs after: a retry or a next-clip request would only abort the navigation.
+      if (data && data.see === "/annotate/guidelines") { window.location.assign(data.see); return new Promise(() => {}); }
       throw err;
     }
     return data;
