@@ -13,7 +13,9 @@ Two parts, side by side with the rule they replace:
    crowd with its spammers, on a SQLite file), one per ``quality_error_rate``: each spammer's
    pause, labels submitted and labels still counted (a pause withdraws their labels from open
    clips), the honest annotators paused, and the resolved clips by agreement pattern
-   (``curation.aggregation.agreement_patterns``) against the true labels.
+   (``curation.aggregation.agreement_patterns``) against the true labels. Clips the stage machine
+   still has open when the crowd is served nothing more are "open at the end" (recomputed alone,
+   a stage-1 clip with four of its five labels had shown as "3/4" or "4/4").
 
     python bench/bench_quality_control.py [--clips 300] [--annotators 30] [--error-rates 0.1 0.01] [--json out.json]
 """
@@ -85,7 +87,7 @@ def campaign(n_clips: int, n_annotators: int, seed: int, error_rate: float) -> d
 
     from annotation_app import migrations
     from annotation_app.db import make_engine, make_sessionmaker
-    from annotation_app.models import AuditEntry, Judgement, User
+    from annotation_app.models import AuditEntry, Clip, ClipStatus, Judgement, User
     from annotation_app.services.projects import DEFAULT_LABELS
     from annotation_app.services.tables import judgements_table
     from bench._simulated_crowd import Crowd, CrowdSpec, make_campaign, run_campaign
@@ -113,6 +115,8 @@ def campaign(n_clips: int, n_annotators: int, seed: int, error_rate: float) -> d
             pauses = {int(e.target_id): e.details for e in session.scalars(select(AuditEntry).where(
                 AuditEntry.action == "annotator.auto_pause", AuditEntry.project_id == result.project_id))}
             table = judgements_table(session, "qc")
+            still_open = {str(c) for c in session.scalars(select(Clip.id).where(
+                Clip.project_id == result.project_id, Clip.status.in_((ClipStatus.active, ClipStatus.pending))))}
     labels_by: dict[int, list[bool]] = {}
     for aid, excluded in rows:
         labels_by.setdefault(int(aid), []).append(bool(excluded))
@@ -130,6 +134,11 @@ def campaign(n_clips: int, n_annotators: int, seed: int, error_rate: float) -> d
     table = table.drop(columns=[c for c in ("judgement_id", "annotator", "confidence", "cant_judge", "broken")
                                 if c in table.columns])
     resolution = resolve(load_judgements(table))
+    # resolve() would call a clip the stage machine still has open (k - 1 labels so far) "3/4" or
+    # "4/4": those are shown as open, not as resolved.
+    is_open = resolution.index.astype(str).isin(list(still_open))
+    resolution.loc[is_open, "agreement_pattern"] = "open at the end"
+    resolution.loc[is_open, "label"] = None
     truth = {str(k): v for k, v in result.truth.items()}
     patterns = agreement_patterns(resolution, truth)
     return {"quality_error_rate": error_rate, "clips": n_clips, "annotators": n_annotators,
@@ -167,10 +176,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{spam['labels_still_counted']} still counted")
         print(f"  honest annotators paused: {len(run['honest_paused'])} of {run['honest']} "
               f"{[(p['annotator'], p['skill']) for p in run['honest_paused']]}")
-        print(f"  {'pattern':12} {'clips':>6} {'share':>6} {'accuracy':>9}")
+        print(f"  {'pattern':16} {'clips':>6} {'share':>6} {'accuracy':>9}")
         for row in run["agreement_patterns"]:
             accuracy = row.get("accuracy")
-            print(f"  {row['agreement_pattern']:12} {row['clips']:6d} {row['share']:6.1%} "
+            print(f"  {row['agreement_pattern']:16} {row['clips']:6d} {row['share']:6.1%} "
                   f"{'' if accuracy is None or accuracy != accuracy else f'{accuracy:9.3f}'}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
