@@ -143,7 +143,7 @@ def run_case(history: int, layout: str, calls: int) -> dict[str, Any]:
                 now = datetime.now(UTC)
                 stages = work._open_stages(project)
                 window = {"project_id": project_id, "user_id": user_id, "now": now,
-                          **work._window_params(stages, 0)}
+                          **work._window_params(project, stages, 0)}
                 state = {"project_id": project_id, "user_id": user_id, "now": now, "day_start": work.day_start(now)}
                 found = len(run_prebuilt(session, sql.candidates(tuple(stages)), window).all())
                 counted = run_prebuilt(session, sql.STATE, state).one()
