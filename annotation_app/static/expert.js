@@ -17,19 +17,8 @@
     const t = e.target;
     if (t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" && t.type === "text" || t.tagName === "SELECT")) return;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (e.key === " ") {
-      e.preventDefault();
-      if (player.paused) player.play().catch(() => {}); else player.pause();
-    } else if (e.key === "ArrowLeft") {
-      e.preventDefault();
-      player.currentTime = Math.max(0, player.currentTime - 1);
-    } else if (e.key === "ArrowRight") {
-      e.preventDefault();
-      player.currentTime = Math.min(player.duration || 0, player.currentTime + 1);
-    } else if (e.key === "r" || e.key === "R") {
-      player.currentTime = 0;
-      player.play().catch(() => {});
-    } else if (finalLabel && (e.key === "d" || e.key === "D")) {
+    if (window.emotionsPlayerKey(player, e)) return;
+    if (finalLabel && (e.key === "d" || e.key === "D")) {
       e.preventDefault();
       discard.checked = !discard.checked;
       if (discard.checked) document.getElementById("reason").focus();

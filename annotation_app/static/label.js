@@ -204,19 +204,8 @@
       return;
     }
     if (shortcuts.open || (guidelines && guidelines.open)) return; // modal: Esc closes it, nothing else acts behind it
-    if (e.key === " ") {
-      e.preventDefault();
-      if (player.paused) player.play().catch(() => {}); else player.pause();
-    } else if (e.key === "ArrowLeft") {
-      e.preventDefault();
-      player.currentTime = Math.max(0, player.currentTime - 1);
-    } else if (e.key === "ArrowRight") {
-      e.preventDefault();
-      player.currentTime = Math.min(player.duration || 0, player.currentTime + 1);
-    } else if (e.key === "r" || e.key === "R") {
-      player.currentTime = 0;
-      player.play().catch(() => {});
-    } else if ((e.key === "s" || e.key === "S") && !labelFor(e.key)) {
+    if (window.emotionsPlayerKey(player, e)) return;
+    if ((e.key === "s" || e.key === "S") && !labelFor(e.key)) {
       e.preventDefault();
       skip();
     } else if (e.key === "Enter") {
