@@ -103,6 +103,10 @@ def test_compose_volumes_persist_database_and_share_media(compose: dict[str, Any
         env = services[name]["environment"]
         assert "@postgres:5432/" in env["EMOTIONS_DATABASE_URL"], name
         assert env["EMOTIONS_MEDIA_DIR"] == "/data/media", name
+    # The app keeps the shared settings and adds where curators' browsers find the dashboard.
+    app_env = services["app"]["environment"]
+    assert app_env["EMOTIONS_SECRET_KEY"].startswith("${EMOTIONS_SECRET_KEY:?")
+    assert app_env["EMOTIONS_DASHBOARD_URL"].endswith(":-http://127.0.0.1:8501}")
 
 
 def test_dashboard_reads_through_its_own_role(compose: dict[str, Any]) -> None:
