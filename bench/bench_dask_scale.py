@@ -17,9 +17,7 @@ Results print as a table and go to bench/results/bench_dask_scale.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -32,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._report import machine, write_result  # noqa: E402
 from bench.bench_ingest import make_clips  # noqa: E402
 from curation.cluster import dask_executor  # noqa: E402
 from curation.ffmpeg import ffmpeg_binary  # noqa: E402
@@ -150,13 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         "ingest": table("ingest (probe, normalise, hash, SQLite)", ingest, bare),
         "prepare_features": table("prepare-features (tiny preset)", features, None),
         "dask_startup_s": {k: statistics.median(v) for k, v in STARTUP.items()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg": os.getloadavg()},
+        "machine": machine(),
     }
     print("LocalCluster start (in the dask rows): " + ", ".join(f"{k} {v:.1f} s" for k, v in result["dask_startup_s"].items()))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"\nwritten to {args.json}", file=sys.stderr)
+    write_result(args.json, result)
     return 0
 
 

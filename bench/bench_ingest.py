@@ -23,9 +23,7 @@ and go to bench/results/bench_ingest.json. Shared machines are noisy: compare ra
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -37,6 +35,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._report import machine, write_result  # noqa: E402
 
 from curation.ffmpeg import ffmpeg_binary  # noqa: E402
 from curation.ingest import IngestConfig, MediaPolicy, expand_sources, normalise, normalise_args, probe  # noqa: E402
@@ -175,12 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         "workers": {str(n): t for n, t in times.items()},
         "speedup": {str(n): base / t for n, t in times.items()},
         "workers_threads_shared": {str(n): t for n, t in shared.items()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg": os.getloadavg()},
+        "machine": machine(),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"\nwritten to {args.json}", file=sys.stderr)
+    write_result(args.json, result)
     return 0
 
 
