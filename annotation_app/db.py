@@ -25,8 +25,13 @@ from annotation_app.settings import Settings
 __all__ = ["make_engine", "make_sessionmaker", "session_scope", "run_prebuilt", "database_error"]
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10,
+                pool_pre_ping: bool = True) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and enforced foreign keys.
+
+    ``pool_pre_ping`` (PostgreSQL) tests each pooled connection as it is handed out
+    (``Settings.db_pool_pre_ping``; off only to measure what the test costs).
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -56,7 +61,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10)
     # restart with a failed statement, a 500 per request until the pool had turned over. The ping
     # is one empty round trip per request on a local socket; a server that is still down fails it,
     # and the app answers 503 with Retry-After (``main._database_unavailable``).
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=pool_pre_ping)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -87,7 +92,8 @@ def database_error(exc: IntegrityError | DataError) -> AppError:
 @contextmanager
 def session_scope(settings: Settings) -> Iterator[Session]:
     """A session on the configured database, committed on success and rolled back on error."""
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                         pool_pre_ping=settings.db_pool_pre_ping)
     try:
         with make_sessionmaker(engine)() as session:
             try:

@@ -344,7 +344,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                             pool_pre_ping=settings.db_pool_pre_ping)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.codec = SessionCodec(settings.session_secret())

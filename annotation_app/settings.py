@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     )
     cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only.")
     sqlite_busy_timeout_ms: int = 30_000
+    db_pool_pre_ping: bool = Field(
+        True, description=(
+            "PostgreSQL: test each pooled connection with an empty round trip as a request takes it, so "
+            "a server restart costs no failed request (#22). Off only to measure what the test costs "
+            "(bench/bench_annotation_http.py --pre-ping on,off)."
+        ),
+    )
     app_threads: int = Field(
         0, ge=0, le=64,
         description=(

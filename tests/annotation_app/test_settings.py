@@ -106,3 +106,35 @@ def test_a_running_app_keeps_its_startup_objects_out_of_the_collectors_passes(tm
         assert gc.get_freeze_count() > 10_000
         assert client.get("/healthz").status_code == 200
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize(("value", "after_a_drop"), [(None, 200), ("true", 200), ("false", 503)])
+def test_pool_pre_ping_setting_decides_whether_a_dropped_connection_fails_a_request(
+        value: str | None, after_a_drop: int, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # EMOTIONS_DB_POOL_PRE_PING (default on, #22) reaches the app's engine: with it, a pooled
+    # connection the server dropped is replaced as a request takes it; off (only to measure what the
+    # ping costs, bench/bench_annotation_http.py --pre-ping on,off), that request fails with a 503.
+    from fastapi.testclient import TestClient
+    from sqlalchemy import text
+
+    from annotation_app.db import make_engine
+    from annotation_app.main import create_app
+
+    if value is None:
+        monkeypatch.delenv("EMOTIONS_DB_POOL_PRE_PING", raising=False)
+    else:
+        monkeypatch.setenv("EMOTIONS_DB_POOL_PRE_PING", value)
+    app = create_app(Settings(data_dir=tmp_path, database_url=pg_url))
+    admin = make_engine(pg_url)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            assert client.get("/healthz").status_code == 200
+            with app.state.engine.connect() as conn:  # the one pooled connection /healthz used
+                pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with admin.connect() as conn:  # what a server restart does to it
+                conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                conn.commit()
+            assert client.get("/healthz").status_code == after_a_drop
+            assert client.get("/healthz").status_code == 200  # either way the next one reconnects
+    finally:
+        admin.dispose()
