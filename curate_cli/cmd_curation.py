@@ -235,8 +235,15 @@ def aggregate(
         Path | None, typer.Argument(metavar="[JUDGEMENTS_FILE]", help="Judgements CSV or parquet; without it, the project database.")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Per-clip result table (.csv, .parquet or .json).")] = ...,  # type: ignore[assignment]
-    method: Annotated[Method, typer.Option("--method", help="How judgements become a label.")] = Method.majority,
-    threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0, help="Share (or posterior) that resolves a clip.")] = 0.6,
+    method: Annotated[
+        Method | None, typer.Option("--method", help="How judgements become a label (default: majority, or the project's rule).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", min=0.0, max=1.0, help="Share (or posterior) that resolves a clip (default 0.6, or the project's rule).")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option("--margin", help="Resolve a clip when its top label leads the next by this many votes (the adaptive policy's rule) instead of by a share.")
+    ] = None,
     project: Annotated[
         str | None, typer.Option("--project", help="Project (its label set; its database when no file). Default: the only one.")
     ] = None,
@@ -246,21 +253,39 @@ def aggregate(
     ] = False,
 ) -> None:
     """Aggregate judgements into one label per clip, with confidence, number of judgements and how it
-    was resolved (unanimous, consensus, adjudicated, tie, below-threshold). Gold clips are not
-    dataset clips: they are left out unless --include-gold."""
+    was resolved (unanimous, consensus, adjudicated, tie, below-threshold, below-margin). Read from a
+    project's database with none of --method, --threshold, --margin, the clips are resolved by the
+    project's own labelling policy (staged/fixed: its consensus threshold; adaptive: its margin and
+    weighting), so the labels agree with the stage machine's decisions that build-variants exports.
+    Gold clips are not dataset clips: they are left out unless --include-gold."""
     from curation.aggregation import agreement_patterns, resolve
 
+    if threshold is not None and margin is not None:
+        raise typer.BadParameter("--threshold and --margin are two different rules: give one", param_hint="--margin")
+    if margin is not None and not margin > 0:
+        raise typer.BadParameter(f"a margin is a number of votes above 0, not {margin:g}", param_hint="--margin")
     console = _console()
     table, source = _load(judgements_file, project, labels)
+    skills = None
+    if judgements_file is None and method is None and threshold is None and margin is None:
+        rule = _project_rule(project)
+        method, threshold, margin, skills = Method(rule["method"]), rule.get("threshold"), rule.get("margin"), rule["skills"]
+        how = f"the project's rule, {rule['text']}"
+    else:
+        method = method or Method.majority
+        if margin is None and threshold is None:
+            threshold = 0.6
+        how = f"{method.value}, " + (f"margin {margin:g}" if margin is not None else f"threshold {threshold:g}")
     with console.status(f"aggregating ({method.value})…"):
-        result = resolve(table, threshold=threshold, method=method.value, include_gold=include_gold)
+        result = resolve(table, threshold=0.6 if threshold is None else threshold, margin=margin, method=method.value,
+                         skills=skills, include_gold=include_gold)
     _write_table(result, out)
-    summary = Table(title=f"{len(result)} clips from {source} ({method.value}, threshold {threshold:g})", title_justify="left")
+    summary = Table(title=f"{len(result)} clips from {source} ({how})", title_justify="left")
     summary.add_column("resolved by")
     summary.add_column("clips", justify="right")
     summary.add_column("share", justify="right")
-    for how, n in result["resolved_by"].value_counts().items():
-        summary.add_row(str(how), str(n), f"{n / max(len(result), 1):.1%}")
+    for kind, n in result["resolved_by"].value_counts().items():
+        summary.add_row(str(kind), str(n), f"{n / max(len(result), 1):.1%}")
     console.print(summary)
     patterns = agreement_patterns(result)
     console.print("by agreement pattern (where label noise sits): "
@@ -270,6 +295,14 @@ def aggregate(
     if include_gold:
         console.print(f"gold clips included and flagged (is_gold): {int(result['is_gold'].sum())}")
     console.print(f"written to {out}")
+
+
+def _project_rule(project: str | None) -> dict[str, Any]:
+    from annotation_app.services.tables import decision_rule
+    from curate_cli.common import open_session
+
+    with open_session() as session:
+        return decision_rule(session, project)
 
 
 def register(app: typer.Typer) -> None:

@@ -49,7 +49,7 @@ __all__ = [
 OnTie = Literal["report", "first"]
 ExpertRole = Literal["override", "source"]
 EXPERT_ROLES: tuple[str, ...] = ("override", "source")
-RESOLVED_BY = ("unanimous", "consensus", "adjudicated", "tie", "below-threshold")
+RESOLVED_BY = ("unanimous", "consensus", "adjudicated", "tie", "below-threshold", "below-margin")
 METHODS = ("majority", "dawid-skene", "weighted")
 EXPERT_STAGE = 3
 
@@ -419,6 +419,7 @@ def resolve(
     expert: ExpertRole = "override",
     expert_weight: float = 1.0,
     include_gold: bool = False,
+    margin: float | None = None,
 ) -> pd.DataFrame:
     """Resolve every clip of a judgements table: its label, confidence and how it was reached.
 
@@ -445,6 +446,13 @@ def resolve(
     "Can't judge" rows (no label) count nowhere; a clip with only such rows is kept with
     ``n_judgements`` 0.
 
+    **The adaptive policy's rule.** With ``margin`` (votes: counts for ``majority``, summed skills
+    for ``weighted``) a clip resolves when its top label leads the next by at least ``margin``,
+    as the stage machine's adaptive policy decides (``annotation_app.services.stages``), and
+    ``threshold`` is not used: a 4-2-1 clip is resolved at margin 2 although its share is 0.57.
+    Ties never resolve; an unresolved clip is ``"below-margin"``. Dawid–Skene posteriors are not
+    votes, so ``margin`` does not go with it.
+
     **Gold clips are not dataset clips.** Rows with ``is_gold`` are left out unless
     ``include_gold=True``; the result then has an ``is_gold`` column flagging them.
 
@@ -453,8 +461,17 @@ def resolve(
     ...                    "label": ["Fear", "Fear", "Fear", "Fear", "Neutral"]})
     >>> resolve(df)[["label", "resolved_by", "agreement_pattern"]].to_dict("index")
     {'c1': {'label': 'Fear', 'resolved_by': 'unanimous', 'agreement_pattern': '3/3'}, 'c2': {'label': None, 'resolved_by': 'tie', 'agreement_pattern': 'unresolved'}}
+    >>> split = pd.DataFrame({"clip_id": ["c"] * 7, "annotator_id": list("abcdefg"),
+    ...                       "label": ["Fear"] * 4 + ["Neutral"] * 2 + ["Sadness"]})
+    >>> resolve(split)["resolved_by"].item(), resolve(split, margin=2)["label"].item()
+    ('below-threshold', 'Fear')
     """
     _check_threshold(threshold)
+    if margin is not None:
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not (math.isfinite(margin) and margin > 0):
+            raise CurationError(f"margin must be a number of votes above 0, not {margin!r}")
+        if method == "dawid-skene":
+            raise CurationError("margin counts votes: use it with majority or weighted, not dawid-skene")
     if method not in METHODS:
         raise CurationError(f"unknown aggregation method {method!r} (choose from {', '.join(METHODS)})")
     if expert not in EXPERT_ROLES:
@@ -501,7 +518,12 @@ def resolve(
     totals = scores.sum(axis=1)
     share = np.divide(scores, totals[:, None], out=np.zeros_like(scores), where=totals[:, None] > 0)
     top_index, top_share, is_tie = _top_and_ties(share)
-    vote_resolved = (~is_tie) & (top_share >= threshold - _SLACK) & (totals > 0)
+    if margin is None:
+        vote_resolved = (~is_tie) & (top_share >= threshold - _SLACK) & (totals > 0)
+    else:
+        ranked = np.sort(scores, axis=1)
+        lead = ranked[:, -1] - (ranked[:, -2] if n_labels > 1 else 0.0)
+        vote_resolved = (~is_tie) & (lead >= margin - _SLACK) & (totals > 0)
 
     unanimous = (n_crowd >= 2) & ((crowd_counts > 0).sum(axis=1) == 1)
     max_stage = np.zeros(n_clips, dtype=np.int64)
@@ -521,7 +543,7 @@ def resolve(
         decides = np.zeros(n_clips, dtype=bool)
         label_index, is_resolved, confidence = top_index, vote_resolved, top_share
         adjudicated = has_expert & ~expert_tie & vote_resolved & (top_index == expert_index)
-    resolved_by = np.full(n_clips, "below-threshold", dtype=object)
+    resolved_by = np.full(n_clips, "below-threshold" if margin is None else "below-margin", dtype=object)
     resolved_by[~decides & is_tie] = "tie"
     resolved_by[~decides & vote_resolved] = "consensus"
     resolved_by[~decides & vote_resolved & unanimous] = "unanimous"
@@ -558,6 +580,7 @@ def resolve(
         out["is_gold"] = out.index.isin(list(gold_clips))
     out.attrs["method"] = method
     out.attrs["threshold"] = threshold
+    out.attrs["margin"] = margin
     out.attrs["expert"] = expert
     out.attrs["labels"] = list(codes.labels)
     return out

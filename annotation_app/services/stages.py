@@ -225,14 +225,18 @@ def _update_clip(columns: frozenset[str]) -> Any:
             .values({name: bindparam(name, type_=table.c[name].type) for name in sorted(columns)}))
 
 
-def _save(session: Session, clip: Clip | LockedClip, **changes: Any) -> None:
+def _save(session: Session, clip: Clip | LockedClip, now: datetime | None = None, **changes: Any) -> None:
     """Write ``changes`` to the clip's row (one prebuilt UPDATE) and show them on ``clip``.
+
+    ``updated_at`` (when the clip entered its stage: the allocator's balance wait counts from it)
+    is stamped with the caller's clock ``now``, the one the allocator compares it with, so a
+    simulated day (the benches) or a test's clock waits as long as the real one.
 
     An ORM ``Clip`` takes them as its loaded state (they are in the database already, nothing is
     left to flush); for a :class:`LockedClip`, any ORM copy of the row in the session is expired.
     """
     # ``updated_at`` given (the column's onupdate): then the statement runs prebuilt.
-    values = {**changes, "updated_at": utcnow()}
+    values = {**changes, "updated_at": now or utcnow()}
     run_prebuilt(session, _update_clip(frozenset(values)), {"clip_id": clip.id, **values})
     if isinstance(clip, Clip):
         for name, value in values.items():
@@ -257,7 +261,7 @@ def advance(
     if clip.status != ClipStatus.active or clip.stage not in OPEN_STAGES:
         return StageOutcome(clip.id, "waiting", clip.stage)
     if flags_changed and _broken_flags(session, clip.id) >= BROKEN_FLAGS:
-        _save(session, clip, status=ClipStatus.broken)
+        _save(session, clip, now, status=ClipStatus.broken)
         release_leases(session, clip.id)
         session.flush()
         return StageOutcome(clip.id, "broken", clip.stage)
@@ -266,31 +270,33 @@ def advance(
         if submitted is None:
             _, submitted = stage_slot_counts(session, clip.id, stage, now)
         if grows_to(project, stage):
-            return _adaptive(session, project, clip, submitted)
+            return _adaptive(session, project, clip, submitted, now)
         if submitted < slots_needed(project, stage):
             return StageOutcome(clip.id, "waiting", stage)
         result = check(session, project, clip.id, max_stage=stage)
         if result is not None and result.resolved and result.label is not None:
-            _save(session, clip, status=ClipStatus.resolved, final_label_id=_label_id(project, result.label),
+            _save(session, clip, now, status=ClipStatus.resolved, final_label_id=_label_id(project, result.label),
                   resolved_stage=stage, resolution_confidence=float(result.share))
             return StageOutcome(clip.id, "resolved", stage, result)
         if stage == 1 and slots_needed(project, 2) > 0:
-            _save(session, clip, stage=2)
+            _save(session, clip, now, stage=2)
             submitted = None
             continue  # stage 2 may already be full after a re-open
-        _save(session, clip, status=ClipStatus.expert, stage=3)
+        _save(session, clip, now, status=ClipStatus.expert, stage=3)
         release_leases(session, clip.id)
         session.flush()
         return StageOutcome(clip.id, "expert", 3, result)
 
 
-def _adaptive(session: Session, project: Project, clip: Clip | LockedClip, submitted: int) -> StageOutcome:
+def _adaptive(
+    session: Session, project: Project, clip: Clip | LockedClip, submitted: int, now: datetime,
+) -> StageOutcome:
     """The adaptive rule on a clip's stage 1 with ``submitted`` slots submitted (see the module doc)."""
     if submitted < project.k_min:
         return StageOutcome(clip.id, "waiting", 1)
     label, gap, share = lead(session, project, clip.id)
     if label is not None and gap >= project.margin - 1e-9:
-        _save(session, clip, status=ClipStatus.resolved, final_label_id=_label_id(project, label),
+        _save(session, clip, now, status=ClipStatus.resolved, final_label_id=_label_id(project, label),
               resolved_stage=1, resolution_confidence=float(share))
         # Only a policy change can leave a lease open here (the rule asks one slot at a time).
         release_leases(session, clip.id)
@@ -298,7 +304,7 @@ def _adaptive(session: Session, project: Project, clip: Clip | LockedClip, submi
         return StageOutcome(clip.id, "resolved", 1)
     if submitted < project.k_max:
         return StageOutcome(clip.id, "waiting", 1)  # the allocator now offers one more slot
-    _save(session, clip, status=ClipStatus.expert, stage=3)
+    _save(session, clip, now, status=ClipStatus.expert, stage=3)
     release_leases(session, clip.id)
     session.flush()
     return StageOutcome(clip.id, "expert", 3)
@@ -319,7 +325,7 @@ def reapply(session: Session, project: Project, *, now: datetime | None = None) 
         clip = session.scalars(select(Clip).where(Clip.id == clip_id).with_for_update()
                                .execution_options(populate_existing=True)).one()
         if clip.stage == 2 and slots_needed(project, 2) == 0:
-            _save(session, clip, stage=1)
+            _save(session, clip, when, stage=1)
         outcome = advance(session, project, clip, now=when, flags_changed=False)
         if outcome.action != "waiting":
             changed.append(outcome)

@@ -5,14 +5,17 @@ The columns follow the contracts in ``docs/ARCHITECTURE.md``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from annotation_app.models import Clip, GoldItem, Judgement, Label, User
+from annotation_app.services import quality, stages
 from annotation_app.services.projects import get_project
 
-__all__ = ["judgements_table", "clips_table", "label_set"]
+__all__ = ["judgements_table", "clips_table", "label_set", "decision_rule"]
 
 JUDGEMENT_COLUMNS = [
     "judgement_id", "clip_id", "annotator_id", "annotator", "label", "stage", "confidence",
@@ -25,6 +28,45 @@ def label_set(session: Session, project_name: str | None = None) -> list[dict]:
     project = get_project(session, project_name)
     return [{"index": lab.index, "name": lab.name, "polarity": lab.polarity.value, "hotkey": lab.hotkey}
             for lab in project.labels]
+
+
+def decision_rule(session: Session, project_name: str | None = None) -> dict[str, Any]:
+    """The project's labelling policy's decision rule, in the terms of ``curation.aggregation.resolve``:
+    what ``curate aggregate`` applies to a project's database unless told otherwise, so that the
+    labels it gives are the ones the stage machine gives (and the dataset export carries).
+
+    ``staged`` and ``fixed``: the top label's share reaches ``threshold`` (the project's
+    ``consensus_threshold``). ``adaptive``: the top label leads the next by ``margin`` votes. Votes
+    count 1 each (``method`` "majority"), or with the weights the stage machine gives them
+    (``method`` "weighted", ``skills``: annotator id → weight): reliability for a staged or fixed
+    project with ``weighted_consensus``, ``stages.vote_weights`` of it under an adaptive project's
+    ``weighting``. The weights are today's reliabilities, not those the stage machine saw when it
+    decided a clip earlier, so with weighting a few clips can read otherwise than they were decided.
+    Returns ``policy``, ``method``, ``threshold`` or ``margin``, ``skills`` (None unless weighted)
+    and ``text`` (the rule in words).
+    """
+    project = get_project(session, project_name)
+    adaptive = project.policy == "adaptive"
+    rule: dict[str, Any] = {"policy": project.policy, "method": "majority", "skills": None}
+    if adaptive:
+        rule["margin"] = float(project.margin)
+        text = f"adaptive: top label leads by {project.margin:g}"
+    else:
+        rule["threshold"] = float(project.consensus_threshold)
+        text = f"{project.policy}: top share ≥ {project.consensus_threshold:g}"
+    weighted = project.weighting != "none" if adaptive else bool(project.weighted_consensus)
+    if weighted:
+        ids = sorted({int(a) for a in session.scalars(select(Judgement.annotator_id).where(
+            Judgement.project_id == project.id, Judgement.stage.between(1, 2)).distinct())})
+        reliability = quality.reliability(session, project, ids)
+        weights = [reliability[a] for a in ids]
+        if adaptive:
+            weights = stages.vote_weights(project, weights)
+        rule["method"] = "weighted"
+        rule["skills"] = pd.Series(weights, index=pd.Index(ids, dtype="int64"), dtype=float, name="skill")
+        text += f", votes weighted ({project.weighting if adaptive else 'reliability'})"
+    rule["text"] = text
+    return rule
 
 
 def judgements_table(

@@ -99,3 +99,52 @@ def test_bad_policy_settings_are_refused_and_change_nothing(session: Session) ->
         projects.update_settings(session, project, weighting="median")
     session.refresh(project)
     assert (project.policy, project.k_min, project.k_max, project.weighting) == ("staged", 3, 8, "none")
+
+
+def test_a_stage_change_is_stamped_on_the_callers_clock(session: Session) -> None:
+    """The balance wait counts from ``clips.updated_at`` against the request's ``now``: the stage
+    machine stamps it with that clock, not the machine's (a simulated day had never waited)."""
+    from annotation_app.models import Clip
+
+    project = make_project(session, overlap_k=2, stage2_extra=2, balance_attributes=[])
+    clip = make_clips(session, project, 1)[0]
+    people = make_annotators(session, 2)
+    for person, label in zip(people, ["Fear", "Neutral"], strict=True):
+        _give(session, project, person, label)
+    session.flush()
+    row = session.execute(select(Clip.stage, Clip.updated_at).where(Clip.id == clip.id)).one()
+    stamped = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+    assert (row.stage, stamped) == (2, T0)
+
+
+@pytest.mark.parametrize(("settings", "method", "rule", "weight"), [
+    ({"policy": "adaptive", "margin": 3.0}, "majority", {"margin": 3.0}, None),
+    ({"policy": "staged", "consensus_threshold": 0.7}, "majority", {"threshold": 0.7}, None),
+    ({"policy": "adaptive", "weighting": "dawid-skene"}, "weighted", {"margin": 2.0}, "vote weights"),
+    ({"policy": "fixed", "weighted_consensus": True}, "weighted", {"threshold": 0.6}, "reliability"),
+])
+def test_the_decision_rule_curate_aggregate_applies_is_the_projects(
+    session: Session, settings: dict, method: str, rule: dict, weight: object,
+) -> None:
+    """``tables.decision_rule``: what ``curate aggregate`` resolves a project's database by (#15).
+    Weighted: the weights the stage machine gives the votes (adaptive: ``vote_weights`` of the
+    reliability under the project's weighting; a weighted consensus: the reliability itself)."""
+    from annotation_app.services import quality, stages, tables
+
+    project = make_project(session, balance_attributes=[], **settings)
+    make_clips(session, project, 1)
+    people = make_annotators(session, 3)
+    for person in people:
+        _give(session, project, person, "Fear")
+    session.flush()
+    got = tables.decision_rule(session, project.name)
+    assert got["method"] == method and {k: got.get(k) for k in rule} == rule
+    assert ("margin" in got) == (settings["policy"] == "adaptive")
+    if weight is None:
+        assert got["skills"] is None
+    else:
+        reliability = quality.reliability(session, project, [p.id for p in people])
+        raw = [reliability[p.id] for p in people]
+        expected = stages.vote_weights(project, raw) if weight == "vote weights" else raw
+        assert expected != pytest.approx(raw) or weight == "reliability"  # the two readings differ here
+        assert got["skills"].to_dict() == pytest.approx(dict(zip([p.id for p in people], expected, strict=True)))

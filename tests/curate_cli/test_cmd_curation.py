@@ -132,3 +132,62 @@ def test_reads_the_project_database(app: typer.Typer, data_dir: Path, tmp_path: 
     assert set(flagged.loc[~flagged["is_gold"], "clip_id"]) == set(resolved["clip_id"])
     result = runner.invoke(app, ["aggregate", "--project", "nope", "--out", str(out)])
     assert result.exit_code != 0 and "nope" in str(result.exception)
+
+
+def test_aggregate_resolves_by_the_project_policy_rule(app: typer.Typer, data_dir: Path, tmp_path: Path) -> None:
+    """An adaptive project's clip decided 4-2-1 at margin 2 (share 0.57, under the old fixed 0.6) is
+    resolved by `curate aggregate` on the project's database, as the stage machine decided it; an
+    explicit --threshold or --margin re-aggregates by that rule instead (#15)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from annotation_app import migrations
+    from annotation_app.models import Clip, ClipStatus, Label, Project
+    from annotation_app.services import clips, projects, users, work
+    from annotation_app.settings import get_settings
+    from curate_cli.common import open_session
+
+    cfg = get_settings()
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(cfg.database_url)
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    said = ["Fear", "Neutral", "Sadness", "Fear", "Neutral", "Fear", "Fear"]  # lead 2 only at the 7th
+    with open_session(cfg) as session:
+        project = projects.create_project(session, "adaptive", policy="adaptive", k_min=3, margin=2.0, k_max=8,
+                                          qualification_size=0, gold_rate=0.0)
+        clip = clips.register_clip(session, project, sha256="a" * 64, media_path="c.mp4", status=ClipStatus.active,
+                                   duration_s=10.0)
+        people = [users.create_user(session, f"ann{i}", password="x", is_simulated=True) for i in range(len(said))]
+        session.flush()
+        clip_id = clip.id
+        for person, label in zip(people, said, strict=True):
+            item = work.next_item(session, project, person, now=now)
+            assert item is not None and item.clip_id == clip_id
+            work.submit(session, project, person, assignment_id=item.assignment_id, label=label, time_on_task_s=5.0,
+                        client_request_id=f"r{person.id}", now=now)
+        session.flush()
+        decided = session.execute(select(Clip.status, Label.name).join(Label, Label.id == Clip.final_label_id)
+                                  .where(Clip.id == clip_id)).one()
+        assert (decided.status, decided.name) == (ClipStatus.resolved, "Fear")
+        assert session.scalar(select(Project.policy).where(Project.id == project.id)) == "adaptive"
+
+    def run(*extra: str) -> pd.Series:
+        out = tmp_path / "resolved.csv"
+        result = runner.invoke(app, ["aggregate", "--project", "adaptive", "--out", str(out), *extra])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return pd.read_csv(out).set_index("clip_id").loc[clip_id]
+
+    policy = run()
+    assert (policy["label"], policy["resolved_by"], policy["is_resolved"]) == ("Fear", "consensus", True)
+    assert policy["confidence"] == pytest.approx(4 / 7)
+    threshold = run("--threshold", "0.6")
+    assert (pd.isna(threshold["label"]), threshold["resolved_by"]) == (True, "below-threshold")
+    stricter = run("--margin", "3")
+    assert (pd.isna(stricter["label"]), stricter["resolved_by"]) == (True, "below-margin")
+    both = runner.invoke(app, ["aggregate", "--project", "adaptive", "--out", str(tmp_path / "x.csv"),
+                               "--threshold", "0.6", "--margin", "2"])
+    assert both.exit_code != 0 and "give one" in both.output
+    ds = runner.invoke(app, ["aggregate", "--project", "adaptive", "--out", str(tmp_path / "x.csv"),
+                             "--margin", "2", "--method", "dawid-skene"])
+    assert ds.exit_code != 0 and "margin counts votes" in str(ds.exception)

@@ -127,3 +127,33 @@ def test_first_tie_rule_follows_the_label_set_not_the_alphabet() -> None:
     assert MajorityVote(on_tie="first").fit_predict(df, ["Fear", "Calm"])["x"] == "Fear"
     assert MajorityVote(on_tie="first").fit_predict(df, ["Calm", "Fear"])["x"] == "Calm"
     assert np.isnan(MajorityVote().fit(df).probas_.to_numpy()).sum() == 0
+
+
+def test_margin_rule_resolves_by_the_lead_in_votes_not_the_share() -> None:
+    """The adaptive policy's rule (#15): resolved when the top label leads the next by the margin,
+    whatever its share; ties never; weighted votes lead by summed skills; the expert still decides."""
+    rows = [("c", "Fear", 4), ("c", "Neutral", 2), ("c", "Sadness", 1),  # 4-2-1: lead 2, share 0.57
+            ("t", "Fear", 2), ("t", "Neutral", 2),  # a tie
+            ("w", "Fear", 1), ("w", "Neutral", 2),  # counts: Neutral by 1; weights below flip it
+            ("e", "Fear", 1), ("e", "Neutral", 1)]
+    data = [(clip, f"{clip}{label}{i}", label, 1) for clip, label, n in rows for i in range(n)]
+    data.append(("e", "expert", "Sadness", 3))
+    df = pd.DataFrame(data, columns=["clip_id", "annotator_id", "label", "stage"])
+    by_share = resolve(df)
+    assert by_share.loc["c", "resolved_by"] == "below-threshold"
+    by_margin = resolve(df, margin=2)
+    assert (by_margin.loc["c", "label"], by_margin.loc["c", "resolved_by"]) == ("Fear", "consensus")
+    assert (by_margin.loc["t", "label"], by_margin.loc["t", "resolved_by"]) == (None, "tie")
+    assert (by_margin.loc["w", "label"], by_margin.loc["w", "resolved_by"]) == (None, "below-margin")
+    assert (by_margin.loc["e", "label"], by_margin.loc["e", "resolved_by"]) == ("Sadness", "adjudicated")
+    assert resolve(df, margin=3).loc["c", "resolved_by"] == "below-margin"
+    skills = pd.Series(1.0, index=df["annotator_id"].unique())
+    skills["wFear0"] = 4.0  # one trusted vote: 4 against 2
+    weighted = resolve(df, margin=2, method="weighted", skills=skills)
+    assert weighted.loc["w", "label"] == "Fear"
+    assert weighted.attrs["margin"] == 2
+    with pytest.raises(CurationError, match="margin counts votes"):
+        resolve(df, margin=2, method="dawid-skene")
+    for bad in (0, -1, float("nan"), True):
+        with pytest.raises(CurationError, match="margin must be"):
+            resolve(df, margin=bad)
