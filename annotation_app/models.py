@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -141,8 +142,20 @@ class Project(Base):
     gold_rate: Mapped[float] = mapped_column(Float, default=0.05)
     lease_minutes: Mapped[int] = mapped_column(Integer, default=15)
     daily_cap: Mapped[int] = mapped_column(Integer, default=300)
-    qualification_size: Mapped[int] = mapped_column(Integer, default=10)
-    qualification_pass_mark: Mapped[float] = mapped_column(Float, default=0.7)
+    # The qualification round (services.gold): at most ``qualification_size`` gold clips. The rule
+    # "fixed" passes at ``correct / answered >= qualification_pass_mark`` after all of them;
+    # "sequential" (the default since bench/bench_qualification.py, #15) stops as soon as Wald's test
+    # of accuracy ``qualification_pass_mark`` against ``qualification_fail_mark`` (each error rate
+    # ``qualification_error_rate``) is clear. A failed annotator may retake the round
+    # ``qualification_retake_hours`` after it, on gold clips they have not seen, up to
+    # ``qualification_attempts`` rounds in all (migration 0010). Existing projects keep "fixed".
+    qualification_size: Mapped[int] = mapped_column(Integer, default=20)
+    qualification_pass_mark: Mapped[float] = mapped_column(Float, default=0.6)
+    qualification_rule: Mapped[str] = mapped_column(String(16), default="sequential", server_default="fixed")
+    qualification_fail_mark: Mapped[float] = mapped_column(Float, default=0.3, server_default="0.3")
+    qualification_error_rate: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
+    qualification_retake_hours: Mapped[int] = mapped_column(Integer, default=24, server_default="24")
+    qualification_attempts: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     quality_floor: Mapped[float] = mapped_column(Float, default=0.5)
     # How strong the evidence must be before hidden gold pauses an annotator (services.gold): the
     # chance of pausing one 0.2 above the floor, and of missing one 0.2 below it (migration 0007).
@@ -185,6 +198,11 @@ class Project(Base):
         CheckConstraint("margin > 0", name="margin_positive"),
         CheckConstraint("weighting IN ('none', 'gold', 'dawid-skene')", name="weighting_known"),
         CheckConstraint("quality_error_rate > 0 AND quality_error_rate < 0.5", name="quality_error_rate_range"),
+        CheckConstraint("qualification_rule IN ('fixed', 'sequential')", name="qualification_rule_known"),
+        CheckConstraint("qualification_error_rate > 0 AND qualification_error_rate < 0.5",
+                        name="qualification_error_rate_range"),
+        CheckConstraint("qualification_retake_hours >= 0", name="qualification_retake_nonneg"),
+        CheckConstraint("qualification_attempts >= 1", name="qualification_attempts_positive"),
     )
 
 
@@ -247,6 +265,13 @@ class Qualification(Base):
     correct: Mapped[int] = mapped_column(Integer, default=0)
     passed: Mapped[bool | None] = mapped_column(Boolean)  # None while in progress
     completed_at: Mapped[datetime | None] = mapped_column()
+    # Which round this is (1: the first; a retake or a curator's reset starts the next one; migration 0010).
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # A retake's length, fixed when it starts: the gold clips the annotator had not seen then, at most
+    # the project's size (None: the first round, as long as the project's round).
+    round_size: Mapped[int | None] = mapped_column(Integer)
+    # Passed because a curator waived the round (audited as qualification.waive), not by answers.
+    waived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("project_id", "annotator_id", name="uq_qualification_annotator"),)

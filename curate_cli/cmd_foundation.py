@@ -59,7 +59,14 @@ def project_create(
     threshold: Annotated[float | None, typer.Option(help="Consensus threshold (default 0.6).")] = None,
     stage2_extra: Annotated[int | None, typer.Option(help="Extra annotators in stage 2 (default 3).")] = None,
     qualification_size: Annotated[
-        int | None, typer.Option(help="Gold clips in the qualification round (default 10; 0: no round).")
+        int | None, typer.Option(help="Gold clips in the qualification round, at most (default 20; 0: no round).")
+    ] = None,
+    qualification_rule: Annotated[
+        str | None, typer.Option(help="How the round is decided: sequential (stops as soon as pass or fail is "
+                                      "clear; default) or fixed (all its clips, then the pass mark).")
+    ] = None,
+    qualification_retake_hours: Annotated[
+        int | None, typer.Option(help="Hours before a failed annotator may retake the round (default 24).")
     ] = None,
     policy: Annotated[
         str | None, typer.Option(help="Labelling policy: staged (k, m more if contested, then the expert; default), "
@@ -80,6 +87,8 @@ def project_create(
     label_rows = load_label_file(labels) if labels is not None else None
     options = {k: v for k, v in {"overlap_k": overlap_k, "consensus_threshold": threshold,
                                  "stage2_extra": stage2_extra, "qualification_size": qualification_size,
+                                 "qualification_rule": qualification_rule,
+                                 "qualification_retake_hours": qualification_retake_hours,
                                  "policy": policy, "k_min": k_min, "margin": margin, "k_max": k_max,
                                  "weighting": weighting}.items() if v is not None}
     with open_session() as session:
@@ -205,6 +214,57 @@ def user_list() -> None:
             table.add_row(u.username, u.role.value, u.gender or "", u.age_band or "", ",".join(u.languages),
                           u.background or "", "yes" if u.paused else "")
     console.print(table)
+
+
+@user_app.command("qualification")
+def user_qualification(
+    username: Annotated[str, typer.Argument(help="The annotator's login name.")],
+    project: Annotated[str | None, typer.Option(help="Project name (default: the only project).")] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Start a new qualification round now, on gold clips "
+                                        "they have not answered.")] = False,
+    waive: Annotated[bool, typer.Option("--waive", help="Count them as qualified without a round.")] = False,
+) -> None:
+    """Show an annotator's qualification round, or reset or waive it (audited, as done from the CLI)."""
+    import getpass
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from annotation_app.errors import NotFoundError
+    from annotation_app.models import User
+    from annotation_app.services import gold
+    from annotation_app.services.projects import get_project
+
+    if reset and waive:
+        raise InvalidInputError("give --reset or --waive, not both")
+    with open_session() as session:
+        chosen = get_project(session, project)
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFoundError(f"no user named {username!r}")
+        now = datetime.now(UTC)
+        via = f"cli ({getpass.getuser()})"
+        if reset:
+            state = gold.reset_qualification(session, chosen, user.id, now=now, via=via)
+        elif waive:
+            state = gold.waive_qualification(session, chosen, user.id, now=now, via=via)
+        else:
+            state = gold.qualification_state(session, chosen, user.id)
+    console.print(f"{username} in {chosen.name}: {_round_summary(state)}", markup=False, soft_wrap=True)
+
+
+def _round_summary(state: dict) -> str:
+    if not state["required"]:
+        return "no qualification round asked"
+    if state["waived"]:
+        return f"qualified (waived, round {state['attempt']})"
+    if state["passed"] is True:
+        return f"passed round {state['attempt']} ({state['correct']}/{state['answered']} right)"
+    if state["passed"] is False:
+        retake = (f"retake from {state['retake_at']:%Y-%m-%d %H:%M} UTC" if state["retake_at"]
+                  else "no retake left (reset it to give another round)")
+        return f"failed round {state['attempt']} of {state['attempts']} ({state['correct']}/{state['answered']} right); {retake}"
+    return f"round {state['attempt']} open: {state['answered']} of at most {state['required']} answered"
 
 
 def serve(

@@ -26,6 +26,7 @@ from annotation_app.routers.schemas import (
     PauseIn,
     PlainText,
     ProfileIn,
+    QualificationActionIn,
     ResourceId,
     SettingsIn,
 )
@@ -161,6 +162,18 @@ def pause(user_id: ResourceId, body: PauseIn, session: SessionDep, project: Proj
     curator.pause_annotator(session, project, user, user_id, paused=body.paused, reason=body.reason)
     session.commit()
     return user_view(get_user_by_id(session, user_id))
+
+
+@router.post("/annotators/{user_id}/qualification")
+def qualification(
+    user_id: ResourceId, body: QualificationActionIn, session: SessionDep, project: ProjectDep, user: CuratorUser
+) -> dict[str, Any]:
+    """Reset an annotator's qualification (a new round now, on gold clips they have not answered) or
+    waive it (count them as qualified); audited. 409 when there is nothing to do (no round, no unseen
+    gold clip left, already qualified)."""
+    state = curator.qualification_action(session, project, user, user_id, action=body.action)
+    session.commit()
+    return {"annotator_id": user_id, "qualification": state}
 
 
 @router.post("/annotators/{user_id}/exclude")

@@ -27,10 +27,11 @@ from annotation_app.routers.schemas import (
     PauseIn,
     PlainText,
     ProfileIn,
+    QualificationActionIn,
     ResourceId,
 )
-from annotation_app.errors import InvalidInputError
-from annotation_app.services import attention, curator, guidelines, projects, users
+from annotation_app.errors import ConflictError, InvalidInputError
+from annotation_app.services import attention, curator, gold, guidelines, projects, users
 from annotation_app.services.access import check_may_manage
 from annotation_app.services.project_settings import InvalidSettingsError, check_settings
 
@@ -88,7 +89,12 @@ async def save_settings(request: Request, session: SessionDep, project: ProjectD
             key = str(err["loc"][0]) if err.get("loc") else ""
             errors[key] = f"{errors[key]}; {err['msg']}" if key in errors else err["msg"]
         return _settings_page(request, session, project, errors=errors, entered=changes, status_code=422)
-    projects.update_settings(session, project, actor_id=user.id, **checked)
+    try:
+        projects.update_settings(session, project, actor_id=user.id, **checked)
+    except InvalidSettingsError as exc:  # a rule across fields (the sequential round's marks)
+        session.rollback()
+        errors = {str(e["loc"][0]): e["msg"] for e in exc.errors if e.get("loc")}
+        return _settings_page(request, session, project, errors=errors, entered=changes, status_code=422)
     session.commit()
     return RedirectResponse("/curator/settings", status_code=303)
 
@@ -154,12 +160,38 @@ def create_annotator(form: Annotated[AnnotatorIn, Form()], session: SessionDep, 
     return RedirectResponse("/curator/annotators", status_code=303)
 
 
-@router.get("/annotators/{user_id}")
-def annotator_page(user_id: ResourceId, request: Request, session: SessionDep, project: ProjectDep) -> Response:
+def _annotator_page(
+    request: Request, session: Session, project: Project, user_id: int, *, qualification_error: str = "",
+    status_code: int = 200,
+) -> Response:
     target = get_user_by_id(session, user_id)
     return render(request, "curator_annotator.html", {
         "project": project, "target": target, "roles": [r.value for r in Role],
-    })
+        "qualification": gold.qualification_state(session, project, target.id),
+        "qualification_error": qualification_error,
+    }, status_code=status_code)
+
+
+@router.get("/annotators/{user_id}")
+def annotator_page(user_id: ResourceId, request: Request, session: SessionDep, project: ProjectDep) -> Response:
+    return _annotator_page(request, session, project, user_id)
+
+
+@router.post("/annotators/{user_id}/qualification")
+def qualification(
+    user_id: ResourceId, request: Request, form: Annotated[QualificationActionIn, Form()], session: SessionDep,
+    project: ProjectDep, user: CuratorUser,
+) -> Response:
+    """Reset (a new round now) or waive (count as qualified) the annotator's qualification; a refusal
+    (nothing to do: no round, no unseen gold clip left, already qualified) shows beside the buttons."""
+    try:
+        curator.qualification_action(session, project, user, user_id, action=form.action)
+    except (ConflictError, InvalidInputError) as exc:
+        session.rollback()
+        status = 409 if isinstance(exc, ConflictError) else 422
+        return _annotator_page(request, session, project, user_id, qualification_error=str(exc), status_code=status)
+    session.commit()
+    return RedirectResponse(f"/curator/annotators/{user_id}#qualification", status_code=303)
 
 
 @router.post("/annotators/{user_id}")

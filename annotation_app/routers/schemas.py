@@ -9,7 +9,7 @@ past 64 bits, a lone UTF-16 surrogate or a NUL would otherwise fail inside the d
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -19,8 +19,8 @@ from annotation_app.services.project_settings import ProjectSettings
 
 __all__ = [
     "ID_MAX", "INT32_MAX", "plain_text", "PlainText", "ResourceId", "ProjectName",
-    "SubmitIn", "CorrectIn", "AdjudicateIn", "AnnotatorIn", "ProfileIn", "PauseIn", "ExcludeIn", "TokenIn",
-    "PasswordIn", "SettingsIn", "GuidelinesIn", "GuidelinesConfirmIn", "ErrorOut", "ERROR_RESPONSES", "PAGE_RESPONSES",
+    "SubmitIn", "CorrectIn", "AdjudicateIn", "AnnotatorIn", "ProfileIn", "PauseIn", "QualificationActionIn", "ExcludeIn",
+    "TokenIn", "PasswordIn", "SettingsIn", "GuidelinesIn", "GuidelinesConfirmIn", "ErrorOut", "ERROR_RESPONSES", "PAGE_RESPONSES",
 ]
 
 INT32_MAX = 2**31 - 1  # counts stored in PostgreSQL's integer columns (settings)
@@ -162,6 +162,11 @@ class AnnotatorIn(ProfileIn):
 class PauseIn(_Body):
     paused: bool = True
     reason: str = Field("", max_length=1000)
+
+
+class QualificationActionIn(_Body):
+    action: Literal["reset", "waive"] = Field(description="reset: a new qualification round now, on gold clips "
+                                              "the annotator has not answered; waive: count them as qualified.")
 
 
 class ExcludeIn(_Body):

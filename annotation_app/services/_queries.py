@@ -138,7 +138,8 @@ def _state() -> Executable:
         _count(G.c.project_id == PROJECT_ID, or_(*(G.c.purpose == p for p in QUALIFICATION_PURPOSES)), table=G)
         .label("gold_for_round"),
         Q.c.answered.label("round_answered"), Q.c.correct.label("round_correct"),
-        Q.c.passed.label("round_passed"),
+        Q.c.passed.label("round_passed"), Q.c.completed_at.label("round_completed_at"),
+        Q.c.attempt.label("round_attempt"), Q.c.round_size.label("round_size"), Q.c.waived.label("round_waived"),
         # The eligible pool's fingerprint (``work._eligible_pool``): creation and completion times,
         # not just counts and ids, because ids can be reused after a rollback. One text per table,
         # so each is read once.

@@ -52,6 +52,8 @@ __all__ = [
     "annotator_table",
     "list_clips",
     "pause_annotator",
+    "QUALIFICATION_ACTIONS",
+    "qualification_action",
     "exclude_annotator",
     "sign_out_annotator",
     "audit_trail",
@@ -415,6 +417,26 @@ def pause_annotator(
                           "labels_withdrawn": withdrawn, "open_clips_rechecked": rechecked})
     session.flush()
     return user
+
+
+QUALIFICATION_ACTIONS = ("reset", "waive")
+
+
+def qualification_action(
+    session: Session, project: Project, curator: User, annotator_id: int, *, action: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Reset (a new round now) or waive (count as qualified) an annotator's qualification round
+    (``gold.reset_qualification`` / ``gold.waive_qualification``, audited with the curator as
+    actor); returns the new round's state. Does not commit."""
+    _require_curator(curator)
+    if action not in QUALIFICATION_ACTIONS:
+        raise InvalidInputError(f"qualification action must be reset or waive, not {action!r}")
+    now = utc_now(now)
+    user = _annotator(session, annotator_id)
+    check_may_manage(curator, target=user)
+    change = gold.reset_qualification if action == "reset" else gold.waive_qualification
+    return change(session, project, user.id, now=now, actor_id=curator.id)
 
 
 def sign_out_annotator(session: Session, curator: User, annotator_id: int) -> User:

@@ -6,10 +6,25 @@ Rules:
   purpose (``qualification``, ``hidden`` or ``both``). Gold clips are never part of the dataset.
 - **Qualification.** The round has ``min(qualification_size, qualification gold items)`` clips
   (none: no round). A new annotator (experts too: they also annotate) gets them first, as stage-0
-  work; after the last answer the
-  round passes at ``correct / answered >= qualification_pass_mark``. A can't-judge or broken flag
-  on a gold clip counts as a wrong answer. A failed annotator gets no real work (the curator sees
-  the result in ``progress`` / ``annotator_quality``).
+  work. ``qualification_rule`` decides it: ``fixed``, after the last answer, at ``correct / answered
+  >= qualification_pass_mark``; ``sequential`` (the default, chosen with bench/bench_qualification.py),
+  after every answer, by Wald's test (:func:`qualification_test`) of accuracy
+  ``qualification_pass_mark`` against ``qualification_fail_mark``, each error rate
+  ``qualification_error_rate``: the round stops as soon as either is clear, and its last clip
+  decides by which the answers favour. A can't-judge or broken flag on a gold clip counts as a
+  wrong answer. A failed annotator gets no real work (the curator sees the result in ``progress`` /
+  ``annotator_quality``).
+- **Retakes.** ``qualification_retake_hours`` after a failed round the annotator's next request
+  starts the next round (``qualification.retake`` in the audit), while they have taken fewer than
+  ``qualification_attempts`` rounds; their page says from when. A retake serves only qualification
+  gold clips the annotator has not answered before (a clip given back unanswered counts as
+  unseen): it is as long as the project's round when enough are left, shorter when fewer are (its
+  length is fixed when it starts, ``Qualification.round_size``, and the sequential rule's last clip
+  decides), and when none is left no retake starts: the page tells the annotator to ask their
+  curator, who may add gold or waive the round.
+- **Curator actions** (audited with who, whom and what): :func:`reset_qualification` starts a new
+  round now (on unseen clips, whatever the cool-down and the attempts say; refused when none is
+  left) and :func:`waive_qualification` counts the annotator as qualified without a round.
 - **The round never stalls.** A qualification clip whose lease was given back unanswered (released
   on a pause or an exclusion, expired, or leased past its end) is served again, on the same
   assignment row: ``uq_assignment_clip_annotator`` keeps one row per clip and annotator. A round
@@ -35,7 +50,7 @@ Rules:
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -57,7 +72,7 @@ from annotation_app.models import (
     User,
 )
 from annotation_app.services import audit, stages
-from annotation_app.services._common import lock_clip
+from annotation_app.services._common import aware, lock_clip, lock_user
 from annotation_app.services.sequential import SequentialTest, Verdict
 
 __all__ = [
@@ -68,6 +83,13 @@ __all__ = [
     "qualification_required",
     "qualification_shortfall",
     "qualification_state",
+    "qualification_test",
+    "round_view",
+    "round_verdict",
+    "retake_due",
+    "start_retake",
+    "reset_qualification",
+    "waive_qualification",
     "is_qualified",
     "next_qualification_item",
     "close_qualification_round",
@@ -161,19 +183,183 @@ def _qualification_row(session: Session, project: Project, annotator_id: int) ->
     )
 
 
+def round_view(
+    project: Project, project_required: int, *, answered: int | None = None, correct: int | None = None,
+    passed: bool | None = None, completed_at: datetime | None = None, attempt: int | None = None,
+    round_size: int | None = None, waived: bool | None = None,
+) -> dict[str, Any]:
+    """An annotator's round as the pages and the queue read it, from their qualification row's
+    columns (None: no row yet): ``{required, answered, correct, passed, attempt, attempts, retake_at,
+    waived}``. ``passed`` is True when the project has no round; ``required`` is the round's length
+    (a retake's own, ``round_size``, when shorter); ``retake_at``: when a failed annotator may retake
+    it (None: passed, open, or no attempts left)."""
+    attempts = int(project.qualification_attempts or 1)
+    if project_required == 0:
+        return {"required": 0, "answered": 0, "correct": 0, "passed": True, "attempt": 0, "attempts": attempts,
+                "retake_at": None, "waived": False}
+    required = project_required if round_size is None else min(project_required, round_size)
+    attempt = attempt or 1
+    retake_at = None
+    if passed is False and completed_at is not None and attempt < attempts:
+        retake_at = aware(completed_at) + timedelta(hours=int(project.qualification_retake_hours or 0))
+    return {"required": required, "answered": answered or 0, "correct": correct or 0, "passed": passed,
+            "attempt": attempt, "attempts": attempts, "retake_at": retake_at, "waived": bool(waived)}
+
+
 def qualification_state(
     session: Session, project: Project, annotator_id: int, *, required: int | None = None
 ) -> dict[str, Any]:
-    """``{required, answered, correct, passed}``; ``passed`` is True when no round is required."""
+    """:func:`round_view` of the annotator's round; ``required``: the project's round length, when known."""
     if required is None:
         required = qualification_required(session, project)
-    if required == 0:
-        return {"required": 0, "answered": 0, "correct": 0, "passed": True}
+    row = _qualification_row(session, project, annotator_id) if required else None
+    if row is None:
+        return round_view(project, required)
+    return round_view(project, required, answered=row.answered, correct=row.correct, passed=row.passed,
+                      completed_at=row.completed_at, attempt=row.attempt, round_size=row.round_size,
+                      waived=row.waived)
+
+
+def qualification_test(project: Project) -> SequentialTest:
+    """The sequential round's test: accuracy ``qualification_pass_mark`` (pass) against
+    ``qualification_fail_mark`` (fail), both error rates ``qualification_error_rate``."""
+    rate = float(project.qualification_error_rate if project.qualification_error_rate is not None else 0.1)
+    return SequentialTest(good_accuracy=float(project.qualification_pass_mark),
+                          poor_accuracy=float(project.qualification_fail_mark), false_alarm=rate, miss=rate)
+
+
+def round_verdict(project: Project, correct: int, answered: int, required: int) -> bool | None:
+    """Pass (True), fail (False) or not yet (None) after ``correct`` of ``answered`` in a round of
+    ``required`` clips, by the project's ``qualification_rule``.
+
+    >>> project = Project(qualification_rule="sequential", qualification_pass_mark=0.6,
+    ...                   qualification_fail_mark=0.3, qualification_error_rate=0.1)
+    >>> round_verdict(project, 4, 4, 20), round_verdict(project, 0, 4, 20), round_verdict(project, 3, 4, 20)
+    (True, False, None)
+    """
+    if project.qualification_rule == "sequential":
+        verdict = qualification_test(project).decide(correct, answered - correct, final=answered >= required)
+        return None if verdict is Verdict.continue_ else verdict is Verdict.accept
+    if answered < required:
+        return None
+    return correct / max(answered, 1) >= project.qualification_pass_mark
+
+
+def retake_due(state: dict[str, Any], now: datetime) -> bool:
+    """Whether a failed annotator's cool-down is over and they have a round left."""
+    return state["passed"] is False and state.get("retake_at") is not None and now >= state["retake_at"]
+
+
+def _unseen_count(session: Session, project: Project, annotator_id: int, now: datetime) -> int:
+    servable = _servable_qualification_gold(project, annotator_id, now).subquery()
+    return int(session.scalar(select(func.count()).select_from(servable)) or 0)
+
+
+def _new_round(session: Session, project: Project, row: Qualification, unseen: int, *, next_attempt: bool) -> dict[str, Any]:
+    """Open the annotator's next round on the ``unseen`` clips left; returns the row's state before."""
+    before = {"attempt": row.attempt or 1, "answered": row.answered or 0, "correct": row.correct or 0,
+              "passed": row.passed, "waived": bool(row.waived)}
+    if next_attempt:
+        row.attempt = (row.attempt or 1) + 1
+    row.answered, row.correct, row.passed, row.completed_at, row.waived = 0, 0, None, None, False
+    row.round_size = min(project.qualification_size, unseen)
+    session.flush()
+    return before
+
+
+def start_retake(session: Session, project: Project, annotator_id: int, *, now: datetime) -> dict[str, Any] | None:
+    """Open the retake of a failed annotator whose cool-down is over (:func:`retake_due`); returns
+    the new round's state, or None when no qualification gold clip they have not seen is left (then
+    nothing changes, and :func:`qualification_stall` says so). Audited as ``qualification.retake``
+    by the annotator. The caller holds the annotator's row lock."""
+    required = qualification_required(session, project)
+    state = qualification_state(session, project, annotator_id, required=required)
+    if not retake_due(state, now):
+        return None
+    unseen = _unseen_count(session, project, annotator_id, now)
+    if unseen == 0:
+        return None
     row = _qualification_row(session, project, annotator_id)
-    answered = row.answered if row else 0
-    correct = row.correct if row else 0
-    passed: bool | None = row.passed if row else None
-    return {"required": required, "answered": answered, "correct": correct, "passed": passed}
+    assert row is not None  # a failed round has its row
+    before = _new_round(session, project, row, unseen, next_attempt=True)
+    audit.record(session, "qualification.retake", actor_id=annotator_id, project_id=project.id, target_type="user",
+                 target_id=annotator_id, details={"attempt": row.attempt, "round_size": row.round_size,
+                                                  "before": before})
+    return qualification_state(session, project, annotator_id, required=required)
+
+
+def _curator_target(session: Session, project: Project, annotator_id: int) -> tuple[User, Qualification, int]:
+    """The annotator (row locked), their qualification row (created when missing) and the project's round length."""
+    user = lock_user(session, annotator_id)
+    if user is None:
+        raise NotFoundError(f"no user with id {annotator_id}")
+    required = qualification_required(session, project)
+    if required == 0:
+        raise ConflictError(f"project {project.name!r} has no qualification round (no qualification gold, or "
+                            "qualification_size 0): every annotator counts as qualified")
+    row = _qualification_row(session, project, annotator_id)
+    if row is None:
+        row = Qualification(project_id=project.id, annotator_id=annotator_id, answered=0, correct=0, attempt=1)
+        session.add(row)
+        session.flush()
+    return user, row, required
+
+
+def _release_leases(session: Session, project: Project, annotator_id: int, *, stage: int | None = None) -> int:
+    where = [Assignment.project_id == project.id, Assignment.annotator_id == annotator_id,
+             Assignment.status == AssignmentStatus.leased]
+    if stage is not None:
+        where.append(Assignment.stage == stage)
+    rows = session.scalars(select(Assignment).where(*where)).all()
+    for lease in rows:
+        lease.status = AssignmentStatus.released
+    session.flush()
+    return len(rows)
+
+
+def reset_qualification(
+    session: Session, project: Project, annotator_id: int, *, now: datetime, actor_id: int | None = None,
+    via: str | None = None,
+) -> dict[str, Any]:
+    """A curator's reset: the annotator's next round starts now, on qualification gold clips they
+    have not answered, whatever the cool-down and attempts say. Their open leases are given back
+    (they requalify before more real work). Refused (:class:`ConflictError`) when no such clip is
+    left. Audited as ``qualification.reset`` (``via``: where it came from, e.g. the CLI). Returns
+    the new round's state. Does not commit."""
+    user, row, required = _curator_target(session, project, annotator_id)
+    released = _release_leases(session, project, user.id)
+    unseen = _unseen_count(session, project, user.id, now)
+    if unseen == 0:
+        raise ConflictError(f"{user.username} has answered every qualification gold clip of {project.name!r}: add "
+                            "qualification gold clips (`curate gold add CLIP_ID --label LABEL --purpose "
+                            "qualification`) or waive their round")
+    started = bool(row.answered) or row.passed is not None
+    before = _new_round(session, project, row, unseen, next_attempt=started)
+    audit.record(session, "qualification.reset", actor_id=actor_id, project_id=project.id, target_type="user",
+                 target_id=user.id, details={"attempt": row.attempt, "round_size": row.round_size, "before": before,
+                                             "leases_released": released, **({"via": via} if via else {})})
+    return qualification_state(session, project, user.id, required=required)
+
+
+def waive_qualification(
+    session: Session, project: Project, annotator_id: int, *, now: datetime, actor_id: int | None = None,
+    via: str | None = None,
+) -> dict[str, Any]:
+    """A curator's waiver: the annotator counts as qualified without (more of) a round; an open
+    qualification lease is given back. Refused when they have passed already. Audited as
+    ``qualification.waive``. Returns the new state. Does not commit."""
+    user, row, required = _curator_target(session, project, annotator_id)
+    if row.passed is True:
+        raise ConflictError(f"{user.username} is qualified already" + (" (waived)" if row.waived else ""))
+    released = _release_leases(session, project, user.id, stage=0)
+    before = {"attempt": row.attempt or 1, "answered": row.answered or 0, "correct": row.correct or 0,
+              "passed": row.passed}
+    row.passed, row.waived, row.completed_at = True, True, now
+    session.flush()
+    audit.record(session, "qualification.waive", actor_id=actor_id, project_id=project.id, target_type="user",
+                 target_id=user.id, details={"attempt": row.attempt, "before": before, "leases_released": released,
+                                             **({"via": via} if via else {})})
+    return qualification_state(session, project, user.id, required=required)
 
 
 def is_qualified(session: Session, project: Project, annotator_id: int) -> bool:
@@ -261,15 +447,24 @@ def close_qualification_round(
     """
     row = _qualification_row(session, project, annotator_id)
     required = qualification_required(session, project)
-    if row is not None and row.passed is None and required and row.answered >= required:
-        _decide(session, project, row, now=now)
+    if row is not None and row.passed is None and required:
+        size = required if row.round_size is None else min(required, row.round_size)
+        if row.answered >= size:
+            _decide(session, project, row, round_verdict(project, row.correct, row.answered, size) is True, now=now)
     return qualification_state(session, project, annotator_id, required=required)
 
 
 def qualification_stall(session: Session, project: Project, annotator_id: int, *, now: datetime) -> str | None:
     """Why an annotator in an open round is offered nothing, or None when a qualification clip is
-    there for them (read only; the annotator's page shows it)."""
+    there for them; also why a failed annotator whose retake is due gets none (read only; the
+    annotator's page shows it)."""
     state = qualification_state(session, project, annotator_id)
+    if retake_due(state, now):
+        if _unseen_count(session, project, annotator_id, now):
+            return None
+        return (f"qualification not passed ({state['correct']}/{state['answered']} correct) and no qualification "
+                "clip you have not seen is left for a retake; ask your curator to add qualification gold clips "
+                "or to waive the round")
     if state["passed"] is not None or state["answered"] >= state["required"]:
         return None  # decided, no round, or decided at the next request (close_qualification_round)
     if session.execute(_servable_qualification_gold(project, annotator_id, now).limit(1)).first() is not None:
@@ -318,20 +513,25 @@ def record_answer(
         row.answered = (row.answered or 0) + 1
         row.correct = (row.correct or 0) + int(correct)
         required = qualification_required(session, project)
-        if row.passed is None and row.answered >= required:
-            _decide(session, project, row, now=now)
+        if row.round_size is not None:
+            required = min(required, row.round_size)
+        if row.passed is None:
+            verdict = round_verdict(project, row.correct, row.answered, required)
+            if verdict is not None:
+                _decide(session, project, row, verdict, now=now)
         session.flush()
         return {"required": required, "answered": row.answered, "correct": row.correct, "passed": row.passed}
     _check_quality_floor(session, project, assignment.annotator_id, now=now)
     return None
 
 
-def _decide(session: Session, project: Project, row: Qualification, *, now: datetime) -> None:
-    row.passed = row.correct / max(row.answered, 1) >= project.qualification_pass_mark
+def _decide(session: Session, project: Project, row: Qualification, passed: bool, *, now: datetime) -> None:
+    row.passed = passed
     row.completed_at = now
     audit.record(session, "qualification.complete", project_id=project.id, target_type="user",
                  target_id=row.annotator_id,
-                 details={"answered": row.answered, "correct": row.correct, "passed": row.passed})
+                 details={"answered": row.answered, "correct": row.correct, "passed": row.passed,
+                          "attempt": row.attempt, "rule": project.qualification_rule})
     session.flush()
 
 

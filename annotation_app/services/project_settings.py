@@ -52,8 +52,22 @@ class ProjectSettings(BaseModel):
     gold_rate: Annotated[float, Field(ge=0, le=1, description="Share of served clips that are hidden gold.")] = None
     lease_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = None
     daily_cap: Annotated[int, Field(ge=1, le=INT32_MAX, description="Judgements per annotator per day.")] = None
-    qualification_size: Annotated[int, Field(ge=0, le=1000)] = None
-    qualification_pass_mark: Annotated[float, Field(ge=0, le=1)] = None
+    qualification_size: Annotated[int, Field(ge=0, le=1000, description="Gold clips in the qualification round "
+                                              "(at most, with the sequential rule); 0: no round.")] = None
+    qualification_pass_mark: Annotated[float, Field(ge=0, le=1, description="Fixed rule: the share right that "
+                                                    "passes. Sequential rule: the accuracy that should pass.")] = None
+    qualification_rule: Annotated[Literal["fixed", "sequential"], Field(
+        description="How the qualification round is decided: fixed (all its clips, then the pass mark) or "
+        "sequential (stops as soon as Wald's test of the pass mark against the fail mark is clear).")] = None
+    qualification_fail_mark: Annotated[float, Field(gt=0, lt=1, description="Sequential rule: the accuracy "
+                                                    "that should fail (below the pass mark).")] = None
+    qualification_error_rate: Annotated[float, Field(gt=0, lt=0.5, description="Sequential rule: the chance of "
+                                                     "failing one at the pass mark (and of passing one at the fail mark) "
+                                                     "in a round long enough.")] = None
+    qualification_retake_hours: Annotated[int, Field(ge=0, le=24 * 365, description="Hours after a failed "
+                                                     "round before its retake (0: at once).")] = None
+    qualification_attempts: Annotated[int, Field(ge=1, le=100, description="Qualification rounds an annotator "
+                                                 "may take; after that only a curator's reset or waiver.")] = None
     quality_floor: Annotated[float, Field(ge=0, le=1)] = None
     quality_error_rate: Annotated[float, Field(
         gt=0, lt=0.5, description="How sure hidden gold must be before it pauses an annotator: the chance of "

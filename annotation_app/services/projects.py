@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from annotation_app.errors import ConflictError, InvalidInputError, NotFoundError
 from annotation_app.models import Label, Polarity, Project
 from annotation_app.services import audit, stages
-from annotation_app.services.project_settings import PROJECT_SETTINGS, check_settings
+from annotation_app.services.project_settings import PROJECT_SETTINGS, InvalidSettingsError, check_settings
 
 __all__ = [
     "DEFAULT_LABELS",
@@ -111,6 +111,7 @@ def create_project(
     checked = check_settings(settings)
     _check_k_range(checked.get("k_min", 3), checked.get("k_max", 8))
     project = Project(name=name, **checked)
+    _check_qualification_marks(project, checked)
     project.labels = [Label(**{**row, "polarity": Polarity(row["polarity"])}) for row in label_rows]
     session.add(project)
     session.flush()
@@ -123,6 +124,7 @@ def create_project(
 def update_settings(session: Session, project: Project, *, actor_id: int | None = None, **settings: Any) -> Project:
     checked = check_settings(settings)
     _check_k_range(checked.get("k_min", project.k_min), checked.get("k_max", project.k_max))
+    _check_qualification_marks(project, checked)
     before = {k: getattr(project, k) for k in checked}
     for key, value in checked.items():
         setattr(project, key, value)
@@ -144,6 +146,27 @@ POLICY_SETTINGS = frozenset({"policy", "k_min", "margin", "k_max", "weighting", 
 def _check_k_range(k_min: int, k_max: int) -> None:
     if k_max < k_min:
         raise InvalidInputError(f"k_max ({k_max}) must be at least k_min ({k_min})")
+
+
+def _check_qualification_marks(project: Project, checked: dict[str, Any]) -> None:
+    """The sequential round tests accuracy ``pass_mark`` against ``fail_mark``: it needs
+    0 < fail_mark < pass_mark < 1. Refused naming the field the change gave (the pass mark when both)."""
+    def value(key: str, default: Any) -> Any:
+        if key in checked:
+            return checked[key]
+        current = getattr(project, key, None)
+        return default if current is None else current
+
+    if value("qualification_rule", "sequential") != "sequential":
+        return
+    pass_mark, fail_mark = value("qualification_pass_mark", 0.6), value("qualification_fail_mark", 0.3)
+    if fail_mark < pass_mark < 1:
+        return
+    field = "qualification_fail_mark" if "qualification_fail_mark" in checked and \
+        "qualification_pass_mark" not in checked else "qualification_pass_mark"
+    raise InvalidSettingsError([{"loc": [field], "type": "value_error", "msg": (
+        f"the sequential qualification round needs qualification_fail_mark ({fail_mark:g}) < "
+        f"qualification_pass_mark ({pass_mark:g}) < 1")}])
 
 
 def get_project(session: Session, name: str | None = None) -> Project:

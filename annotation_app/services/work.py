@@ -185,11 +185,10 @@ def _read_state(
     else:
         row = _run(session, sql.STATE, **params).one()
     required = min(project.qualification_size, int(row.gold_for_round)) if project.qualification_size > 0 else 0
-    if required == 0:
-        qualification = {"required": 0, "answered": 0, "correct": 0, "passed": True}
-    else:
-        qualification = {"required": required, "answered": row.round_answered or 0,
-                         "correct": row.round_correct or 0, "passed": row.round_passed}
+    qualification = gold.round_view(
+        project, required, answered=row.round_answered, correct=row.round_correct, passed=row.round_passed,
+        completed_at=row.round_completed_at, attempt=row.round_attempt, round_size=row.round_size,
+        waived=row.round_waived)
     fingerprint: tuple[Any, ...] = (row.pool_people, row.pool_passed) if required else (row.pool_people,)
     return _State(
         lease_id=row.lease_id, served_today=int(row.served_today), served_total=int(row.served_total),
@@ -219,15 +218,19 @@ def _live_lease(session: Session, project: Project, annotator_id: int, now: date
     ).first()
 
 
-def _blocked(project: Project, user: Any, state: dict[str, Any], served_today: int) -> str | None:
+def _blocked(project: Project, user: Any, state: dict[str, Any], served_today: int, now: datetime) -> str | None:
     if not user.is_active:
         return "account is inactive"
     if user.role not in ANNOTATING_ROLES:
         return f"role {Role(user.role).value} does not annotate"
     if user.paused:
         return f"paused: {user.pause_reason}" if user.pause_reason else "paused"
-    if state["passed"] is False:
-        return f"qualification not passed ({state['correct']}/{state['answered']} correct)"
+    if state["passed"] is False and not gold.retake_due(state, now):  # a due retake starts at the next request
+        failed = f"qualification not passed ({state['correct']}/{state['answered']} correct)"
+        if state["retake_at"] is None:
+            return (f"{failed} in {state['attempt']} round{'s' if state['attempt'] != 1 else ''}, the most the "
+                    "project allows; ask your curator for another round")
+        return f"{failed}; you can retake it from {state['retake_at']:%Y-%m-%d %H:%M} UTC"
     if served_today >= project.daily_cap:
         return f"daily cap of {project.daily_cap} clips reached"
     return None
@@ -237,7 +240,7 @@ def blocked_reason(session: Session, project: Project, annotator: User, *, now: 
     """Why ``annotator`` gets no work now, or None."""
     now = utc_now(now)
     state = _read_state(session, project, annotator.id, now)
-    return _blocked(project, annotator, state.qualification, state.served_today)
+    return _blocked(project, annotator, state.qualification, state.served_today, now)
 
 
 def _item(assignment: Assignment, clip: Any) -> WorkItem:
@@ -664,7 +667,7 @@ def serve_next(
     _reclaim_now_and_then(session, now)
     if counted is None:  # a path that changed more than one new slot: count again
         return NextResult(item, progress(session, project, user, now=now, fresh=True))
-    return NextResult(item, _progress_view(project, user, state, served_today=state.served_today + counted))
+    return NextResult(item, _progress_view(project, user, state, served_today=state.served_today + counted, now=now))
 
 
 def _next(session: Session, project: Project, user: Any, state: _State, now: datetime) -> tuple[WorkItem | None, int | None]:
@@ -681,8 +684,9 @@ def _next(session: Session, project: Project, user: Any, state: _State, now: dat
             session.flush()
         return _next_new(session, project, user, _read_state(session, project, user.id, now), now), None
     item = _next_new(session, project, user, state, now)
-    if state.qualification["passed"] is None:
-        return item, None  # the open round may have been created, decided or found stuck meanwhile
+    if state.qualification["passed"] is not True:
+        # the open round may have been created, decided or found stuck meanwhile, a retake started
+        return item, None
     if item is None:
         return None, 0
     return item, 1
@@ -693,7 +697,11 @@ def _next_new(session: Session, project: Project, user: Any, state: _State, now:
     if qualification["passed"] is None and qualification["answered"] >= qualification["required"]:
         # The round now asks for no more than they answered (its size was lowered): decide it.
         qualification = gold.close_qualification_round(session, project, user.id, now=now)
-    if _blocked(project, user, qualification, state.served_today) is not None:
+    if gold.retake_due(qualification, now):  # a failed round's cool-down is over: the next round
+        qualification = gold.start_retake(session, project, user.id, now=now) or qualification
+    if _blocked(project, user, qualification, state.served_today, now) is not None:
+        return None
+    if qualification["passed"] is False:  # a retake is due but no unseen clip is left: progress() says so
         return None
     if qualification["passed"] is None:  # the qualification round is open
         pick = gold.next_qualification_item(session, project, user.id, now=now, state=qualification)
@@ -1076,13 +1084,13 @@ def progress(
     user = annotator if fresh else (_run(session, sql.USER, user_id=annotator.id).first() or annotator)
     state = _read_state(session, project, user.id, now)
     stall = None
-    if state.qualification["passed"] is None and state.lease_id is None:
+    if state.qualification["passed"] is not True and state.lease_id is None:
         stall = gold.qualification_stall(session, project, user.id, now=now)
-    return _progress_view(project, user, state, served_today=state.served_today, stall=stall)
+    return _progress_view(project, user, state, served_today=state.served_today, now=now, stall=stall)
 
 
 def _progress_view(
-    project: Project, user: Any, state: _State, *, served_today: int, stall: str | None = None
+    project: Project, user: Any, state: _State, *, served_today: int, now: datetime, stall: str | None = None
 ) -> dict[str, Any]:
     """``stall``: why an open qualification round offers nothing (only :func:`progress` looks)."""
     return {
@@ -1091,7 +1099,7 @@ def _progress_view(
         "remaining_today": max(project.daily_cap - served_today, 0),
         "total_done": state.done_total,
         "qualification": state.qualification,
-        "blocked_reason": _blocked(project, user, state.qualification, served_today) or stall,
+        "blocked_reason": _blocked(project, user, state.qualification, served_today, now) or stall,
     }
 
 

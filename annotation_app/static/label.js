@@ -42,6 +42,24 @@
     document.querySelectorAll(".label-btn.selected").forEach((b) => b.classList.remove("selected"));
   }
 
+  // Why nothing comes; a failed qualification round says from when it may be retaken, in the
+  // viewer's own time zone (the server's reason names it in UTC), instead of "Check again".
+  function showBlocked(progress) {
+    const message = document.getElementById("empty-message");
+    const q = progress.qualification;
+    const failed = q && q.passed === false;
+    document.getElementById("check-again").hidden = failed;
+    message.textContent = progress.blocked_reason;
+    if (!failed || !q.retake_at) return;
+    const at = new Date(q.retake_at);
+    if (isNaN(at)) return;
+    const time = document.createElement("time");
+    time.dateTime = q.retake_at;
+    time.textContent = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }).format(at);
+    message.textContent = "Qualification not passed (" + q.correct + " of " + q.answered + " right). You can retake it from ";
+    message.append(time, ".");
+  }
+
   function showItem(next, progress) {
     item = next;
     showProgress(progress);
@@ -53,7 +71,7 @@
       player.innerHTML = "";
       player.hidden = true;
       empty.hidden = false;
-      if (progress && progress.blocked_reason) document.getElementById("empty-message").textContent = progress.blocked_reason;
+      if (progress && progress.blocked_reason) showBlocked(progress);
       submitBtn.disabled = skipBtn.disabled = true;
       document.getElementById("assignment_id").value = "";
       return;

@@ -3,7 +3,9 @@
 Stable API — other test modules import these:
 
 - ``make_project(session, name=None, **settings)``: a project with the default six labels; names
-  are unique per call; ``qualification_size`` defaults to 0 and ``gold_rate`` to 0 here (tests opt in).
+  are unique per call; ``qualification_size`` defaults to 0 and ``gold_rate`` to 0 here (tests opt in),
+  and ``qualification_rule`` to ``fixed`` (hand-counted rounds: "2 of 3 right at 0.6 passes"; the
+  sequential rule's tests ask for it).
 - ``make_annotator(session, username=None, *, role="annotator", gender=None, age_band=None,
   languages=("en",), region=None, background=None, is_simulated=True)``: a user row (no Argon2 cost
   per user). Marked simulated unless told (they never log in); ``is_simulated=False`` for the
@@ -72,6 +74,7 @@ def _password_hash() -> str:
 def make_project(session: Session, name: str | None = None, **settings: Any) -> Project:
     settings.setdefault("qualification_size", 0)
     settings.setdefault("gold_rate", 0.0)
+    settings.setdefault("qualification_rule", "fixed")
     project = create_project(session, name or unique("proj"), **settings)
     session.flush()
     return project

@@ -50,7 +50,9 @@ def test_failing_qualification_blocks_real_work(session: Session) -> None:
     _, result = _answer(session, project, annotator, "Sadness")
     assert result.qualification["passed"] is False
     assert work.next_item(session, project, annotator, now=T0) is None
-    assert work.progress(session, project, annotator)["blocked_reason"] == "qualification not passed (1/2 correct)"
+    # The default cool-down (24 h) names when the retake opens, not "check again".
+    assert work.progress(session, project, annotator, now=T0)["blocked_reason"] == (
+        "qualification not passed (1/2 correct); you can retake it from 2026-11-25 09:00 UTC")
     audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "qualification.complete")).all()
     assert [e.details["passed"] for e in audit if e.target_id == str(annotator.id)] == [False]
 
@@ -304,7 +306,7 @@ def test_a_round_whose_size_drops_to_the_answers_is_decided(session: Session) ->
     assert gold.qualification_state(session, project, annotator.id)["passed"] is True  # 1 of 2 ≥ 0.5
     audit = session.scalars(select(AuditEntry).where(
         AuditEntry.action == "qualification.complete", AuditEntry.target_id == str(annotator.id))).all()
-    assert [e.details for e in audit] == [{"answered": 2, "correct": 1, "passed": True}]
+    assert [e.details for e in audit] == [{"answered": 2, "correct": 1, "passed": True, "attempt": 1, "rule": "fixed"}]
 
 
 def test_an_open_round_with_no_clip_left_says_why(session: Session) -> None:
