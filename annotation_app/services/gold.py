@@ -588,17 +588,20 @@ def withdraw_from_open_clips(
     session: Session, project: Project, annotator_id: int, *, now: datetime
 ) -> tuple[int, list[int]]:
     """Take a paused annotator's labels out of the consensus of the clips still open (active, in
-    stage 1 or 2), whether hidden gold or a curator paused them: the judgements are marked excluded, their slots given back, and each clip is
-    re-checked from stage 1 (``stages.reopen``), so a spammer's votes never decide a clip that has
-    not been decided yet. Decided clips keep their labels: the curator sees the pause (audit,
-    pause reason) and may exclude the annotator's work there (``curator.exclude_annotator``).
+    stage 1 or 2), whatever paused them (hidden gold or a curator): the judgements are
+    marked excluded, their slots given back, and each clip is re-checked in the stage it is in
+    (``stages.reopen``), so a spammer's votes never decide a clip that has not been decided yet.
+    Gold clips are never touched: a gold answer is not a vote, and its score (``GoldResult``) is
+    the evidence the pause rests on. Decided clips keep their labels: the curator sees the pause
+    (audit, pause reason) and may exclude the annotator's work there (``curator.exclude_annotator``).
     Returns (labels withdrawn, clip ids re-checked). Does not commit.
     """
+    gold_clips = select(GoldItem.clip_id).where(GoldItem.project_id == project.id)
     rows = session.execute(
         select(Judgement, Clip.id).join(Clip, Clip.id == Judgement.clip_id).where(
             Judgement.project_id == project.id, Judgement.annotator_id == annotator_id,
             Judgement.excluded.is_(False), Judgement.live.is_(True), Judgement.stage.in_(stages.OPEN_STAGES),
-            Clip.status == ClipStatus.active)
+            Clip.status == ClipStatus.active, Judgement.clip_id.not_in(gold_clips))
     ).all()
     by_clip: dict[int, list[Judgement]] = {}
     for judgement, clip_id in rows:

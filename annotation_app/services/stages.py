@@ -27,10 +27,10 @@ Rules (call these with the clip row locked; ``work.submit`` does):
   top label leads the next by ``margin`` votes (:func:`lead`; weighted by ``weighting``), so a tie
   never resolves; a clip still short of the margin at ``k_max`` goes to the expert queue. A policy
   change applies to every undecided clip at once (:func:`reapply`).
-- **Re-opening** (a curator excluded an annotator): the decision is cleared and the clip goes back
-  to stage 1 and :func:`advance` re-runs the rules from there: a stage whose slots are still all
-  submitted is re-checked at once, the first one with a freed slot waits for a new annotator. Clips an expert already decided
-  stay decided.
+- **Re-opening** (a curator excluded an annotator, or a pause withdrew their labels): the decision
+  is cleared and the clip is re-checked by :func:`advance` in the stage it is in (open) or had
+  reached (decided): a stage whose slots are still all submitted is re-checked at once, one with a
+  freed slot waits for a new annotator. Clips an expert already decided stay decided.
 """
 
 from __future__ import annotations
@@ -332,17 +332,37 @@ def reapply(session: Session, project: Project, *, now: datetime | None = None) 
     return changed
 
 
+def _stage_reached(session: Session, project: Project, clip: Clip) -> int:
+    """The open stage a clip is re-checked in: the one it is in while open, else the furthest stage
+    its live, non-excluded judgements reached (1 without any), within the stages the policy has."""
+    if clip.status == ClipStatus.active and clip.stage in OPEN_STAGES:
+        reached = clip.stage
+    else:
+        reached = session.scalar(select(func.max(Judgement.stage)).where(
+            Judgement.clip_id == clip.id, Judgement.live.is_(True), Judgement.excluded.is_(False),
+            Judgement.stage.in_(OPEN_STAGES))) or 1
+    return 2 if reached == 2 and slots_needed(project, 2) > 0 else 1
+
+
 def reopen(session: Session, project: Project, clip: Clip, *, now: datetime) -> StageOutcome | None:
-    """Send a clip whose judgements were excluded back through the stages; None if it stays as is."""
+    """Send a clip whose judgements were excluded back through the stages; None if it stays as is.
+
+    The clip is re-checked in the stage it is in (an open clip) or had reached (a decided one), not
+    from stage 1: a stage-2 clip sent back to stage 1 waited there for a new stage-1 label while its
+    stage-2 labels stayed live and uncounted, and its stage-1 check then ignored them. In its own
+    stage, :func:`advance` counts every live vote up to it: a label withdrawn from that stage frees a
+    slot a new annotator fills; one withdrawn from stage 1 of a stage-2 clip is not asked again (the
+    stage-2 check reads the votes left).
+    """
     if clip.status in (ClipStatus.gold, ClipStatus.pending, ClipStatus.discarded):
         return None
     if session.scalar(select(Adjudication.id).where(Adjudication.clip_id == clip.id)) is not None:
         return None
+    stage = _stage_reached(session, project, clip)
     clip.final_label_id = None
     clip.resolved_stage = None
     clip.resolution_confidence = None
     clip.status = ClipStatus.active
-    # From stage 1: advance() walks on through every stage that is still full.
-    clip.stage = 1
+    clip.stage = stage
     session.flush()
     return advance(session, project, clip, now=now)

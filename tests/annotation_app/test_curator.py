@@ -183,3 +183,24 @@ def test_reliability_matches_the_quality_view(session: Session) -> None:
     assert fast[10**9] == pytest.approx(quality.PRIOR)
     # people[0] agreed on both resolved clips: (2 + 2 * 0.7) / (2 + 2)
     assert fast[people[0].id] == pytest.approx(0.85)
+
+
+def test_exclusion_rechecks_a_clip_decided_in_stage_two_in_stage_two(session: Session) -> None:
+    """#23: a clip resolved in stage 2 that loses a stage-1 vote is re-checked in stage 2 on the
+    votes left (its stage-2 labels count); it had gone back to stage 1 and waited there for a new
+    stage-1 label with its stage-2 labels live and uncounted."""
+    project = make_project(session, overlap_k=3, stage2_extra=2, consensus_threshold=0.6, balance_attributes=[])
+    [clip] = make_clips(session, project, 1)
+    boss = make_annotator(session, role="curator")
+    people = [make_annotator(session) for _ in range(5)]
+    label_until_done(session, project, people,
+                     lambda cid, a: dict(zip([p.id for p in people], ["Fear", "Neutral", "Sadness", "Neutral", "Neutral"],
+                                             strict=True))[a.id], now=T0, commit=False)
+    session.refresh(clip)
+    assert (clip.status, clip.resolved_stage, clip.resolution_confidence) == (ClipStatus.resolved, 2, 0.6)
+    reopened = curator.exclude_annotator(session, project, boss, people[2].id, reason="x", now=T0)
+    assert reopened == [clip.id]
+    session.refresh(clip)
+    # Neutral, Fear + Neutral, Neutral: 3 of 4 in stage 2, decided at once.
+    assert (clip.status, clip.stage, clip.resolved_stage, clip.final_label.name) == (ClipStatus.resolved, 2, 2, "Neutral")
+    assert clip.resolution_confidence == 0.75

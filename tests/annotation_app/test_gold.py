@@ -361,10 +361,11 @@ def test_a_paused_annotators_labels_leave_the_consensus_of_open_clips(session: S
         return session.scalar(select(Judgement).where(Judgement.clip_id == clip_id, Judgement.annotator_id == spammer.id))
     assert mine(open_one.id).excluded and mine(open_two.id).excluded
     assert not mine(decided.id).excluded  # decided: left to the curator
-    for clip in (open_one, open_two):
+    for clip, stage in ((open_one, 2), (open_two, 1)):
         session.refresh(clip)
-        # Re-checked: open_one's stage 1 lost a vote, so it is back in stage 1 for a new one.
-        assert (clip.status, clip.stage) == (ClipStatus.active, 1)
+        # Re-checked in the stage each is in: open_one stays in stage 2 (its stage-2 check counts
+        # the two stage-1 votes left), open_two waits in stage 1 for a new label.
+        assert (clip.status, clip.stage) == (ClipStatus.active, stage)
         slot = session.scalar(select(Assignment).where(Assignment.clip_id == clip.id, Assignment.annotator_id == spammer.id))
         assert slot.status == AssignmentStatus.released
     entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "annotator.auto_pause",
@@ -420,3 +421,60 @@ def _answer_clip(session: Session, project, annotator, clip_id: int, label: str 
     assert item is not None and item.clip_id == clip_id, (item, clip_id)
     work.submit(session, project, annotator, assignment_id=item.assignment_id, label=label,
                 client_request_id=unique("req"), now=T0)
+
+
+def test_a_withdrawal_rechecks_a_stage_two_clip_in_stage_two(session: Session) -> None:
+    """#23: withdrawing a stage-1 label from a clip in stage 2 re-checks it in stage 2, with its
+    stage-2 labels still counted; it had gone back to stage 1, waited for a new stage-1 label, and
+    then resolved on stage 1's votes alone, ignoring the live stage-2 label."""
+    from annotation_app.models import Judgement
+
+    project = make_project(session, overlap_k=3, stage2_extra=2, consensus_threshold=0.6, balance_attributes=[])
+    [clip] = make_clips(session, project, 1)
+    suspect, boss = make_annotator(session), make_annotator(session, role="curator")
+    first, second, third, fourth = (make_annotator(session) for _ in range(4))
+    for person, label in ((suspect, "Fear"), (first, "Neutral"), (second, "Sadness")):
+        _answer_clip(session, project, person, clip.id, label)
+    session.refresh(clip)
+    assert clip.stage == 2
+    _answer_clip(session, project, third, clip.id, "Neutral")  # stage 2: one of its two labels
+    curator.pause_annotator(session, project, boss, suspect.id, paused=True, reason="spam", now=T0)
+    session.refresh(clip)
+    assert (clip.status, clip.stage) == (ClipStatus.active, 2)
+    third_vote = session.scalar(select(Judgement).where(Judgement.clip_id == clip.id, Judgement.annotator_id == third.id))
+    assert (third_vote.stage, third_vote.live, third_vote.excluded) == (2, True, False)
+    item = work.next_item(session, project, fourth, now=T0)
+    assert (item.clip_id, item.stage) == (clip.id, 2)
+    work.submit(session, project, fourth, assignment_id=item.assignment_id, label="Neutral",
+                client_request_id=unique("req"), now=T0)
+    session.refresh(clip)
+    # Neutral, Sadness + Neutral, Neutral: 3 of 4, decided by stage 2 over every vote left.
+    assert (clip.status, clip.resolved_stage, clip.final_label.name) == (ClipStatus.resolved, 2, "Neutral")
+    assert clip.resolution_confidence == 0.75
+
+
+def test_a_withdrawal_never_touches_gold_clips(session: Session) -> None:
+    """#23: a pause withdraws labels from open real clips only: the annotator's answers on gold
+    clips (hidden gold looks like stage 1) stay as they are, scored, and the gold clips stay gold."""
+    from annotation_app.models import Judgement
+
+    project = make_project(session, overlap_k=3, gold_rate=1.0, quality_floor=0.5, balance_attributes=[])
+    golds = make_gold(session, project, 4, label="Fear", purpose="hidden")
+    [real] = make_clips(session, project, 1)
+    annotator, boss = make_annotator(session), make_annotator(session, role="curator")
+    _answer(session, project, annotator, "Fear")
+    _answer(session, project, annotator, "Neutral")
+    projects.update_settings(session, project, gold_rate=0.0)
+    _answer_clip(session, project, annotator, real.id, "Fear")
+    curator.pause_annotator(session, project, boss, annotator.id, paused=True, reason="spam", now=T0)
+    rows = session.execute(select(Judgement.clip_id, Judgement.stage, Judgement.excluded).where(
+        Judgement.annotator_id == annotator.id)).all()
+    gold_ids = {g.clip_id for g in golds}
+    on_gold = [r for r in rows if r.clip_id in gold_ids]
+    assert len(on_gold) == 2 and all(r.stage == 1 and not r.excluded for r in on_gold)
+    assert [r.excluded for r in rows if r.clip_id == real.id] == [True]
+    assert {c.status for c in session.scalars(select(Clip).where(Clip.id.in_(gold_ids)))} == {ClipStatus.gold}
+    assert len(session.scalars(select(GoldResult).where(GoldResult.annotator_id == annotator.id)).all()) == 2
+    entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "annotator.pause",
+                                                    AuditEntry.target_id == str(annotator.id)))
+    assert entry.details["labels_withdrawn"] == 1 and entry.details["open_clips_rechecked"] == [real.id]
