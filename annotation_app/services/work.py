@@ -898,6 +898,7 @@ def submit(
     else:
         # A judgement without a broken flag cannot tip the clip into "broken": skip that count.
         stages.advance(session, project, clip, now=now, flags_changed=bool(broken), submitted=submitted)
+        gold.check_agreement(session, project, annotator.id, clip.id, label_id, now=now)
     return SubmitResult(judgement_id=judgement_id, duplicate=False, qualification=qualification)
 
 
