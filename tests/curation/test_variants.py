@@ -237,6 +237,29 @@ def test_test_oriented_per_label_request_reports_shortfall(candidates: pd.DataFr
         select_variant(candidates, _recipe("test-oriented", test={"per_label": 500}), LABELS)
 
 
+def _without_on_shortfall(name: str, **override) -> Recipe:
+    """The shipped recipe with its on_shortfall key left out (the shipped files write "fail")."""
+    data = _recipe(name, **override).as_dict()
+    for part in ("balance", "test"):
+        if part in data:
+            data[part] = {k: v for k, v in data[part].items() if k != "on_shortfall"}
+    recipe = Recipe.from_dict(data)
+    assert "on_shortfall" not in recipe.balance and "on_shortfall" not in recipe.test
+    return recipe
+
+
+def test_a_recipe_that_names_no_on_shortfall_fails_loudly() -> None:
+    """#23 item 2: the default, for a recipe of one's own that does not say, is fail."""
+    thin = _candidates(300, label_weights=[1, 0.2, 1, 1, 1, 1], seed=2)
+    with pytest.raises(InsufficientDataError, match="Fear short by"):
+        select_variant(thin, _without_on_shortfall("balanced", balance={"per_label": 40}), LABELS, seed=0)
+    reliable_kind = thin["unanimous"] | (thin["resolved_by"] == "adjudicated")
+    thin.loc[thin.index[reliable_kind].difference(thin.loc[reliable_kind].groupby("label").head(2).index),
+             ["unanimous", "resolved_by"]] = [False, "consensus"]
+    with pytest.raises(InsufficientDataError, match="reliable test clips per label requested"):
+        select_variant(thin, _without_on_shortfall("test-oriented"), LABELS, seed=0)
+
+
 def test_pool_too_small_for_the_test_oriented_recipe() -> None:
     """#23 item 2: few reliable clips (most clips 3/5 or 4/5) against test.fraction 0.3. The default
     fails naming every short label; shrink builds and names each shortfall (label, split, count,
