@@ -1,18 +1,24 @@
 """Benchmark: labelling policies on a simulated crowd, through the real services (#15).
 
-    .venv/bin/python bench/bench_policies.py                     # 1,500 clips, every policy
-    .venv/bin/python bench/bench_policies.py --clips 200 --policies staged fixed-5
+    .venv/bin/python bench/bench_policies.py                     # 1,000 clips, staged, adaptive, fixed 3…8
+    .venv/bin/python bench/bench_policies.py --policies staged adaptive adaptive:weighting=dawid-skene
+    .venv/bin/python bench/bench_policies.py --keep runs/ ...    # keep the campaigns; --rescore scores them again
 
 Each policy runs the same seeded crowd (``bench/_simulated_crowd.py``: 60 annotators, skills
 0.45–0.9, polarity-structured confusions, a quarter of the clips ambiguous, 10 % spammers, an expert
 right 95 % of the time) on its own SQLite file through allocation, qualification, the stage machine
-and the expert queue. Accuracy is against the true labels of the clips, two ways: the label
-``curate aggregate`` gives (majority, threshold 0.6, the expert's call winning; an unresolved clip
-counts as wrong) and the stage machine's own final label (what the variants export). Also printed:
-crowd judgements per clip (stage 1/2, gold excluded), the share of clips sent to the expert, how
-qualification went by skill, and the balance audit (clips over the ⌈k/2⌉ gender ceiling: legitimate
-when the allocator recorded that the rule yielded, else a violation). Results go to
-``bench/results/bench_policies.json`` and a Pareto plot to ``bench/results/bench_policies.png``.
+and the expert queue. Policies: ``staged``, ``fixed-K``, ``adaptive`` and adaptive variants
+``adaptive:key=value,...`` (k_min, margin, k_max, weighting). Accuracy is against the true labels
+of the clips, two ways: the label ``curate aggregate`` gives, run as a curator runs it on the
+project's database (the project's own rule: staged/fixed by the consensus threshold, adaptive by its
+margin, the expert's call winning; an unresolved clip counts as wrong), and the stage machine's own
+final label (what ``build-variants`` exports); ``aggregate_differs_from_final`` counts the clips
+where the two part (0 without vote weighting). Also printed: crowd judgements per clip (stage 1/2,
+gold excluded), the share of clips sent to the expert, how qualification went by skill, and the
+balance audit (clips over the ⌈k/2⌉ gender ceiling, each over-ceiling slot judged when it was given:
+legitimate when no eligible annotator of another group was free, else a violation; see
+``_simulated_crowd.balance_audit``). Results go to ``bench/results/bench_policies.json`` and a
+Pareto plot to ``bench/results/bench_policies.png``.
 """
 
 from __future__ import annotations
@@ -38,53 +44,116 @@ from annotation_app import migrations  # noqa: E402
 from annotation_app.db import make_engine, make_sessionmaker  # noqa: E402
 from annotation_app.models import Clip, ClipStatus, Judgement, Label  # noqa: E402
 from annotation_app.services.projects import DEFAULT_LABELS  # noqa: E402
-from bench._simulated_crowd import Crowd, CrowdSpec, balance_audit, make_campaign, run_campaign  # noqa: E402
+from bench._simulated_crowd import (  # noqa: E402
+    CampaignResult, Crowd, CrowdSpec, balance_audit, make_campaign, run_campaign,
+)
 
 RESULTS = ROOT / "bench" / "results"
 
 
+ADAPTIVE_DEFAULTS = {"k_min": 3, "margin": 2.0, "k_max": 8, "weighting": "none"}
+
+
 def policy_settings(name: str) -> dict[str, Any]:
-    """Project settings of a named policy: ``staged``, ``fixed-K`` (no stage 2), ``adaptive``."""
+    """Project settings of a named policy: ``staged``, ``fixed-K`` (no stage 2), ``adaptive``, or an
+    adaptive variant ``adaptive:key=value,...`` over k_min, margin, k_max and weighting (e.g.
+    ``adaptive:margin=3``, ``adaptive:weighting=gold,k_max=7``)."""
     if name == "staged":
         return {"overlap_k": 5, "stage2_extra": 3}
-    if name.startswith("fixed-"):
-        return {"overlap_k": int(name.split("-", 1)[1]), "stage2_extra": 0}
-    if name == "adaptive":
-        return {"policy": "adaptive", "k_min": 3, "margin": 2.0, "k_max": 8, "weighting": "none"}
+    if name.startswith("fixed-") and name[6:].isdigit():
+        return {"overlap_k": int(name[6:]), "stage2_extra": 0}
+    if name == "adaptive" or name.startswith("adaptive:"):
+        settings: dict[str, Any] = {"policy": "adaptive", **ADAPTIVE_DEFAULTS}
+        for part in filter(None, name.partition(":")[2].split(",")):
+            key, _, value = part.partition("=")
+            if key not in ADAPTIVE_DEFAULTS or not value:
+                raise SystemExit(f"unknown adaptive setting in {name!r}: use k_min, margin, k_max, weighting")
+            settings[key] = value if key == "weighting" else type(ADAPTIVE_DEFAULTS[key])(value)
+        return settings
     raise SystemExit(f"unknown policy {name!r}")
 
 
+DEFAULT_POLICIES = ["staged", "adaptive", *(f"fixed-{k}" for k in range(3, 9))]
+
+
+def _slug(name: str) -> str:
+    return name.replace(":", "-").replace(",", "-").replace("=", "")
+
+
 def run_policy(name: str, spec: CrowdSpec, tmp: Path, progress: Any = None) -> dict[str, Any]:
-    """One policy's campaign on its own SQLite file under ``tmp``; ``progress(decided, total)`` per round."""
-    url = f"sqlite:///{tmp / f'{name}.sqlite3'}"
+    """One policy's campaign on its own SQLite file under ``tmp``, then its scores (:func:`score`);
+    ``progress(decided, total)`` per round."""
+    run_campaign_of(name, spec, tmp, progress=progress)
+    return score(name, tmp)
+
+
+def _crowd(spec: CrowdSpec) -> Crowd:
+    return Crowd(spec, [lab["name"] for lab in DEFAULT_LABELS], [lab["polarity"] for lab in DEFAULT_LABELS])
+
+
+def _url(name: str, tmp: Path) -> str:
+    return f"sqlite:///{tmp / f'{_slug(name)}.sqlite3'}"
+
+
+def run_campaign_of(name: str, spec: CrowdSpec, tmp: Path, progress: Any = None) -> Path:
+    """Run one policy's campaign into ``tmp/<policy>.sqlite3`` and write what scoring needs beside
+    it (``<policy>.campaign.json``: the spec, true labels, who is who, the judged slots)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    url = _url(name, tmp)
     migrations.upgrade(url)
     engine = make_engine(url)
     maker = make_sessionmaker(engine)
+    crowd = _crowd(spec)
     with maker() as session:
-        labels = [lab["name"] for lab in DEFAULT_LABELS]
-        polarities = [lab["polarity"] for lab in DEFAULT_LABELS]
-        crowd = Crowd(spec, labels, polarities)
-        result = make_campaign(session, crowd, name=name, daily_cap=100_000, gold_rate=0.05,
+        result = make_campaign(session, crowd, name=_slug(name), daily_cap=100_000, gold_rate=0.05,
                                qualification_size=10, **policy_settings(name))
         session.commit()
     started = time.monotonic()
     run_campaign(maker, result, crowd, progress=progress)
-    wall = time.monotonic() - started
-    out_csv = tmp / f"{name}-aggregate.csv"
+    engine.dispose()
+    kept = tmp / f"{_slug(name)}.campaign.json"
+    kept.write_text(json.dumps({
+        "policy": name, "spec": spec.__dict__, "project_id": result.project_id,
+        "truth": {str(k): v for k, v in result.truth.items()}, "people": list(result.people),
+        "qualification": {str(k): v for k, v in result.qualification.items()}, "allocations": result.allocations,
+        "submissions": result.submissions, "rounds": result.rounds, "wall_s": time.monotonic() - started,
+    }) + "\n")
+    return kept
+
+
+def score(name: str, tmp: Path) -> dict[str, Any]:
+    """Score a kept campaign: accuracy through ``curate aggregate`` (run as a curator would, on the
+    campaign's database) and of the stage machine's final labels, crowd judgements per clip, expert
+    share, qualification by skill and the balance audit."""
+    kept = json.loads((tmp / f"{_slug(name)}.campaign.json").read_text())
+    spec = CrowdSpec(**kept["spec"])
+    crowd = _crowd(spec)
+    result = CampaignResult(kept["project_id"], {int(k): v for k, v in kept["truth"].items()},
+                            dict(zip(kept["people"], crowd.annotators, strict=True)),
+                            submissions=kept["submissions"], rounds=kept["rounds"],
+                            qualification={int(k): v for k, v in kept["qualification"].items()},
+                            allocations=kept["allocations"])
+    url = _url(name, tmp)
+    out_csv = tmp / f"{_slug(name)}-aggregate.csv"
     # The command a curator runs, on this campaign's database.
     env = {**os.environ, "EMOTIONS_DATABASE_URL": url, "EMOTIONS_DATA_DIR": str(tmp)}
-    proc = subprocess.run([sys.executable, "-m", "curate_cli.main", "aggregate", "--project", name,
+    proc = subprocess.run([sys.executable, "-m", "curate_cli.main", "aggregate", "--project", _slug(name),
                            "--out", str(out_csv)], capture_output=True, text=True, cwd=ROOT, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"curate aggregate failed: {proc.stderr.strip()}")
     aggregate = pd.read_csv(out_csv, dtype={"clip_id": str}).set_index("clip_id")
     truth = pd.Series({str(k): v for k, v in result.truth.items()})
-    aggregate_acc = float((aggregate["label"].reindex(truth.index) == truth).mean())
+    labelled = aggregate["label"].reindex(truth.index)
+    aggregate_acc = float((labelled == truth).mean())
+    engine = make_engine(url)
+    maker = make_sessionmaker(engine)
     with maker() as session:
         real = list(result.truth)
         finals = dict(session.execute(select(Clip.id, Label.name).join(Label, Label.id == Clip.final_label_id)
                                       .where(Clip.id.in_(real))).all())
         machine_acc = sum(finals.get(cid) == lab for cid, lab in result.truth.items()) / len(real)
+        # Where the curator's aggregate and the export (the stage machine's decisions) part.
+        differ = sum(1 for cid in real if cid in finals and labelled.get(str(cid)) != finals[cid])
         crowd_judgements = session.scalar(select(func.count()).select_from(Judgement).where(
             Judgement.clip_id.in_(real), Judgement.stage.between(1, 2)))
         expert = session.scalar(select(func.count()).select_from(Judgement).where(
@@ -97,8 +166,10 @@ def run_policy(name: str, spec: CrowdSpec, tmp: Path, progress: Any = None) -> d
               if p.annotator.careless is None]
     return {
         "policy": name, "clips": len(real), "accuracy_aggregate": aggregate_acc, "accuracy_final_label": machine_acc,
+        "aggregate_differs_from_final": differ,
         "judgements_per_clip": crowd_judgements / len(real), "expert_share": expert / len(real),
-        "not_resolved": int(discarded_or_open), "submissions": result.submissions, "wall_s": wall,
+        "not_resolved": int(discarded_or_open), "submissions": result.submissions, "rounds": result.rounds,
+        "wall_s": kept["wall_s"],
         "honest_failed_qualification": sum(1 for _, passed in honest if passed is False) / max(len(honest), 1),
         "qualification_by_skill": sorted(honest), "balance": audit,
     }
@@ -106,27 +177,39 @@ def run_policy(name: str, spec: CrowdSpec, tmp: Path, progress: Any = None) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=1500)
+    parser.add_argument("--clips", type=int, default=1000)
     parser.add_argument("--annotators", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--policies", nargs="+",
-                        default=[*(f"fixed-{k}" for k in range(3, 9)), "staged", "adaptive"])
+    parser.add_argument("--policies", nargs="+", default=DEFAULT_POLICIES,
+                        help="staged, fixed-K, adaptive or adaptive:key=value,... (k_min, margin, k_max, weighting)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="Keep each campaign's database and facts in this folder (default: a temporary one).")
+    parser.add_argument("--rescore", action="store_true",
+                        help="Score the campaigns kept in --keep again without running them.")
     args = parser.parse_args(argv)
+    if args.rescore and args.keep is None:
+        parser.error("--rescore needs --keep FOLDER")
     spec = CrowdSpec(n_annotators=args.annotators, n_clips=args.clips, seed=args.seed)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         for name in args.policies:
-            with Progress(TextColumn(f"{name:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          transient=True) as bar:
-                task = bar.add_task(name, total=spec.n_clips)
-                row = run_policy(name, spec, Path(tmp),
-                                 progress=lambda done, total, task=task: bar.update(task, completed=done))
+            if args.rescore:
+                row = score(name, tmp)
+            else:
+                with Progress(TextColumn(f"{name:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                              transient=True) as bar:
+                    task = bar.add_task(name, total=spec.n_clips)
+                    row = run_policy(name, spec, tmp,
+                                     progress=lambda done, total, task=task: bar.update(task, completed=done))
             rows.append(row)
-            print(f"{name:<10} acc(aggregate) {row['accuracy_aggregate']:.3f}  acc(final) {row['accuracy_final_label']:.3f}"
-                  f"  judgements/clip {row['judgements_per_clip']:.2f}  expert {row['expert_share']:.1%}"
-                  f"  balance over/legit/violations {row['balance']['over_ceiling']}/{row['balance']['legitimate']}"
-                  f"/{row['balance']['violations']}  honest failed qual {row['honest_failed_qualification']:.0%}"
-                  f"  ({row['wall_s']:.0f} s)", flush=True)
+            balance = row["balance"]
+            print(f"{name:<24} acc(aggregate) {row['accuracy_aggregate']:.3f}  acc(final) "
+                  f"{row['accuracy_final_label']:.3f}  judgements/clip {row['judgements_per_clip']:.2f}"
+                  f"  expert {row['expert_share']:.1%}  balance over/legitimate/violations {balance['over_ceiling']}"
+                  f"/{balance['legitimate']}/{balance['violations']}  honest failed qual "
+                  f"{row['honest_failed_qualification']:.0%}  ({row['wall_s']:.0f} s)", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_policies.json").write_text(json.dumps({"spec": spec.__dict__, "rows": rows}, indent=2) + "\n")
     _plot(rows, RESULTS / "bench_policies.png")
@@ -142,8 +225,9 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:
-        ax.scatter(row["judgements_per_clip"], row["accuracy_aggregate"], color="C0" if row["policy"].startswith("fixed")
-                   else "C1")
+        kind = row["policy"].split(":")[0].split("-")[0]
+        ax.scatter(row["judgements_per_clip"], row["accuracy_aggregate"],
+                   color={"fixed": "C0", "staged": "C1"}.get(kind, "C2"))
         ax.annotate(f"{row['policy']} ({row['expert_share']:.0%} expert)",
                     (row["judgements_per_clip"], row["accuracy_aggregate"]), fontsize=7)
     ax.set_xlabel("crowd judgements per clip")
