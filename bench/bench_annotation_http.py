@@ -7,6 +7,8 @@
     .venv/bin/python bench/bench_annotation_http.py --rate 450 --workers 2 --json bench/results/annotation_http.json
     .venv/bin/python bench/bench_annotation_http.py --backends sqlite --clients 20 --seconds 4 --warmup 1 \
         --rate 40 --json /tmp/bench_try.json                                     # a quick smoke run
+    .venv/bin/python bench/bench_annotation_http.py --backends postgres --modes saturation --pre-ping on,off \
+        --repeat 3                              # what the pool's pre-ping (#22) costs: each case both ways
 
 Two modes, each (backend, clients) case running both, each on its own fresh database and server:
 
@@ -43,6 +45,11 @@ annotation_app.main:create_app --factory --workers W`` on 127.0.0.1 and N client
 annotator on its own keep-alive connection (a minimal asyncio HTTP/1.1 client on uvloop when it
 imports: httpx would cost more CPU than the server on a 2-core machine). Clients authenticate with
 bearer tokens minted with the app's key (logging 200 people in would time Argon2, not the app).
+Every request waits at most ``--timeout`` seconds (default 30): a client whose request goes
+unanswered leaves the run (counted among the errors and as ``clients_gave_up``), and each phase
+ends at most 2 × timeout + 5 s after its window, so a server that stops answering bounds the run
+instead of hanging it. ``--pre-ping on,off`` runs each case with the app's pool pre-ping
+(``EMOTIONS_DB_POOL_PRE_PING``) on and then off, and prints the median ratio of the pairs.
 Each case runs for ``--seconds`` (default 20, at most 60) after a short warm-up and reports
 sustained submissions/s and p50/p99 latency of next-clip and submit (paced: also the offered rate,
 the share of late cycles and the schedule-lag p99), then audits the invariants in the database:
@@ -105,9 +112,16 @@ OVERLAP_K = 3
 # A minimal keep-alive HTTP/1.1 client (one connection per simulated annotator)
 
 
+class NoAnswer(Exception):
+    """A request got no answer within the per-request timeout: its client leaves the run."""
+
+
 class Connection:
-    def __init__(self, port: int, token: str) -> None:
-        self.port, self.token = port, token
+    """One annotator's keep-alive connection; reopened when the server closes it (an answer with
+    ``Connection: close``, or a dropped socket). ``scheme`` is the Authorization scheme."""
+
+    def __init__(self, port: int, token: str, *, scheme: str = "Bearer") -> None:
+        self.port, self.token, self.scheme = port, token, scheme
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -115,9 +129,11 @@ class Connection:
         self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        if self.reader is None:
+            await self.open()
         assert self.reader is not None and self.writer is not None
         payload = json.dumps(body).encode() if body is not None else b""
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nAuthorization: Bearer {self.token}\r\n"
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nAuthorization: {self.scheme} {self.token}\r\n"
                 f"Accept: application/json\r\nContent-Length: {len(payload)}\r\n")
         if body is not None:
             head += "Content-Type: application/json\r\n"
@@ -128,7 +144,7 @@ class Connection:
             raise ConnectionError("server closed the connection")
         status = int(status_line.split()[1])
         length = 0
-        chunked = False
+        chunked = close = False
         while True:
             line = await self.reader.readline()
             if line in (b"\r\n", b""):
@@ -138,6 +154,8 @@ class Connection:
                 length = int(value.strip())
             elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
                 chunked = True
+            elif name.lower() == "connection" and "close" in value.lower():
+                close = True
         if chunked:
             data = b""
             while True:
@@ -146,12 +164,16 @@ class Connection:
                 if size == 0:
                     break
                 data += chunk[:-2]
-            return status, data
-        return status, await self.reader.readexactly(length)
+        else:
+            data = await self.reader.readexactly(length)
+        if close:  # the server ends the connection after this answer: the next request opens another
+            await self.close()
+        return status, data
 
     async def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        self.reader = self.writer = None
 
 
 def run_async(coro: Any) -> Any:
@@ -168,6 +190,8 @@ class Tally:
     acked: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     empty: int = 0
+    served_clients: set[int] = field(default_factory=set)  # clients with at least one acknowledged submission
+    gave_up: int = 0  # clients that left: a request unanswered within the timeout, or still busy at the phase's end
     # Paced mode only, for cycles due inside the measured window:
     lag_ms: list[float] = field(default_factory=list)  # actual start − due time
     cycles: int = 0
@@ -179,28 +203,82 @@ class Tally:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
-async def one_cycle(conn: Connection, tally: Tally, measure_from: float, until: float) -> bool:
+class Api:
+    """What one next → submit cycle sends and reads: our app's queue API. Another server's
+    (``bench_peer_labelstudio.LabelStudioApi``) overrides these, so both run the same client loop."""
+
+    scheme = "Bearer"
+    empty_statuses: tuple[int, ...] = ()  # answers that mean "nothing to do" besides an empty item
+
+    def next_path(self) -> str:
+        return "/api/work/next"
+
+    def item(self, answer: Any) -> dict[str, Any] | None:
+        """The work item in a next answer; None when the queue is empty."""
+        return answer["item"]
+
+    def submission(self, item: dict[str, Any], rid: str) -> tuple[str, dict[str, Any]]:
+        """The submit path and body for ``item`` (``rid``: the client's request id)."""
+        body = {"assignment_id": item["assignment_id"], "label": "Neutral" if item["clip_id"] % 3 else "Fear",
+                "confidence": 3, "time_on_task_s": 1.0, "client_request_id": rid}
+        return "/api/work/submit", body
+
+    def stored_id(self, answer: Any) -> int:
+        return answer["judgement_id"]
+
+
+OURS = Api()
+
+
+async def ask(conn: Connection, tally: Tally, what: str, method: str, path: str,
+              body: dict[str, Any] | None, timeout: float) -> tuple[int, bytes] | None:
+    """``conn.request`` bounded by ``timeout``. A dropped connection is an error and the client goes
+    on (the next request reconnects); no answer in time is an error and ``NoAnswer``: the client
+    leaves the run, as a person would, instead of queueing more work on a server that is behind."""
+    try:
+        return await asyncio.wait_for(conn.request(method, path, body), timeout)
+    except TimeoutError:
+        tally.error(f"{what}: no answer within {timeout:g} s")
+        await conn.close()
+        raise NoAnswer from None
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        tally.error(f"{what}: {type(exc).__name__}")
+        await conn.close()
+        return None
+
+
+async def one_cycle(conn: Connection, tally: Tally, measure_from: float, until: float, *, client: int = 0,
+                    api: Api = OURS, timeout: float = 30.0) -> bool:
     """One next → submit cycle. False when there was nothing to submit (error or empty queue)."""
     t0 = time.perf_counter()
-    status, data = await conn.request("GET", "/api/work/next")
+    answer = await ask(conn, tally, "next", "GET", api.next_path(), None, timeout)
     t1 = time.perf_counter()
+    if answer is None:
+        return False
+    status, data = answer
+    if status in api.empty_statuses:
+        tally.empty += 1
+        return False
     if status != 200:
         tally.error(f"next {status}")
         return False
-    item = json.loads(data)["item"]
+    item = api.item(json.loads(data))
     if item is None:
         tally.empty += 1
         return False
     rid = uuid.uuid4().hex
-    body = {"assignment_id": item["assignment_id"], "label": "Neutral" if item["clip_id"] % 3 else "Fear",
-            "confidence": 3, "time_on_task_s": 1.0, "client_request_id": rid}
+    path, body = api.submission(item, rid)
     t_send = time.perf_counter()  # latency runs from the actual send of each request
-    status, data = await conn.request("POST", "/api/work/submit", body)
+    answer = await ask(conn, tally, "submit", "POST", path, body, timeout)
     t2 = time.perf_counter()
-    if status != 200:
+    if answer is None:
+        return False
+    status, data = answer
+    if status not in (200, 201):
         tally.error(f"submit {status}: {data[:80]!r}")
         return False
-    tally.acked[rid] = json.loads(data)["judgement_id"]
+    tally.acked[rid] = api.stored_id(json.loads(data))
+    tally.served_clients.add(client)
     # Counted by completion time inside the measured window (the warm-up is left out).
     if measure_from <= t1 <= until:
         tally.next_ms.append((t1 - t0) * 1000)
@@ -209,15 +287,15 @@ async def one_cycle(conn: Connection, tally: Tally, measure_from: float, until: 
     return True
 
 
-async def saturation_loop(conn: Connection, tally: Tally, measure_from: float, until: float) -> None:
+async def saturation_loop(conn: Connection, tally: Tally, measure_from: float, until: float, **cycle: Any) -> None:
     """Closed loop, zero think time: the next cycle starts when the previous one ends."""
     while time.perf_counter() < until:
-        if not await one_cycle(conn, tally, measure_from, until):
+        if not await one_cycle(conn, tally, measure_from, until, **cycle):
             await asyncio.sleep(0.05)
 
 
 async def paced_loop(conn: Connection, tally: Tally, first_due: float, period: float,
-                     measure_from: float, until: float) -> None:
+                     measure_from: float, until: float, **cycle: Any) -> None:
     """Cycle j is due at first_due + j·period. A cycle due while the previous one still runs starts as
     soon as that one ends (late); slots that fell due meanwhile besides that one are skipped, so a
     slow server is never answered with a catch-up burst."""
@@ -235,7 +313,7 @@ async def paced_loop(conn: Connection, tally: Tally, first_due: float, period: f
             tally.cycles += 1
             tally.late += late
             tally.lag_ms.append((started - due) * 1000)
-        if await one_cycle(conn, tally, measure_from, until) and measure_from <= due < until:
+        if await one_cycle(conn, tally, measure_from, until, **cycle) and measure_from <= due < until:
             tally.served += 1
         j += 1
         while first_due + j * period <= started:  # already past when this cycle started: dropped
@@ -244,38 +322,67 @@ async def paced_loop(conn: Connection, tally: Tally, first_due: float, period: f
             j += 1
 
 
-async def healthz_loop(conn: Connection, latencies: list[float], measure_from: float, until: float) -> None:
+async def healthz_loop(conn: Connection, tally: Tally, latencies: list[float], measure_from: float, until: float,
+                       *, timeout: float = 30.0, **_: Any) -> None:
     while time.perf_counter() < until:
         t0 = time.perf_counter()
-        status, _ = await conn.request("GET", "/healthz")
+        answer = await ask(conn, tally, "healthz", "GET", "/healthz", None, timeout)
         t1 = time.perf_counter()
-        if status == 200 and measure_from <= t1 <= until:
+        if answer is not None and answer[0] == 200 and measure_from <= t1 <= until:
             latencies.append((t1 - t0) * 1000)
 
 
 async def run_load(port: int, tokens: list[str], seconds: float, warmup: float, *, mode: str,
-                   rate: float = 0.0) -> tuple[Tally, list[float]]:
-    """mode: "saturation", "paced" (rate = submissions/s offered by all clients together) or "healthz"."""
-    conns = [Connection(port, token) for token in tokens]
-    await asyncio.gather(*(c.open() for c in conns))
+                   rate: float = 0.0, api: Api = OURS, timeout: float = 30.0) -> tuple[Tally, list[float]]:
+    """mode: "saturation", "paced" (rate = submissions/s offered by all clients together) or "healthz".
+
+    Bounded: each request waits at most ``timeout`` seconds (a client whose request goes unanswered
+    leaves, counted in ``gave_up`` and the errors), and the phase ends at most ``2 × timeout + 5``
+    seconds after its window (a cycle started at the window's end has two requests to finish);
+    clients still busy then are cancelled and counted the same way."""
+    conns = [Connection(port, token, scheme=api.scheme) for token in tokens]
+    tally, health = Tally(), []
+
+    async def connect(conn: Connection) -> None:
+        try:
+            await asyncio.wait_for(conn.open(), timeout)
+        except (TimeoutError, OSError):
+            await conn.close()  # the client's first request tries again
+
+    await asyncio.gather(*(connect(c) for c in conns))
     start = time.perf_counter()
     measure_from, until = start + warmup, start + warmup + seconds
-    tally, health = Tally(), []
+    cycle = {"api": api, "timeout": timeout}
     if mode == "healthz":
-        loops = [healthz_loop(c, health, measure_from, until) for c in conns]
+        loops = [healthz_loop(c, tally, health, measure_from, until, timeout=timeout) for c in conns]
     elif mode == "saturation":
-        loops = [saturation_loop(c, tally, measure_from, until) for c in conns]
+        loops = [saturation_loop(c, tally, measure_from, until, client=i, **cycle) for i, c in enumerate(conns)]
     elif mode == "paced":
         # Client i's cycle j is due at start + i·period/N + j·period with period = N/R: the clients'
         # offsets spread evenly over one period, so the server sees one arrival every 1/R seconds.
         period = len(conns) / rate
-        loops = [paced_loop(c, tally, start + i * period / len(conns), period, measure_from, until)
-                 for i, c in enumerate(conns)]
+        loops = [paced_loop(c, tally, start + i * period / len(conns), period, measure_from, until,
+                            client=i, **cycle) for i, c in enumerate(conns)]
     else:
         raise ValueError(f"unknown mode {mode!r}")
+
+    async def client(loop: Any) -> None:
+        try:
+            await loop
+        except NoAnswer:
+            tally.gave_up += 1
+        except OSError as exc:  # e.g. no connection could be made at all: this client is out too
+            tally.error(f"client stopped: {type(exc).__name__}")
+            tally.gave_up += 1
+
+    tasks = [asyncio.ensure_future(client(loop)) for loop in loops]
     try:
-        # Bounded in time: a request that never comes back ends the run rather than hanging it.
-        await asyncio.wait_for(asyncio.gather(*loops), timeout=warmup + seconds + 60)
+        _, pending = await asyncio.wait(tasks, timeout=warmup + seconds + 2 * timeout + 5)
+        for task in pending:  # the wall-clock limit of the phase: counted, not awaited
+            task.cancel()
+            tally.gave_up += 1
+            tally.error("still waiting at the phase's end")
+        await asyncio.gather(*pending, return_exceptions=True)
     finally:
         await asyncio.gather(*(c.close() for c in conns))
     return tally, health
@@ -337,12 +444,12 @@ def seed(url: str, n_annotators: int, n_clips: int) -> tuple[list[int], int]:
         engine.dispose()
 
 
-def start_server(url: str, workdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+def start_server(url: str, workdir: Path, workers: int, *, pre_ping: bool = True) -> tuple[subprocess.Popen[bytes], int, Path]:
     port = free_port()
     # The server's log goes to a file: an unread pipe fills up and blocks the workers.
     log = (workdir / f"uvicorn-{port}.log").open("wb")
     env = {**os.environ, "EMOTIONS_DATABASE_URL": url, "EMOTIONS_DATA_DIR": str(workdir),
-           "EMOTIONS_SECRET_KEY": SECRET}
+           "EMOTIONS_SECRET_KEY": SECRET, "EMOTIONS_DB_POOL_PRE_PING": "true" if pre_ping else "false"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "annotation_app.main:create_app", "--factory", "--host", HOST,
          "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
@@ -464,10 +571,12 @@ def clips_needed(clients: int, seconds: float, warmup: float, rate: float) -> in
 
 
 def run_case(backend: str, clients: int, seconds: float, warmup: float, workers: int, workdir: Path,
-             *, mode: str = "saturation", rate: float = 0.0) -> dict[str, Any]:
+             *, mode: str = "saturation", rate: float = 0.0, pre_ping: bool = True,
+             timeout: float = 30.0) -> dict[str, Any]:
     """One case on a fresh database and server: seed, serve, load (mode "saturation" or "paced" at
-    ``rate`` submissions/s), then /healthz (saturation only), then the audit."""
-    tag = f"{backend}_{mode}_{clients}"
+    ``rate`` submissions/s), then /healthz (saturation only), then the audit. ``pre_ping``: the
+    app's ``EMOTIONS_DB_POOL_PRE_PING``; ``timeout``: the per-request timeout (see ``run_load``)."""
+    tag = f"{backend}_{mode}_{clients}_{'ping' if pre_ping else 'noping'}"
     load_before = os.getloadavg()[0]
     url, drop = make_database(backend, workdir, tag)
     health_seconds = min(5.0, seconds)
@@ -475,16 +584,15 @@ def run_case(backend: str, clients: int, seconds: float, warmup: float, workers:
         user_ids, _ = seed(url, clients, clips_needed(clients, seconds, warmup, rate))
         codec = SessionCodec(SECRET)
         tokens = [codec.issue_token(uid) for uid in user_ids]  # version 0: every seeded account's first
-        proc, port, log = start_server(url, workdir, workers)
+        proc, port, log = start_server(url, workdir, workers, pre_ping=pre_ping)
         try:
             health: list[float] | None = None
-            try:
-                tally, _ = run_async(run_load(port, tokens, seconds, warmup, mode=mode, rate=rate))
-            except ConnectionError:
-                print(f"server log tail:\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
-                raise
+            tally, _ = run_async(run_load(port, tokens, seconds, warmup, mode=mode, rate=rate, timeout=timeout))
+            if tally.errors:
+                print(f"errors {tally.errors}; server log tail:\n{log.read_text(errors='replace')[-3000:]}",
+                      file=sys.stderr)
             if mode == "saturation":
-                _, health = run_async(run_load(port, tokens, health_seconds, 1.0, mode="healthz"))
+                _, health = run_async(run_load(port, tokens, health_seconds, 1.0, mode="healthz", timeout=timeout))
         finally:
             stop_server(proc)
         log_text = log.read_text(errors="replace")
@@ -498,12 +606,16 @@ def run_case(backend: str, clients: int, seconds: float, warmup: float, workers:
     achieved = len(tally.submit_ms) / seconds
     row: dict[str, Any] = {
         "mode": mode, "backend": backend, "clients": clients, "workers": workers, "seconds": seconds,
+        "pre_ping": pre_ping, "server": f"uvicorn --workers {workers}",
         "offered_per_s": rate if mode == "paced" else None,
         "submissions_per_s": achieved,
         "next_p50_ms": pct(tally.next_ms, 0.50), "next_p99_ms": pct(tally.next_ms, 0.99),
         "submit_p50_ms": pct(tally.submit_ms, 0.50), "submit_p99_ms": pct(tally.submit_ms, 0.99),
         "healthz_per_s": len(health) / health_seconds if health is not None else None,
         "errors": tally.errors, "empty_queue": tally.empty,
+        # Clients that left (a request unanswered within the timeout, or still busy at the phase's
+        # end) and clients that never had a submission acknowledged in the whole phase.
+        "clients_gave_up": tally.gave_up, "clients_never_served": clients - len(tally.served_clients),
         "server_exceptions": server_errors,
         # 1-minute load average before and after the case: other jobs on the machine show here.
         "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
@@ -523,6 +635,28 @@ def run_case(backend: str, clients: int, seconds: float, warmup: float, workers:
                                        and row["next_p99_ms"] <= TARGET["p99_ms"]
                                        and row["submit_p99_ms"] <= TARGET["p99_ms"])
     return row
+
+
+def pre_ping_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pool pre-ping on against off, per (mode, backend, clients): each on row is paired with the off
+    row run right after it, and the median of the pairs' submissions/s ratios is reported (the
+    machine's speed drifts; a pair shares its moment)."""
+    import statistics
+
+    out = []
+    keys = sorted({(r["mode"], r["backend"], r["clients"]) for r in rows}, key=str)
+    for key in keys:
+        on = [r for r in rows if (r["mode"], r["backend"], r["clients"]) == key and r["pre_ping"]]
+        off = [r for r in rows if (r["mode"], r["backend"], r["clients"]) == key and not r["pre_ping"]]
+        pairs = list(zip(on, off))
+        if not pairs:
+            continue
+        ratios = [a["submissions_per_s"] / b["submissions_per_s"] for a, b in pairs if b["submissions_per_s"]]
+        out.append({"mode": key[0], "backend": key[1], "clients": key[2], "pairs": len(pairs), "ratios": ratios,
+                    "throughput_ratio": statistics.median(ratios) if ratios else float("nan"),
+                    **{f"{m}_{side}": statistics.median(r[m] for r in group)
+                       for m in ("next_p99_ms", "submit_p99_ms") for side, group in (("on", on), ("off", off))}})
+    return out
 
 
 def start_cpu_hog(fraction: float) -> subprocess.Popen[bytes]:
@@ -553,8 +687,19 @@ def main() -> None:
     parser.add_argument("--cpu-hog", type=float, default=0.0, metavar="FRACTION",
                         help="run a busy loop beside the stack that takes this share of one core (0-1), "
                              "ceilings included: a busier host, reproducibly")
+    parser.add_argument("--pre-ping", default="on", metavar="on|off|on,off",
+                        help="the app's EMOTIONS_DB_POOL_PRE_PING (#22); on,off runs every case both ways, "
+                             "back to back, and prints the ratio")
+    parser.add_argument("--repeat", type=int, default=1, help="run every case this many times, interleaved")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="per-request timeout, s: a client whose request goes unanswered leaves the run")
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "annotation_http.json"))
     args = parser.parse_args()
+    pings = [p.strip() for p in args.pre_ping.split(",") if p.strip()]
+    if not pings or any(p not in ("on", "off") for p in pings):
+        parser.error("--pre-ping takes on, off or on,off")
+    if args.repeat < 1:
+        parser.error("--repeat must be ≥ 1")
     seconds = min(args.seconds, 60.0)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     client_counts = [int(c) for c in args.clients.split(",")]
@@ -583,18 +728,21 @@ def main() -> None:
                 else:
                     ceilings["sqlite_write_loop"] = sqlite_ceiling(workdir, min(seconds, 5.0))
                 for clients in client_counts:
-                    for mode in modes:
-                        offered = f" at {args.rate:g}/s offered" if mode == "paced" else ""
-                        print(f"… {backend}, {clients} clients, {mode}{offered}, {seconds:.0f} s", file=sys.stderr,
-                              flush=True)
-                        rows.append(run_case(backend, clients, seconds, args.warmup, args.workers, workdir,
-                                             mode=mode, rate=args.rate if mode == "paced" else 0.0))
+                    for _ in range(args.repeat):
+                        for mode in modes:
+                            for ping in pings:
+                                offered = f" at {args.rate:g}/s offered" if mode == "paced" else ""
+                                print(f"… {backend}, {clients} clients, {mode}{offered}, pre-ping {ping}, "
+                                      f"{seconds:.0f} s", file=sys.stderr, flush=True)
+                                rows.append(run_case(backend, clients, seconds, args.warmup, args.workers, workdir,
+                                                     mode=mode, rate=args.rate if mode == "paced" else 0.0,
+                                                     pre_ping=ping == "on", timeout=args.timeout))
     finally:
         if hog is not None:
             hog.kill()
             hog.wait()
 
-    header = (f"{'mode':10} {'backend':9} {'clients':>7} {'offered':>7} {'subm/s':>7} {'next p50':>9} "
+    header = (f"{'mode':10} {'backend':9} {'ping':4} {'clients':>7} {'offered':>7} {'subm/s':>7} {'next p50':>9} "
               f"{'next p99':>9} {'subm p50':>9} {'subm p99':>9} {'late':>6} {'lag p99':>9} {'healthz/s':>9} "
               f"{'load':>11}  audit")
     print(header)
@@ -602,7 +750,8 @@ def main() -> None:
     for r in rows:
         a = r["audit"]
         paced = r["mode"] == "paced"
-        print(f"{r['mode']:10} {r['backend']:9} {r['clients']:>7} {fmt(r['offered_per_s'], '.0f', 7)} "
+        print(f"{r['mode']:10} {r['backend']:9} {'on' if r['pre_ping'] else 'off':4} {r['clients']:>7} "
+              f"{fmt(r['offered_per_s'], '.0f', 7)} "
               f"{fmt(r['submissions_per_s'], '.0f', 7)} "
               f"{fmt(r['next_p50_ms'], '.1f', 9, 'm')} {fmt(r['next_p99_ms'], '.1f', 9, 'm')} "
               f"{fmt(r['submit_p50_ms'], '.1f', 9, 'm')} {fmt(r['submit_p99_ms'], '.1f', 9, 'm')} "
@@ -614,6 +763,7 @@ def main() -> None:
               + (f" skipped={r['skipped_slots']}" if paced and r["skipped_slots"] else "")
               + (f" empty={r['empty_queue']}" if r["empty_queue"] else "")
               + (f" errors={r['errors']}" if r["errors"] else "")
+              + (f" clients gave up={r['clients_gave_up']}" if r["clients_gave_up"] else "")
               + (f" server exceptions={r['server_exceptions']}" if r["server_exceptions"] else ""))
     loop_name = "uvloop" if uvloop is not None else "asyncio"
     print(f"\nuvicorn workers: {args.workers}; CPUs: {os.cpu_count()}; client event loop: {loop_name}; "
@@ -621,6 +771,12 @@ def main() -> None:
           + "load average now: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print("latencies in ms (m), timed from each request's send; late = share of paced cycles that started "
           "after their due time; lag = actual start − due time")
+    ping_ratios = pre_ping_ratios(rows)
+    for p in ping_ratios:
+        print(f"pre-ping on/off, {p['mode']} {p['backend']} {p['clients']} clients ({p['pairs']} pairs): "
+              f"submissions/s ×{p['throughput_ratio']:.3f} (median of {', '.join(f'{x:.3f}' for x in p['ratios'])}); "
+              f"next p99 {p['next_p99_ms_on']:.1f} vs {p['next_p99_ms_off']:.1f} ms, submit p99 "
+              f"{p['submit_p99_ms_on']:.1f} vs {p['submit_p99_ms_off']:.1f} ms (medians)")
     print("ceilings (same run, same machine):")
     for name, c in ceilings.items():
         if c:
@@ -631,7 +787,7 @@ def main() -> None:
     out = {"cpu_count": os.cpu_count(), "python": platform.python_version(), "workers": args.workers,
            "client_event_loop": loop_name, "rate": args.rate, "modes": modes, "cpu_hog": args.cpu_hog,
            "load_average_end": os.getloadavg(), "command": " ".join(sys.argv),
-           "rows": rows, "ceilings": ceilings,
+           "rows": rows, "ceilings": ceilings, "pre_ping_ratios": ping_ratios, "timeout_s": args.timeout,
            "target": {**TARGET, "text": target_text,
                       "meets_target": target_rows[0]["meets_target"] if target_rows else None},
            "note": "shared 2-core machine; other engineers' jobs add noise"}
