@@ -99,6 +99,7 @@ class ClipStatus(enum.StrEnum):
     discarded = "discarded"  # expert discarded it as ambiguous
     broken = "broken"  # reported broken / unplayable
     gold = "gold"  # a gold clip: served for checks, never part of the dataset
+    example = "example"  # shown in the guidelines as an example of a label: never served, never in the dataset
 
 
 class AssignmentStatus(enum.StrEnum):
@@ -125,6 +126,12 @@ class IngestStatus(enum.StrEnum):
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     # Stored as VARCHAR + CHECK (not a native PG enum): adding a value needs no type migration.
     return Enum(cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+def _default_attribute_values() -> dict[str, list[str]]:
+    from annotation_app.services.vocabularies import default_attribute_values  # the one list of defaults
+
+    return default_attribute_values()
 
 
 class Project(Base):
@@ -161,6 +168,9 @@ class Project(Base):
     # chance of pausing one 0.2 above the floor, and of missing one 0.2 below it (migration 0007).
     quality_error_rate: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
     balance_attributes: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["gender", "age_band"])
+    # Per balance attribute, the values an annotator's profile may take ([]: free text), so groups
+    # cannot split by spelling (services.vocabularies, migration 0011).
+    attribute_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=_default_attribute_values)
     # The balance and language rules are preferences with a deadline (services.allocation): while none
     # of a clip's preferred annotators is available now, the clip waits this long (since it entered its
     # stage) before it goes to the best other annotator. Available now: eligible and served a clip of
@@ -499,6 +509,23 @@ class ProjectGuidelines(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GuidelineExample(Base):
+    """A clip a curator shows in the guidelines as an example of a label (services.guidelines).
+
+    While it is an example the clip's status is ``example``: never served as work, never in the
+    dataset; ``previous_status`` is what it goes back to when the curator takes it out.
+    """
+
+    __tablename__ = "guideline_examples"
+
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"))
+    previous_status: Mapped[str] = mapped_column(String(16))
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class GuidelinesConfirmation(Base):

@@ -132,10 +132,21 @@ def project_guidelines(
     name: Annotated[str, typer.Argument(help="Project name.")],
     file: Annotated[Path, typer.Argument(help="Markdown file (UTF-8), a '## <label>' section per label; "
                                               "an empty file removes the guidelines.")],
+    example: Annotated[list[str] | None, typer.Option(
+        help="LABEL=CLIP_ID: a clip the guidelines play under that label (repeat it; the examples given "
+             "replace the ones before; none given: the examples stay). The clip leaves the work.")] = None,
+    no_examples: Annotated[bool, typer.Option("--no-examples", help="Take every example clip out.")] = False,
 ) -> None:
     """Set a project's labelling guidelines; annotators confirm each new version before they label."""
     from annotation_app.services import guidelines
     from annotation_app.services.projects import get_project
+
+    chosen: dict[str, list[int]] = {}
+    for item in example or []:
+        label, sep, clip = item.rpartition("=")
+        if not sep or not label.strip() or not (clip.strip().isascii() and clip.strip().isdigit()):
+            raise InvalidInputError(f"--example {item!r}: expected LABEL=CLIP_ID, e.g. Fear=12")
+        chosen.setdefault(label.strip(), []).append(int(clip))
 
     try:
         markdown = file.read_text(encoding="utf-8")
@@ -148,6 +159,10 @@ def project_guidelines(
     with open_session() as session:
         project = get_project(session, name)
         version = guidelines.set_guidelines(session, project, markdown)
+        if chosen or no_examples:
+            shown = guidelines.set_examples(session, project, chosen)
+            console.print("example clips: " + ("; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in shown.items())
+                                               or "none"), markup=False)
         names = [lab.name for lab in project.labels]
         missing = [n for n in names if n not in guidelines.label_sections(markdown, names)]
     if version == 0:
@@ -156,6 +171,33 @@ def project_guidelines(
     console.print(f"guidelines of [bold]{name}[/] at version {version}: each annotator confirms it before labelling")
     if missing:
         err_console.print(f"warning: no '## <label>' section for {', '.join(missing)}", markup=False, soft_wrap=True)
+
+
+@project_app.command("values")
+def project_values(
+    name: Annotated[str, typer.Argument(help="Project name.")],
+    attribute: Annotated[str, typer.Argument(help="Balance attribute: gender, age_band, region or background.")],
+    values: Annotated[list[str] | None, typer.Argument(
+        help="The values an annotator's profile may take, e.g. female male non-binary; none: free text.")] = None,
+) -> None:
+    """Set the values a balance attribute may take in a project (profiles outside them are refused)."""
+    from sqlalchemy import select
+
+    from annotation_app.models import User
+    from annotation_app.services import vocabularies
+    from annotation_app.services.projects import get_project, update_settings
+
+    with open_session() as session:
+        project = get_project(session, name)
+        update_settings(session, project, attribute_values={attribute: list(values or [])})
+        listed = vocabularies.vocabulary(project)[attribute]
+        off = [u for u in session.scalars(select(User).order_by(User.id))
+               if vocabularies.off_vocabulary(project, u).get(attribute)]
+    console.print(f"{attribute} in {name}: " + (", ".join(listed) if listed else "free text"), markup=False)
+    if off:
+        err_console.print(f"warning: {len(off)} profile(s) hold a {attribute} not in the list "
+                          f"({', '.join(u.username for u in off[:5])}{', …' if len(off) > 5 else ''}): "
+                          "the annotators page flags them", markup=False, soft_wrap=True)
 
 
 @project_app.command("list")
@@ -189,15 +231,27 @@ def user_add(
     ] = None,
     region: Annotated[str | None, typer.Option(help="Annotator profile: region.")] = None,
     background: Annotated[str | None, typer.Option(help="Annotator profile: background.")] = None,
+    project: Annotated[str | None, typer.Option(
+        help="The project whose value lists gender, age band, region and background must come from "
+             "(default: the only project; none yet: not checked).")] = None,
 ) -> None:
     """Add a user account."""
+    from annotation_app.services.projects import get_project, list_projects
     from annotation_app.services.users import create_user
 
+    with open_session() as session:  # before the password prompt: a refused profile asks for nothing
+        lists = get_project(session, project) if project is not None or list_projects(session) else None
+        if lists is not None:
+            from annotation_app.services.vocabularies import check_profile
+
+            check_profile(lists, {"gender": gender, "age_band": age_band, "region": region, "background": background})
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with open_session() as session:
+        chosen = get_project(session, project) if lists is not None else None
         user = create_user(session, username, role=role, password=password, gender=gender,
-                           age_band=age_band, languages=language, region=region, background=background)
+                           age_band=age_band, languages=language, region=region, background=background,
+                           project=chosen)
         console.print(f"added {user.role.value} [bold]{user.username}[/]")
 
 

@@ -27,9 +27,10 @@ DEMO_PASSWORD = "emotions-demo"
 # Judgements per clip in stages 1 and 2 of the demo project (the toolkit's defaults are 5 and 3).
 DEMO_K, DEMO_M = 3, 2
 GENDERS = ("female", "male")
-AGE_BANDS = ("18-24", "25-34", "35-44", "45+")
+AGE_BANDS = ("18-24", "25-34", "35-44", "45-54")  # from the default list (services.vocabularies)
 LANGUAGES = (["zh"], ["en"], ["zh", "en"], ["en", "zh"])
 BACKGROUNDS = ("general", "psychology", "film")
+REGIONS = ("mainland China", "Hong Kong", "Singapore", "United States")
 
 
 def _profile(i: int) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def _profile(i: int) -> dict[str, Any]:
         "age_band": AGE_BANDS[(i // 2) % len(AGE_BANDS)],
         "languages": LANGUAGES[i % len(LANGUAGES)],
         "background": BACKGROUNDS[i % len(BACKGROUNDS)],
-        "region": ("mainland China", "Hong Kong", "Singapore", "United States")[i % 4],
+        "region": REGIONS[i % len(REGIONS)],
     }
 
 
@@ -100,7 +101,9 @@ def build_demo(
         # not label what they may have to decide), and a clip waits at most a minute for an annotator of
         # a group nobody of which is at work (services.allocation).
         proj = create_project(session, project, qualification_size=4, qualification_pass_mark=0.5,
-                              overlap_k=DEMO_K, stage2_extra=DEMO_M, balance_wait_minutes=1)
+                              overlap_k=DEMO_K, stage2_extra=DEMO_M, balance_wait_minutes=1,
+                              # Listed regions and backgrounds: the profile forms offer them as choices.
+                              attribute_values={"region": list(REGIONS), "background": list(BACKGROUNDS)})
         labels = list(proj.labels)
         n_gold = max(4, n_clips // 6)
         for i, (spec, path, sha) in enumerate(rendered):
@@ -118,7 +121,7 @@ def build_demo(
                                      purpose=GoldPurpose.both, explanation=f"Demo gold: {truth.name}"))
         for i in range(n_annotators):
             user = create_user(session, f"annotator{i + 1}", role=Role.annotator, password=DEMO_PASSWORD,
-                               **_profile(i))
+                               project=proj, **_profile(i))
             logins.append({"username": user.username, "password": DEMO_PASSWORD, "role": "annotator"})
         for name, role in (("expert", Role.expert), ("curator", Role.curator), ("admin", Role.admin)):
             if session.scalar(select(User).where(User.username == name)) is None:

@@ -437,8 +437,9 @@ def candidate_clips(
             f"{len(missing)} resolved clip(s) are not in the clips table: {_listed(sorted(missing))}"
         )
     if "status" in table.columns:
-        # Gold clips are quality checks, never dataset clips, whatever a resolution says of them.
-        discarded = table.index[table["status"].astype(str).isin(["discarded", "gold"])]
+        # Gold clips are quality checks and example clips part of the guidelines, never dataset clips,
+        # whatever a resolution says of them.
+        discarded = table.index[table["status"].astype(str).isin(["discarded", "gold", "example"])]
         resolved = resolved.drop(index=resolved.index.intersection(discarded))
     by_name = {d["name"]: d for d in label_set}
     unknown = sorted(set(resolved["label"].astype(str)) - set(by_name))

@@ -22,6 +22,7 @@ from annotation_app.routers.schemas import (
     INT32_MAX,
     AnnotatorIn,
     ExcludeIn,
+    GuidelinesExamplesIn,
     GuidelinesIn,
     PauseIn,
     PlainText,
@@ -30,7 +31,7 @@ from annotation_app.routers.schemas import (
     ResourceId,
     SettingsIn,
 )
-from annotation_app.services import attention, curator, guidelines, projects, users
+from annotation_app.services import attention, curator, guidelines, projects, users, vocabularies
 from annotation_app.services.access import check_may_manage
 
 __all__ = ["router", "settings_view", "guidelines_view", "user_view", "export_response", "get_user_by_id", "EXPORT_RESPONSES"]
@@ -42,7 +43,9 @@ router = APIRouter(
 
 
 def settings_view(project: Project) -> dict[str, Any]:
-    return {"name": project.name, **{key: getattr(project, key) for key in projects.PROJECT_SETTINGS}}
+    # attribute_values with every balance attribute ([] where the project lists none: free text).
+    return {"name": project.name, **{key: getattr(project, key) for key in projects.PROJECT_SETTINGS},
+            "attribute_values": vocabularies.vocabulary(project)}
 
 
 def user_view(user: User) -> dict[str, Any]:
@@ -116,13 +119,25 @@ def put_guidelines(body: GuidelinesIn, session: SessionDep, project: ProjectDep,
     return guidelines_view(session, project)
 
 
+@router.put("/guidelines/examples")
+def put_guideline_examples(body: GuidelinesExamplesIn, session: SessionDep, project: ProjectDep,
+                           user: CuratorUser) -> dict[str, Any]:
+    """Replace the example clips the guidelines play under each label. An example clip leaves the
+    work (never served, never in the dataset) and plays for every annotator; only a pending or
+    resolved clip may become one (422 naming the clip otherwise); one taken out gets its status back."""
+    guidelines.set_examples(session, project, body.examples, actor_id=user.id)
+    session.commit()
+    return guidelines_view(session, project)
+
+
 def guidelines_view(session: Session, project: Project) -> dict[str, Any]:
     current = guidelines.current(session, project)
     names = [lab.name for lab in project.labels]
     described = guidelines.label_sections(current.markdown, names) if current else {}
     return {"version": current.version if current else 0, "markdown": current.markdown if current else "",
             "html": str(current.html) if current else "",
-            "labels_without_section": [n for n in names if n not in described]}
+            "labels_without_section": [n for n in names if n not in described],
+            "examples": guidelines.examples(session, project)}
 
 
 @router.get("/annotators")
@@ -132,12 +147,14 @@ def annotators(session: SessionDep, project: ProjectDep) -> dict[str, Any]:
 
 
 @router.post("/annotators", status_code=201)
-def create_annotator(body: AnnotatorIn, session: SessionDep, user: CuratorUser) -> dict[str, Any]:
+def create_annotator(body: AnnotatorIn, session: SessionDep, project: ProjectDep, user: CuratorUser) -> dict[str, Any]:
+    """A new account; gender, age band, region and background must be values the project lists
+    (``attribute_values`` in its settings): another is a 422 naming the field and the values."""
     check_may_manage(user, new_role=body.role)
     created = users.create_user(
         session, body.username, role=body.role or "annotator", password=body.password, gender=body.gender,
         age_band=body.age_band, region=body.region, languages=body.languages, background=body.background,
-        actor_id=user.id,
+        actor_id=user.id, project=project,
     )
     session.commit()
     return user_view(created)
@@ -149,10 +166,12 @@ def get_annotator(user_id: ResourceId, session: SessionDep) -> dict[str, Any]:
 
 
 @router.patch("/annotators/{user_id}")
-def update_annotator(user_id: ResourceId, body: ProfileIn, session: SessionDep, user: CuratorUser) -> dict[str, Any]:
+def update_annotator(user_id: ResourceId, body: ProfileIn, session: SessionDep, project: ProjectDep,
+                     user: CuratorUser) -> dict[str, Any]:
+    """Change a profile; a changed balance attribute must be a value the project lists (422 otherwise)."""
     target = get_user_by_id(session, user_id)
     check_may_manage(user, target=target, new_role=body.role)
-    users.update_profile(session, target, actor_id=user.id, **body.model_dump(exclude_unset=True))
+    users.update_profile(session, target, actor_id=user.id, project=project, **body.model_dump(exclude_unset=True))
     session.commit()
     return user_view(target)
 
@@ -209,6 +228,15 @@ def audit_trail(session: SessionDep, project: ProjectDep, limit: int = Query(200
 
 
 @router.get("/judgements.{fmt}", responses=EXPORT_RESPONSES)
-def export(fmt: Literal["csv", "parquet"], session: SessionDep, project: ProjectDep) -> Response:
-    """All judgements with annotator id, stage, time on task and timestamps."""
-    return export_response(session, project, fmt)
+def export(
+    fmt: Literal["csv", "parquet"], session: SessionDep, project: ProjectDep,
+    include_excluded: bool = Query(False, description="Also the judgements a curator excluded."),
+    include_history: bool = Query(False, description="Also the rows a correction replaced."),
+    include_qualification: bool = Query(False, description="Also the qualification round's answers (stage 0)."),
+    include_attributes: bool = Query(False, description="Add the annotator's gender, age band, region, languages "
+                                                        "and background as columns."),
+) -> Response:
+    """All judgements with annotator id, stage, time on task and timestamps (flags included); the
+    options add rows or the annotator's attributes, as the progress page's download form does."""
+    return export_response(session, project, fmt, include_excluded=include_excluded, include_history=include_history,
+                           include_qualification=include_qualification, include_attributes=include_attributes)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -13,7 +15,7 @@ from annotation_app.security import SESSION_COOKIE, SESSION_MAX_AGE_S, SessionDa
 
 __all__ = [
     "render", "ensure_session", "set_session_cookie", "label_view", "label_views", "user_language", "item_view",
-    "media_sources", "dashboard_link",
+    "media_sources", "dashboard_link", "table_link",
 ]
 
 
@@ -102,3 +104,12 @@ def dashboard_link(request: Request, page: str = "") -> str | None:
     """The matching page of the curator dashboard (Streamlit names a page's path after its file), if one is set."""
     base = request.app.state.settings.dashboard_url
     return f"{base.rstrip('/')}/{page}" if base else None
+
+
+def table_link(path: str, view: dict[str, Any]) -> Callable[..., str]:
+    """Links of a server-side table (sort, filters, page) that change some of ``view``'s parameters
+    and keep the rest; blanks are left out of the address."""
+    def link(**changes: Any) -> str:
+        params = {k: v for k, v in {**view, **changes}.items() if v not in ("", None)}
+        return f"{path}?{urlencode(params)}"
+    return link

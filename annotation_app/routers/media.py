@@ -1,4 +1,5 @@
-"""Clip media for the player: only for the annotator the clip is leased to, or experts and curators."""
+"""Clip media for the player: only for the annotator the clip is leased to, or experts and curators;
+and a guidelines example clip for everyone signed in (services.guidelines)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from annotation_app.errors import NotFoundError, PermissionDeniedError
 from annotation_app.media import media_response, resolve_media
 from annotation_app.models import Clip, Role
 from annotation_app.routers.schemas import PAGE_RESPONSES, ResourceId
-from annotation_app.services import work
+from annotation_app.services import guidelines, work
 
 __all__ = ["router"]
 
@@ -30,7 +31,8 @@ def clip_media(
     rendition: str | None = Query(None, max_length=16),
 ) -> Response:
     """The clip's media file; honours ``Range`` (206 / 416) so the player can seek."""
-    if not work.can_access_clip(session, user, clip_id):
+    # An example clip of the guidelines plays for everyone who reads them: it is never work any more.
+    if not work.can_access_clip(session, user, clip_id) and not guidelines.is_example(session, clip_id):
         if user.role != Role.annotator:
             raise NotFoundError(f"no clip {clip_id}")  # experts may see any clip: this one does not exist
         raise PermissionDeniedError("this clip is not leased to you")

@@ -20,7 +20,7 @@ from annotation_app.services.project_settings import ProjectSettings
 __all__ = [
     "ID_MAX", "INT32_MAX", "plain_text", "PlainText", "ResourceId", "ProjectName",
     "SubmitIn", "CorrectIn", "AdjudicateIn", "AnnotatorIn", "ProfileIn", "PauseIn", "QualificationActionIn", "ExcludeIn",
-    "TokenIn", "PasswordIn", "SettingsIn", "GuidelinesIn", "GuidelinesConfirmIn", "ErrorOut", "ERROR_RESPONSES", "PAGE_RESPONSES",
+    "TokenIn", "PasswordIn", "SettingsIn", "GuidelinesIn", "GuidelinesExamplesIn", "GuidelinesConfirmIn", "ErrorOut", "ERROR_RESPONSES", "PAGE_RESPONSES",
 ]
 
 INT32_MAX = 2**31 - 1  # counts stored in PostgreSQL's integer columns (settings)
@@ -187,6 +187,14 @@ class GuidelinesIn(_Body):
     """A project's labelling guidelines as Markdown; "" removes them (and the gate)."""
 
     markdown: str = Field("", max_length=200_000)  # "" (left out, as _Body reads it): remove them
+
+
+class GuidelinesExamplesIn(_Body):
+    """The example clips of the guidelines per label name, replacing the ones before ({}: none)."""
+
+    examples: dict[Annotated[str, Field(max_length=64)],
+                   Annotated[list[Annotated[int, Field(ge=1, le=ID_MAX)]], Field(max_length=20)]] = Field(
+        default_factory=dict, max_length=9, description='e.g. {"Fear": [12, 40], "Neutral": [7]}')
 
 
 class GuidelinesConfirmIn(_Body):

@@ -37,7 +37,7 @@ from annotation_app.models import (
     Role,
     User,
 )
-from annotation_app.services import audit, gold, quality, stages, users
+from annotation_app.services import audit, gold, quality, stages, tables, users
 from annotation_app.services.access import check_may_manage
 from curation.spreadsheet import neutralise_frame
 from annotation_app.services._common import aware, day_start, lock_clip, lock_user, utc_now
@@ -45,11 +45,14 @@ from annotation_app.services._common import aware, day_start, lock_clip, lock_us
 __all__ = [
     "CURATING_ROLES",
     "EXPORT_COLUMNS",
+    "ATTRIBUTE_COLUMNS",
     "project_progress",
     "annotator_quality",
     "ANNOTATOR_SORTS",
     "ANNOTATOR_STATES",
     "annotator_table",
+    "CLIP_SORTS",
+    "clip_table",
     "list_clips",
     "pause_annotator",
     "QUALIFICATION_ACTIONS",
@@ -65,6 +68,8 @@ EXPORT_COLUMNS = [
     "judgement_id", "clip_id", "annotator_id", "stage", "label", "confidence", "cant_judge", "broken",
     "flag_reason", "time_on_task_s", "leased_at", "submitted_at", "is_gold", "excluded", "live", "replaces_id",
 ]
+# The annotator's profile, after EXPORT_COLUMNS when the download asks for it (include_attributes).
+ATTRIBUTE_COLUMNS = ["gender", "age_band", "region", "languages", "background"]
 
 
 def _require_curator(user: User) -> None:
@@ -102,11 +107,12 @@ def project_progress(session: Session, project: Project) -> dict[str, Any]:
         select(Assignment.stage, Assignment.status, func.count()).where(
             Assignment.project_id == project.id, Assignment.is_gold.is_(False))
         .group_by(Assignment.stage, Assignment.status)).all()).items()}
-    total = sum(n for s, n in by_status.items() if s != ClipStatus.gold.value)
+    total = sum(n for s, n in by_status.items() if s not in (ClipStatus.gold.value, ClipStatus.example.value))
     done = sum(by_status.get(s.value, 0) for s in (ClipStatus.resolved, ClipStatus.discarded, ClipStatus.broken))
     return {
         "clips": total,
         "gold_clips": by_status.get(ClipStatus.gold.value, 0),
+        "example_clips": by_status.get(ClipStatus.example.value, 0),
         "by_status": by_status,
         "open_by_stage": open_by_stage,
         "resolved_by_stage": resolved_by_stage,
@@ -210,22 +216,40 @@ def annotator_table(
     >>> [r["username"] for r in annotator_table(rows, sort="reliability")[0]]
     ['cy', 'ann', 'bo']
     """
-    if sort not in ANNOTATOR_SORTS:
-        raise InvalidInputError(f"cannot sort annotators by {sort!r}; one of {', '.join(ANNOTATOR_SORTS)}")
     if state is not None and state not in ANNOTATOR_STATES:
         raise InvalidInputError(f"no annotator state {state!r}; one of {', '.join(ANNOTATOR_STATES)}")
     needle = text.strip().casefold()
-    kept = [
-        r for r in rows
-        if (not needle or needle in r["username"].casefold())
-        and (role is None or r["role"] == role)
-        and (state is None or annotator_state(r) == state)
-    ]
-    known = [r for r in kept if r.get(sort) is not None]
-    known.sort(key=lambda r: (r[sort].casefold() if isinstance(r[sort], str) else r[sort]), reverse=descending)
-    ordered = known + [r for r in kept if r.get(sort) is None]
-    start = (max(page, 1) - 1) * per_page
-    return ordered[start:start + per_page], len(kept)
+    return tables.table_page(
+        rows, sort=sort, sorts=ANNOTATOR_SORTS, descending=descending, page=page, per_page=per_page, what="annotators",
+        keep=lambda r: ((not needle or needle in r["username"].casefold())
+                        and (role is None or r["role"] == role)
+                        and (state is None or annotator_state(r) == state)))
+
+
+# Columns of the curator's clips table that it sorts by.
+CLIP_SORTS = ("clip_id", "status", "stage", "final_label", "agreement", "n_judgements", "resolution_confidence",
+              "language", "platform", "created_at")
+
+
+def clip_table(
+    session: Session,
+    project: Project,
+    *,
+    status: str | None = None,
+    stage: int | None = None,
+    label: str | None = None,
+    max_agreement: float | None = None,
+    sort: str = "clip_id",
+    descending: bool = False,
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[list[dict[str, Any]], int]:
+    """The clips table of the curator's page: :func:`list_clips` filtered, sorted by a column of
+    ``CLIP_SORTS`` and cut to one page (:func:`tables.table_page`); and how many clips matched."""
+    rows = list_clips(session, project, status=status, stage=stage, label=label, max_agreement=max_agreement,
+                      limit=None)
+    return tables.table_page(rows, sort=sort, sorts=CLIP_SORTS, descending=descending, page=page,
+                             per_page=per_page, what="clips")
 
 
 def list_clips(
@@ -236,10 +260,11 @@ def list_clips(
     stage: int | None = None,
     label: str | None = None,
     max_agreement: float | None = None,
-    limit: int = 100,
+    limit: int | None = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Clips with their state; ``agreement`` is the top label's share of the live votes (None: no vote)."""
+    """Clips with their state; ``agreement`` is the top label's share of the live votes (None: no
+    vote). ``limit`` None: every clip from ``offset`` on."""
     stmt = select(Clip, Label.name).outerjoin(Label, Label.id == Clip.final_label_id).where(
         Clip.project_id == project.id)
     if status is not None:
@@ -255,8 +280,9 @@ def list_clips(
             raise InvalidInputError(f"unknown label {label!r}")
         stmt = stmt.where(Label.name == label)
     rows = session.execute(stmt.order_by(Clip.id)).all()
+    end = None if limit is None else offset + limit
     if max_agreement is None:
-        rows = rows[offset: offset + limit]
+        rows = rows[offset:end]
     ids = [clip.id for clip, _ in rows]
     counts: dict[int, Counter[str]] = defaultdict(Counter)
     n_judgements: Counter[int] = Counter()
@@ -290,9 +316,10 @@ def list_clips(
             "media_path": clip.media_path,
             "language": clip.language,
             "platform": clip.platform,
+            "created_at": aware(clip.created_at),
         })
     if max_agreement is not None:
-        out = out[offset: offset + limit]
+        out = out[offset:end]
     return out
 
 
@@ -318,13 +345,16 @@ def judgements_export(
     include_excluded: bool = False,
     include_history: bool = False,
     include_qualification: bool = False,
+    include_attributes: bool = False,
 ) -> bytes:
     """The project's judgements as CSV or parquet bytes (columns: ``EXPORT_COLUMNS``).
 
     Default: live, non-excluded rows of stages 1-3 (the curation library reads them as they are);
     ``include_excluded`` / ``include_history`` / ``include_qualification`` add excluded rows,
     superseded (corrected) rows and stage-0 qualification answers, told apart by the ``excluded``,
-    ``live`` and ``stage`` columns.
+    ``live`` and ``stage`` columns. ``include_attributes`` adds the annotator's profile as it is now
+    (``ATTRIBUTE_COLUMNS``: gender, age band, region, languages first one first, background), for
+    agreement per group; off by default, since it is personal data a plain download need not carry.
     """
     if fmt not in ("csv", "parquet"):
         raise InvalidInputError(f"export format must be csv or parquet, not {fmt!r}")
@@ -345,7 +375,12 @@ def judgements_export(
         stmt = stmt.where(Judgement.live.is_(True))
     if not include_qualification:
         stmt = stmt.where(Judgement.stage >= 1)
-    df = pd.DataFrame(session.execute(stmt).all(), columns=EXPORT_COLUMNS)
+    if include_attributes:
+        stmt = stmt.add_columns(User.gender, User.age_band, User.region, User.languages, User.background).join(
+            User, User.id == Judgement.annotator_id)
+    df = pd.DataFrame(session.execute(stmt).all(), columns=EXPORT_COLUMNS + (ATTRIBUTE_COLUMNS if include_attributes else []))
+    if include_attributes:  # one text cell, first language first ("zh,en"), in CSV and Parquet alike
+        df["languages"] = [",".join(langs or []) for langs in df["languages"]]
     for col in ("leased_at", "submitted_at"):
         df[col] = pd.to_datetime(df[col], utc=True)
     df["live"] = df["live"].fillna(False).astype(bool)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from annotation_app.errors import InvalidInputError
 
@@ -31,6 +31,10 @@ INT32_MAX = 2**31 - 1  # the settings' columns are PostgreSQL integers
 # The annotator profile fields the allocator balances a clip's slots over (``allocation.group_of``).
 BALANCE_ATTRIBUTES = ("gender", "age_band", "region", "background")
 BalanceAttribute = Literal["gender", "age_band", "region", "background"]
+# The profile columns' widths (models.User): a listed value must fit the column it is stored in.
+PROFILE_MAX_CHARS = {"gender": 32, "age_band": 32, "region": 64, "background": 64}
+# A listed value: words, no comma (the settings page lists values comma-separated).
+AttributeValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
 
@@ -84,6 +88,9 @@ class ProjectSettings(BaseModel):
         description="Adaptive: how votes count: one each, by reliability (gold and agreement), or by the "
         "one-coin Dawid-Skene log-odds of that reliability.")] = None
     balance_attributes: Annotated[list[BalanceAttribute], Field(max_length=len(BALANCE_ATTRIBUTES))] = None
+    attribute_values: Annotated[dict[BalanceAttribute, Annotated[list[AttributeValue], Field(max_length=50)]], Field(
+        description="Per balance attribute, the values an annotator's profile may take ([]: free text); "
+        "an attribute left out keeps its list.")] = None
     balance_wait_minutes: Annotated[int, Field(ge=0, le=INT32_MAX)] = None
     available_window_minutes: Annotated[int, Field(ge=1, le=INT32_MAX)] = None
 
@@ -94,16 +101,31 @@ class ProjectSettings(BaseModel):
             raise ValueError("names an attribute twice")
         return value
 
+    @field_validator("attribute_values")
+    @classmethod
+    def _listed_once(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, values in value.items():
+            if any("," in v or "\x00" in v for v in values):
+                raise ValueError(f"{key}: a value may not contain a comma (the page separates values with commas)")
+            folded = [v.casefold() for v in values]
+            if len(set(folded)) < len(folded):
+                raise ValueError(f"{key} lists a value twice (case is ignored)")
+            too_long = [v for v in values if len(v) > PROFILE_MAX_CHARS[key]]
+            if too_long:
+                raise ValueError(f"{key} values have at most {PROFILE_MAX_CHARS[key]} characters: {too_long[0]!r}")
+        return value
+
     def changes(self) -> dict[str, Any]:
         """The settings given, as the ``Project`` columns take them."""
         return self.model_dump(exclude_unset=True)
 
 
 def _kind(annotation: Any) -> type:
-    """The plain type under ``Annotated[...] | None``: bool, int, float, list or str (a choice)."""
+    """The plain type under ``Annotated[...] | None``: bool, int, float, list, dict (a list per
+    balance attribute) or str (a choice)."""
     if get_origin(annotation) is Literal:
         return str
-    if annotation in (bool, int, float) or get_origin(annotation) is list:
+    if annotation in (bool, int, float) or get_origin(annotation) in (list, dict):
         return get_origin(annotation) or annotation
     raise TypeError(f"a setting of type {annotation!r} has no input on the settings page")
 

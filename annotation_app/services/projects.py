@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from annotation_app.errors import ConflictError, InvalidInputError, NotFoundError
 from annotation_app.models import Label, Polarity, Project
-from annotation_app.services import audit, stages
+from annotation_app.services import audit, stages, vocabularies
 from annotation_app.services.project_settings import PROJECT_SETTINGS, InvalidSettingsError, check_settings
 
 __all__ = [
@@ -110,6 +110,8 @@ def create_project(
     label_rows = validate_labels(labels if labels is not None else DEFAULT_LABELS)
     checked = check_settings(settings)
     _check_k_range(checked.get("k_min", 3), checked.get("k_max", 8))
+    if "attribute_values" in checked:  # an attribute left out keeps the default list
+        checked["attribute_values"] = {**vocabularies.default_attribute_values(), **checked["attribute_values"]}
     project = Project(name=name, **checked)
     _check_qualification_marks(project, checked)
     project.labels = [Label(**{**row, "polarity": Polarity(row["polarity"])}) for row in label_rows]
@@ -125,11 +127,17 @@ def update_settings(session: Session, project: Project, *, actor_id: int | None 
     checked = check_settings(settings)
     _check_k_range(checked.get("k_min", project.k_min), checked.get("k_max", project.k_max))
     _check_qualification_marks(project, checked)
+    if "attribute_values" in checked:  # an attribute left out keeps its list
+        checked["attribute_values"] = {**vocabularies.vocabulary(project), **checked["attribute_values"]}
     before = {k: getattr(project, k) for k in checked}
     for key, value in checked.items():
         setattr(project, key, value)
+    details: dict[str, Any] = {"before": before, "after": checked}
+    if "attribute_values" in checked and checked["attribute_values"] != before["attribute_values"]:
+        # "Female" stored before the list said "female" is the same group: the listed spelling now.
+        details["profile_values_normalised"] = vocabularies.normalise_profiles(session, project)
     audit.record(session, "project.settings", actor_id=actor_id, project_id=project.id,
-                 target_type="project", target_id=project.id, details={"before": before, "after": checked})
+                 target_type="project", target_id=project.id, details=details)
     session.flush()
     if any(before[k] != checked[k] for k in checked if k in POLICY_SETTINGS):
         # A policy change applies to every clip not yet decided: each is checked under the new rule

@@ -354,8 +354,8 @@ def reopen(session: Session, project: Project, clip: Clip, *, now: datetime) -> 
     slot a new annotator fills; one withdrawn from stage 1 of a stage-2 clip is not asked again (the
     stage-2 check reads the votes left).
     """
-    if clip.status in (ClipStatus.gold, ClipStatus.pending, ClipStatus.discarded):
-        return None
+    if clip.status in (ClipStatus.gold, ClipStatus.pending, ClipStatus.discarded, ClipStatus.example):
+        return None  # an example clip stays out of the work (services.guidelines)
     if session.scalar(select(Adjudication.id).where(Adjudication.clip_id == clip.id)) is not None:
         return None
     stage = _stage_reached(session, project, clip)

@@ -1,21 +1,24 @@
-"""The database as tables: what the curation library, the CLI and the dashboard read.
+"""The database as tables: what the curation library, the CLI and the dashboard read; and
+:func:`table_page`, the sorting and paging of the curator pages' tables (annotators, clips).
 
 The columns follow the contracts in ``docs/ARCHITECTURE.md``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from annotation_app.errors import InvalidInputError
 from annotation_app.models import Clip, GoldItem, Judgement, Label, User
 from annotation_app.services import quality, stages
 from annotation_app.services.projects import get_project
 
-__all__ = ["judgements_table", "clips_table", "label_set", "decision_rule"]
+__all__ = ["judgements_table", "clips_table", "label_set", "decision_rule", "table_page"]
 
 JUDGEMENT_COLUMNS = [
     "judgement_id", "clip_id", "annotator_id", "annotator", "label", "stage", "confidence",
@@ -140,3 +143,36 @@ def clips_table(session: Session, project_name: str | None = None) -> pd.DataFra
     df["duplicate_cluster"] = df["duplicate_cluster"].astype("Int64")
     df["resolved_stage"] = df["resolved_stage"].astype("Int64")
     return df
+
+
+def table_page(
+    rows: Sequence[dict[str, Any]],
+    *,
+    sort: str,
+    sorts: Sequence[str],
+    descending: bool = False,
+    keep: Callable[[dict[str, Any]], bool] | None = None,
+    page: int = 1,
+    per_page: int = 25,
+    what: str = "rows",
+) -> tuple[list[dict[str, Any]], int]:
+    """``rows`` kept by ``keep``, sorted by the column ``sort`` (one of ``sorts``) and cut to one
+    page; and how many were kept. What a curator's table shows, decided on the server.
+
+    Unknown values (``None``) sort last either way, so "lowest first" shows the real low values, not
+    the empty ones; text sorts without regard to case.
+
+    >>> rows = [{"name": "b", "n": 2}, {"name": "A", "n": None}, {"name": "c", "n": 1}]
+    >>> [r["name"] for r in table_page(rows, sort="n", sorts=("name", "n"))[0]]
+    ['c', 'b', 'A']
+    >>> [r["name"] for r in table_page(rows, sort="name", sorts=("name", "n"), descending=True, per_page=2)[0]]
+    ['c', 'b']
+    """
+    if sort not in sorts:
+        raise InvalidInputError(f"cannot sort {what} by {sort!r}; one of {', '.join(sorts)}")
+    kept = [r for r in rows if keep is None or keep(r)]
+    known = [r for r in kept if r.get(sort) is not None]
+    known.sort(key=lambda r: (r[sort].casefold() if isinstance(r[sort], str) else r[sort]), reverse=descending)
+    ordered = known + [r for r in kept if r.get(sort) is None]
+    start = (max(page, 1) - 1) * per_page
+    return ordered[start:start + per_page], len(kept)

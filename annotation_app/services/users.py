@@ -14,7 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from annotation_app.errors import ConflictError, InvalidInputError, NotFoundError
 from annotation_app.models import Role, User
-from annotation_app.services import audit
+from annotation_app.services import audit, vocabularies
 
 __all__ = [
     "hash_password", "verify_password", "create_user", "get_user", "update_profile", "set_password", "end_sessions",
@@ -59,7 +59,15 @@ def create_user(
     background: str | None = None,
     is_simulated: bool = False,
     actor_id: int | None = None,
+    project: Any = None,
 ) -> User:
+    """A new account. With ``project``, the balance attributes must be values the project lists
+    (``vocabularies.check_profile``: stored in the listed spelling, others refused naming the field);
+    the curator's pages, the API and ``curate user add`` pass it."""
+    if project is not None:
+        listed = vocabularies.check_profile(project, {"gender": gender, "age_band": age_band, "region": region,
+                                                      "background": background})
+        gender, age_band, region, background = (listed[k] for k in ("gender", "age_band", "region", "background"))
     if not _USERNAME.match(username or ""):
         raise InvalidInputError(
             f"invalid username {username!r}: 2-64 letters, digits or . _ @ -"
@@ -112,12 +120,16 @@ def get_user(session: Session, username: str) -> User:
 _NOT_NULL_FIELDS = ("role", "paused", "pause_reason", "is_active")
 
 
-def update_profile(session: Session, user: User, *, actor_id: int | None = None, **fields: Any) -> User:
+def update_profile(session: Session, user: User, *, actor_id: int | None = None, project: Any = None,
+                   **fields: Any) -> User:
     """Change profile fields, the role or the active flag; audited. Deactivating the account or
-    changing its role ends its sessions (a demoted admin's open pages lose the admin's rights at once)."""
+    changing its role ends its sessions (a demoted admin's open pages lose the admin's rights at once).
+    With ``project``, changed balance attributes must be values it lists (as :func:`create_user`)."""
     unknown = sorted(set(fields) - set(PROFILE_FIELDS) - set(_NOT_NULL_FIELDS))
     if unknown:
         raise InvalidInputError(f"unknown profile field(s): {', '.join(unknown)}")
+    if project is not None:
+        fields = vocabularies.check_profile(project, fields, current=user)
     nulls = sorted(key for key in _NOT_NULL_FIELDS if key in fields and fields[key] is None)
     if nulls:
         raise InvalidInputError(f"{', '.join(nulls)} may not be null")

@@ -142,7 +142,7 @@ def test_curator_api(env: Env) -> None:
     quality = cur.get("/api/curator/annotators").json()["annotators"]
     assert quality
     created = cur.post("/api/curator/annotators", json={
-        "username": "newbie", "password": "long-enough-1", "gender": "f", "age_band": "18-24", "languages": ["zh"]})
+        "username": "newbie", "password": "long-enough-1", "gender": "female", "age_band": "18-24", "languages": ["zh"]})
     assert created.status_code == 201 and created.json()["languages"] == ["zh"]
     new_id = created.json()["id"]
     assert cur.patch(f"/api/curator/annotators/{new_id}", json={"region": "Sichuan"}).json()["region"] == "Sichuan"

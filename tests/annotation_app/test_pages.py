@@ -292,7 +292,7 @@ def test_expert_and_curator_pages_render(env: Env) -> None:
     assert 'name="policy" value="adaptive"' in cur.get("/curator/settings").text
     created = cur.post("/curator/annotators", data={"csrf_token": csrf, "username": "pageuser",
                                                     "password": "long-enough-2", "role": "annotator",
-                                                    "languages": "zh, en", "gender": "f"})
+                                                    "languages": "zh, en", "gender": "female"})
     assert created.status_code == 303
     with env.session() as session:
         user = session.scalar(select(User).where(User.username == "pageuser"))

@@ -118,7 +118,7 @@ def test_a_role_change_ends_the_persons_sessions(env: Env) -> None:
     # A change that leaves the role as it was ends nothing.
     annotator = env.login("annotator")
     assert admin.patch(f"/api/curator/annotators/{env.user_ids['annotator']}",
-                       json={"role": "annotator", "gender": "f"}).status_code == 200
+                       json={"role": "annotator", "gender": "female"}).status_code == 200
     assert logged_in(annotator)
 
 

@@ -40,3 +40,31 @@ def test_project_guidelines_sets_versions_and_refuses_bad_files(data_dir: Path, 
     assert code == 0 and "removed" in out
     with open_session() as session:
         assert session.scalar(select(Project)).guidelines_version == 0
+
+
+def test_project_guidelines_attaches_example_clips_and_refuses_bad_ones_in_one_line(  # type: ignore[no-untyped-def]
+    data_dir: Path, curate, tmp_path: Path
+) -> None:
+    from annotation_app.models import Clip, ClipStatus
+    from annotation_app.services import clips as clip_service
+
+    assert curate("db", "upgrade")[0] == 0
+    assert curate("project", "create", "emotions")[0] == 0
+    with open_session() as session:
+        project = session.scalar(select(Project))
+        ids = [clip_service.register_clip(session, project, sha256=f"{i:064x}", media_path=f"{i}.mp4",
+                                          status=status).id
+               for i, status in enumerate((ClipStatus.pending, ClipStatus.active), start=1)]
+    guide = tmp_path / "guide.md"
+    guide.write_text("# Guide\n\n## Fear\n\nEyes wide.\n", encoding="utf-8")
+    code, out, err = curate("project", "guidelines", "emotions", str(guide), "--example", f"Fear={ids[0]}")
+    assert code == 0 and f"example clips: Fear: {ids[0]}" in out, err
+    for bad, words in [(f"Fear={ids[1]}", "is active"), ("Fear=x", "expected LABEL=CLIP_ID"), (f"Joy={ids[0]}", "no label")]:
+        code, _, err = curate("project", "guidelines", "emotions", str(guide), "--example", bad)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (bad, err)
+    with open_session() as session:
+        assert session.get(Clip, ids[0]).status == ClipStatus.example  # the refusals changed nothing
+        assert guidelines.examples(session, session.scalar(select(Project))) == {"Fear": [ids[0]]}
+    assert curate("project", "guidelines", "emotions", str(guide), "--no-examples")[0] == 0
+    with open_session() as session:
+        assert session.get(Clip, ids[0]).status == ClipStatus.pending
