@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from curate_cli.common import ExecutorChoice, TaskProgress, console, err_console, media_executor, progress_bar
 
@@ -42,11 +43,11 @@ def prepare_features_command(
         report = prepare_export_features(table.clips, cache_dir, config, jitter=jitter, workers=workers,
                                          progress=TaskProgress(bar), strict=False, executor=pool)
     for clip_id, reason in report.failed.items():
-        err_console.print(f"warning: {clip_id}: {reason}")
+        err_console.print(f"warning: {clip_id}: {reason}", markup=False)
     cached = len(table.clips) - len(report.failed)
     console.print(f"features of {cached} clips in {cache_dir} ({report.written} decoded, "
                   f"{cached - report.written} already cached"
-                  + (f", {len(report.failed)} undecodable and left out" if report.failed else "") + ")")
+                  + (f", {len(report.failed)} undecodable and left out" if report.failed else "") + ")", markup=False)
 
 
 def _numbers(option: str, text: str | None, kind: type = float) -> list[Any] | None:
@@ -164,7 +165,7 @@ def train_baseline_command(
 
     warning = pretrained_warning(cfg)
     if warning is not None:
-        err_console.print(f"warning: {warning}")
+        err_console.print(f"warning: {warning}", markup=False)
     with progress_bar(transient=True) as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", PretrainedWeightsWarning)  # said above, once
         summary = main(cfg, progress=TaskProgress(bar), on_epoch=on_epoch)
@@ -174,8 +175,8 @@ def train_baseline_command(
                       f"test top-1 {test['top1']:.4f}, UAR {test['uar']:.4f}, macro-F1 {test['macro_f1']:.4f}")
         if summary.get("skipped_clips"):
             err_console.print(f"warning: {summary['skipped_clips']} undecodable clips were left out "
-                              f"(listed in {Path(cfg.out) / 'skipped_clips.json'})")
-        console.print(f"run folder: {cfg.out}")
+                              f"(listed in {Path(cfg.out) / 'skipped_clips.json'})", markup=False)
+        console.print(f"run folder: {cfg.out}", markup=False)
 
 
 def evaluate_command(
@@ -196,13 +197,13 @@ def evaluate_command(
     fused = metrics.get("visual_top1") is not None and metrics.get("audio_top1") is not None
     heads = ", ".join(f"{name} {metrics[key]:.4f}" for name, key in (("visual", "visual_top1"), ("audio", "audio_top1"))
                       if metrics.get(key) is not None)
-    console.print(f"{split}: {metrics['n']} clips, top-1 {metrics['top1']:.4f}, UAR {metrics['uar']:.4f}, "
+    console.print(f"{escape(split)}: {metrics['n']} clips, top-1 {metrics['top1']:.4f}, UAR {metrics['uar']:.4f}, "
                   f"macro-F1 {metrics['macro_f1']:.4f}, weighted-F1 {metrics['weighted_f1']:.4f}")
     if fused:
         # The auxiliary heads read the fused vectors: calling them "visual/audio accuracy" would mislead.
         console.print(f"auxiliary heads over the fused features (not unimodal models; train with --modalities "
                       f"visual|audio for those): {heads}")
-    console.print(f"written to {out}")
+    console.print(f"written to {out}", markup=False)
 
 
 def import_release_command(
@@ -216,7 +217,7 @@ def import_release_command(
     with progress_bar(transient=True) as bar:
         task = bar.add_task("clips", total=None)
         counts = import_release(path, out, seed=seed, on_clip=lambda: bar.advance(task))
-    console.print(f"export in {out}: " + ", ".join(f"{split} {count}" for split, count in counts.items()))
+    console.print(f"export in {out}: " + ", ".join(f"{split} {count}" for split, count in counts.items()), markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["register"]
@@ -124,18 +125,19 @@ def _alpha_row(name: str, result: dict[str, Any]) -> list[str]:
 
 
 def _alpha_table(title: str, first: str, rows: dict[str, dict[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column, justify in ((first, "left"), ("α", "right"), ("95% interval", "right"), ("clips", "right"), ("reading", "left")):
+    # Titles, group names and labels come from the judgements (user text): escaped, never markup.
+    table = Table(title=escape(title), title_justify="left")
+    for column, justify in ((escape(first), "left"), ("α", "right"), ("95% interval", "right"), ("clips", "right"), ("reading", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for name, result in rows.items():
-        table.add_row(*_alpha_row(name, result))
+        table.add_row(*(escape(cell) for cell in _alpha_row(str(name), result)))
     return table
 
 
 def _print_report(console: Console, report: dict[str, Any], source: str) -> None:
     summary = report["summary"]
     console.print(
-        f"[bold]Agreement[/] on {source}: {summary['n_judgements']} judgements, {summary['n_clips']} clips, "
+        f"[bold]Agreement[/] on {escape(source)}: {summary['n_judgements']} judgements, {summary['n_clips']} clips, "
         f"{summary['n_annotators']} annotators, {len(summary['labels'])} labels ({summary['level']} α; "
         f"{summary['bootstrap']['n_boot']} bootstrap resamples of clips, seed {summary['bootstrap']['seed']})"
     )
@@ -144,10 +146,11 @@ def _print_report(console: Console, report: dict[str, Any], source: str) -> None
     for column, groups in report["alpha_by_group"].items():
         console.print(_alpha_table(f"α per annotator group: {column}", column, groups))
     fleiss = report["fleiss_kappa"]
-    console.print(f"Fleiss' κ: {_fmt(fleiss['value'])}" + (f"  ({fleiss['reason']})" if fleiss["reason"] else ""))
+    console.print(f"Fleiss' κ: {_fmt(fleiss['value'])}" + (f"  ({fleiss['reason']})" if fleiss["reason"] else ""),
+                  markup=False)
     for stage, by_stage in report.get("fleiss_kappa_by_stage", {}).items():
         console.print(f"Fleiss' κ, stage {stage}: {_fmt(by_stage['value'])}"
-                      + (f"  ({by_stage['reason']})" if by_stage["reason"] else ""))
+                      + (f"  ({by_stage['reason']})" if by_stage["reason"] else ""), markup=False)
     if summary.get("n_expert_judgements_left_out"):
         console.print(f"Crowd coders only: {summary['n_expert_judgements_left_out']} expert (stage 3) decisions left out")
     kappas = [p["kappa"] for p in report["pairwise_kappa"] if p["kappa"] is not None]
@@ -167,8 +170,8 @@ def _print_report(console: Console, report: dict[str, Any], source: str) -> None
     shown = flagged[:20] if flagged else annotators[:10]
     for a in shown:
         table.add_row(
-            str(a["annotator_id"]), str(a["n_judgements"]), _fmt(a["loo_agreement"]), _fmt(a["gold_accuracy"]),
-            _fmt(a["median_time_s"], 1), a["flags"] or "",
+            escape(str(a["annotator_id"])), str(a["n_judgements"]), _fmt(a["loo_agreement"]),
+            _fmt(a["gold_accuracy"]), _fmt(a["median_time_s"], 1), escape(a["flags"] or ""),
         )
     console.print(table)
     console.print(f"{len(flagged)} of {len(annotators)} annotators flagged.")
@@ -204,12 +207,12 @@ def agreement(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        console.print(f"report written to {json_out}")
+        console.print(f"report written to {json_out}", markup=False)
     if plots is not None:
         from curation.plots import write_agreement_plots
 
         written = write_agreement_plots(report, plots)
-        console.print("plots written: " + ", ".join(str(p) for p in written.values()))
+        console.print("plots written: " + ", ".join(str(p) for p in written.values()), markup=False)
 
 
 def _write_table(result: pd.DataFrame, out: Path) -> None:
@@ -280,21 +283,21 @@ def aggregate(
         result = resolve(table, threshold=0.6 if threshold is None else threshold, margin=margin, method=method.value,
                          skills=skills, include_gold=include_gold)
     _write_table(result, out)
-    summary = Table(title=f"{len(result)} clips from {source} ({how})", title_justify="left")
+    summary = Table(title=f"{len(result)} clips from {escape(source)} ({escape(how)})", title_justify="left")
     summary.add_column("resolved by")
     summary.add_column("clips", justify="right")
     summary.add_column("share", justify="right")
     for kind, n in result["resolved_by"].value_counts().items():
-        summary.add_row(str(kind), str(n), f"{n / max(len(result), 1):.1%}")
+        summary.add_row(escape(str(kind)), str(n), f"{n / max(len(result), 1):.1%}")
     console.print(summary)
     patterns = agreement_patterns(result)
     console.print("by agreement pattern (where label noise sits): "
-                  + ", ".join(f"{k} {int(v)}" for k, v in patterns["clips"].items()))
+                  + ", ".join(f"{k} {int(v)}" for k, v in patterns["clips"].items()), markup=False)
     per_label = result.loc[result["is_resolved"], "label"].value_counts()
-    console.print("resolved per label: " + ", ".join(f"{k} {v}" for k, v in per_label.items()))
+    console.print("resolved per label: " + ", ".join(f"{k} {v}" for k, v in per_label.items()), markup=False)
     if include_gold:
         console.print(f"gold clips included and flagged (is_gold): {int(result['is_gold'].sum())}")
-    console.print(f"written to {out}")
+    console.print(f"written to {out}", markup=False)
 
 
 def _project_rule(project: str | None) -> dict[str, Any]:

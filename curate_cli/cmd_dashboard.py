@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from curate_cli.common import DatabaseNotReadyError, console, settings
 
@@ -73,7 +74,7 @@ def dashboard(
     command, env = dashboard_command(host=host, port=port, database_url=cfg.database_url, project=project,
                                      exports=exports or cfg.data_dir / "exports", runs=runs or cfg.data_dir / "runs",
                                      n_boot=n_boot)
-    console.print(f"curator dashboard on [bold]http://{host}:{port}/[/]  (read-only; Ctrl+C stops it)")
+    console.print(f"curator dashboard on [bold]http://{escape(host)}:{port}/[/]  (read-only; Ctrl+C stops it)")
     console.file.flush()
     # Become the Streamlit server (exec, not a child): a stop signal (Ctrl+C, `docker stop`) reaches it
     # directly, and no orphan survives when this process is terminated.

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from annotation_app import migrations
@@ -95,7 +96,7 @@ def project_create(
         project = create_project(session, name, labels=label_rows, **options)
         names = ", ".join(f"{lab.hotkey}:{lab.name}" for lab in project.labels)
         shortfall = qualification_shortfall(session, project)
-    console.print(f"created project [bold]{name}[/] with labels {names}")
+    console.print(f"created project [bold]{escape(name)}[/] with labels {escape(names)}")
     if shortfall:
         err_console.print(f"warning: {shortfall}", markup=False, soft_wrap=True)
 
@@ -122,7 +123,7 @@ def gold_add(
                 raise NotFoundError(f"no clip {clip_id} in project {chosen.name!r}")
             gold.add_gold(session, chosen, clip, label, purpose=purpose, explanation=explanation)
         shortfall = gold.qualification_shortfall(session, chosen)
-    console.print(f"{len(clip_ids)} gold clip{'s' if len(clip_ids) != 1 else ''} added to [bold]{chosen.name}[/]")
+    console.print(f"{len(clip_ids)} gold clip{'s' if len(clip_ids) != 1 else ''} added to [bold]{escape(chosen.name)}[/]")
     if shortfall:
         err_console.print(f"warning: {shortfall}", markup=False, soft_wrap=True)
 
@@ -166,9 +167,9 @@ def project_guidelines(
         names = [lab.name for lab in project.labels]
         missing = [n for n in names if n not in guidelines.label_sections(markdown, names)]
     if version == 0:
-        console.print(f"removed the guidelines of [bold]{name}[/]: annotators label without confirming any")
+        console.print(f"removed the guidelines of [bold]{escape(name)}[/]: annotators label without confirming any")
         return
-    console.print(f"guidelines of [bold]{name}[/] at version {version}: each annotator confirms it before labelling")
+    console.print(f"guidelines of [bold]{escape(name)}[/] at version {version}: each annotator confirms it before labelling")
     if missing:
         err_console.print(f"warning: no '## <label>' section for {', '.join(missing)}", markup=False, soft_wrap=True)
 
@@ -212,7 +213,7 @@ def project_list() -> None:
         table = Table("project", "labels", "clips", "k", "threshold")
         for p in list_projects(session):
             clips = session.scalar(select(func.count()).select_from(Clip).where(Clip.project_id == p.id))
-            table.add_row(p.name, ", ".join(lab.name for lab in p.labels), str(clips), str(p.overlap_k),
+            table.add_row(escape(p.name), escape(", ".join(lab.name for lab in p.labels)), str(clips), str(p.overlap_k),
                           f"{p.consensus_threshold:g}")
     console.print(table)
 
@@ -252,7 +253,7 @@ def user_add(
         user = create_user(session, username, role=role, password=password, gender=gender,
                            age_band=age_band, languages=language, region=region, background=background,
                            project=chosen)
-        console.print(f"added {user.role.value} [bold]{user.username}[/]")
+        console.print(f"added {user.role.value} [bold]{escape(user.username)}[/]")
 
 
 @user_app.command("list")
@@ -265,8 +266,9 @@ def user_list() -> None:
     with open_session() as session:
         table = Table("user", "role", "gender", "age band", "languages", "background", "paused")
         for u in session.scalars(select(User).order_by(User.id)):
-            table.add_row(u.username, u.role.value, u.gender or "", u.age_band or "", ",".join(u.languages),
-                          u.background or "", "yes" if u.paused else "")
+            table.add_row(*(escape(cell) for cell in (
+                u.username, u.role.value, u.gender or "", u.age_band or "", ",".join(u.languages),
+                u.background or "", "yes" if u.paused else "")))
     console.print(table)
 
 
@@ -332,7 +334,7 @@ def serve(
     if workers < 1:
         raise InvalidInputError("--workers must be at least 1")
     proxies = settings().trusted_proxy_list
-    console.print(f"annotation app on [bold]http://{host}:{port}/[/]  (Ctrl+C stops it)"
+    console.print(f"annotation app on [bold]http://{escape(host)}:{port}/[/]  (Ctrl+C stops it)"
                   + (f"; client addresses from X-Forwarded-For of {', '.join(proxies)}" if proxies else ""))
     # uvicorn's own default believes X-Forwarded-For from 127.0.0.1, so anything on the machine
     # could claim any address to the login throttle. Only the proxies the deployment names count.
@@ -366,14 +368,14 @@ def demo(
     if if_missing:
         logins = demo_logins(cfg, project)
         if logins is not None:
-            console.print(f"demo project '{project}' already exists")
+            console.print(f"demo project '{project}' already exists", markup=False)
             _print_logins(project, logins)
             return
     summary = build_demo(cfg, project=project, n_clips=clips, n_annotators=annotators, simulate=simulate,
                          n_simulated=simulated_annotators, keep_open=keep_open, seed=seed)
     _print_logins(project, summary["logins"], summary)
     console.print(
-        f"{summary['clips']} clips in {cfg.media_dir}; {summary['gold']} gold items"
+        f"{summary['clips']} clips in {escape(str(cfg.media_dir))}; {summary['gold']} gold items"
         + (f"; simulated judgements: {summary['judgements']}, resolved clips: {summary['resolved']}, "
            f"expert decisions: {summary['adjudicated']}" if simulate else "")
     )
@@ -382,9 +384,9 @@ def demo(
 
 
 def _print_logins(project: str, logins: list[dict[str, str]], summary: dict | None = None) -> None:
-    table = Table("login", "password", "role", title=f"demo project '{project}'")
+    table = Table("login", "password", "role", title=f"demo project '{escape(project)}'")
     for login in logins:
-        table.add_row(login["username"], login["password"], login["role"])
+        table.add_row(escape(login["username"]), escape(login["password"]), escape(login["role"]))
     console.print(table)
     by_role: dict[str, list[str]] = {}
     for login in logins:

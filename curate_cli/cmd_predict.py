@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from curate_cli.common import TaskProgress, progress_bar, settings
@@ -88,12 +89,14 @@ def _table(predictions: Predictions) -> Table:
                                                                    "audio head", "audio"]:
         table.add_column(column, overflow="fold")
     for row in predictions.rows:
-        first = [row.clip_id or "", row.label or ""] if export else [row.path]
+        # Clip ids, labels and file names are user text: escaped ("a[/b].mp4" is a name, not markup).
+        first = [escape(str(row.clip_id or "")), escape(str(row.label or ""))] if export else [escape(str(row.path))]
         if row.error is not None:
             table.add_row(*first, "[red]error[/]", *[""] * 5)  # the reason follows on stderr
             continue
-        table.add_row(*first, row.predicted, f"{max(row.probabilities):.3f}", row.polarity, row.visual_head or "",
-                      row.audio_head or "", "yes" if row.has_audio else "no")
+        table.add_row(*first, escape(str(row.predicted)), f"{max(row.probabilities):.3f}", escape(str(row.polarity)),
+                      escape(str(row.visual_head or "")), escape(str(row.audio_head or "")),
+                      "yes" if row.has_audio else "no")
     return table
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["register"]
@@ -65,7 +66,7 @@ def _summary(builds: list[Any]) -> Table:
     for build in builds:
         per_label = build.counts.sum(axis=1)
         table.add_row(
-            build.name, str(build.n_clips),
+            escape(build.name), str(build.n_clips),
             *(str(int(build.counts[split].sum())) for split in ("train", "validation", "test")),
             f"{int(per_label.min())}–{int(per_label.max())}", str(sum(build.dropped.values())),
         )
@@ -146,12 +147,14 @@ def build_variants_command(
         )
     for build in builds:
         for short in build.shortfall_details:
-            err_console.print(f"[yellow]warning:[/] {build.name}: label {short['label']} falls short by {short['missing']} "
-                              f"clip(s) in {short['split']} ({short['rule']})", markup=True, soft_wrap=True)
+            # Recipe names and labels are user text: escaped, only the "warning:" is markup.
+            err_console.print(f"[yellow]warning:[/] {escape(build.name)}: label {escape(str(short['label']))} falls "
+                              f"short by {short['missing']} clip(s) in {escape(str(short['split']))} "
+                              f"({escape(str(short['rule']))})", markup=True, soft_wrap=True)
         for note in build.notes:
-            err_console.print(f"{build.name}: {note}")
+            err_console.print(f"{build.name}: {note}", markup=False, soft_wrap=True)
     console.print(_summary(builds))
-    console.print(f"exports in {out}: " + ", ".join(build.path.name for build in builds))
+    console.print(f"exports in {out}: " + ", ".join(build.path.name for build in builds), markup=False)
 
 
 def register(app: typer.Typer) -> None:

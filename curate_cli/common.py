@@ -57,7 +57,8 @@ def open_session(cfg: Settings | None = None) -> Iterator[Session]:
 
 def progress_bar(**kwargs) -> Progress:  # type: ignore[no-untyped-def]
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        # Descriptions can name files or splits (user text): styled, never read as markup.
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
