@@ -11,6 +11,7 @@ __all__ = [
     "LeaseError",
     "AuthenticationError",
     "RateLimitedError",
+    "BusyError",
     "SettingsError",
 ]
 
@@ -71,3 +72,10 @@ class RateLimitedError(AppError):
     def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class BusyError(RateLimitedError):
+    """The process is at its budget of costly work (password checks) for the moment: a 503 with
+    ``Retry-After``, not the caller's fault."""
+
+    http_status = 503

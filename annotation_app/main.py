@@ -47,7 +47,7 @@ from annotation_app.routers import (
     home,
     media,
 )
-from annotation_app.security import SessionCodec
+from annotation_app.security import LoginBudget, SessionCodec
 from annotation_app.settings import Settings, get_settings
 
 __all__ = ["create_app", "MAX_BODY_BYTES", "MAX_JSON_DEPTH"]
@@ -394,6 +394,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     build_stack = app.build_middleware_stack
     app.build_middleware_stack = lambda: _AnsweredErrorsStayHere(build_stack())  # type: ignore[method-assign]
     app.state.settings = settings
+    # Password checks of this process (the login's CPU budget: security.LoginBudget), shared by its threads.
+    app.state.login_budget = LoginBudget.from_settings(settings)
     app.state.templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
     app.add_middleware(api_work.QueueFastPath)  # innermost of ours: inside the body limit and headers
     app.add_middleware(_JsonBodyGuard)  # before any JSON parser, after the size limit

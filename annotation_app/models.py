@@ -53,6 +53,7 @@ __all__ = [
     "GoldResult",
     "IngestItem",
     "AuditEntry",
+    "LoginFailure",
     "ProjectGuidelines",
     "GuidelinesConfirmation",
     "utcnow",
@@ -494,6 +495,30 @@ class AuditEntry(Base):
         # login attempt (security.LoginThrottle, migration 0004): a range of this index, not a scan
         # of the trail's last day.
         Index("ix_audit_log_target_type_target_id_created_at", "target_type", "target_id", "created_at"),
+    )
+
+
+class LoginFailure(Base):
+    """Failed logins against one account, client address or device cookie in one minute, counted.
+
+    The login throttle's record (``security``): one row per key and minute with a count, not one
+    row per failure, so a flood of guesses costs an update of a few rows rather than a row each
+    (#22). ``last_failed_at`` places the row in the throttle's windows.
+    """
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "account", "address" or "device"
+    key: Mapped[str] = mapped_column(String(64))  # the username as counted, the address, the cookie's nonce
+    minute: Mapped[datetime] = mapped_column()  # the minute the failures fell in (seconds zeroed)
+    failures: Mapped[int] = mapped_column(Integer, default=1)
+    last_failed_at: Mapped[datetime] = mapped_column()
+    last_username: Mapped[str] = mapped_column(String(64), default="")  # what was tried last, for the record
+
+    __table_args__ = (
+        # The upsert's key, and the throttle's range scan (one key's recent minutes).
+        UniqueConstraint("kind", "key", "minute", name="uq_login_failure_minute"),
     )
 
 

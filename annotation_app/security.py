@@ -32,27 +32,43 @@ Failed logins slow guessing without locking the owner out (:class:`LoginThrottle
 
 The client address is the connecting one unless the deployment names its reverse proxies
 (``EMOTIONS_TRUSTED_PROXIES``, which ``curate serve`` hands to uvicorn as ``forwarded_allow_ips``);
-without that, a forged ``X-Forwarded-For`` changes nothing. Failures are ``audit_log`` rows (action
-``auth.login_failed``, one per account, address and device cookie), so every worker agrees.
+without that, a forged ``X-Forwarded-For`` changes nothing. Failures are counted in the database
+(``login_failures``: one row per account, address or device cookie and minute, with a count), so
+every worker agrees and a flood of guesses updates a few rows instead of writing one per guess.
+
+Password checks are bounded before any of that (:class:`LoginBudget`): an argon2 check costs about
+0.1-0.3 s of CPU, so a flood of guesses, each with a new username from many addresses, would take
+the process's cores from everyone else. Each process starts at most ``login_checks_per_s`` checks a
+second overall, ``login_address_checks_per_s`` per client address, and ``login_checks_at_once`` at
+a time; past that a login is refused before the database or argon2 is touched (429 for one
+address, 503 for the whole process, both with ``Retry-After``). These budgets are in the memory of
+the process: they protect the CPU of that process, which is what they are for, and every request
+thread of it shares them; N worker processes spend up to N times the budget on N times the cores.
+A known browser skips the per-address budget and may use the last tokens an unknown one may not.
 """
 
 from __future__ import annotations
 
 import hmac
 import math
+import os
 import secrets
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from annotation_app.errors import AuthenticationError, RateLimitedError
-from annotation_app.models import AuditEntry, User, utcnow
-from annotation_app.services import audit
+from annotation_app.errors import AuthenticationError, BusyError, RateLimitedError
+from annotation_app.models import LoginFailure, User, utcnow
 from annotation_app.services.users import hash_password, verify_password
 
 __all__ = [
@@ -67,6 +83,7 @@ __all__ = [
     "DEVICE_MAX_AGE_S",
     "KnownDevice",
     "LoginThrottle",
+    "LoginBudget",
     "csrf_matches",
     "check_login_throttle",
     "record_failed_login",
@@ -83,9 +100,8 @@ DEVICE_MAX_AGE_S = 180 * 24 * 3600
 # A verified token is trusted this long before its signature is checked again (at most this many kept).
 _VERIFIED_TOKEN_S = 60.0
 _VERIFIED_TOKENS_MAX = 4096
-_LOGIN_FAILED = "auth.login_failed"
-# What a failed-login row counts against (its ``target_type``; the ``target_id`` is the value).
-_ACCOUNT, _ADDRESS, _DEVICE = "login_account", "login_address", "login_device"
+# What a ``login_failures`` row counts against (its ``kind``; the ``key`` is the value).
+_ACCOUNT, _ADDRESS, _DEVICE = "account", "address", "device"
 ACCOUNT_WINDOW = timedelta(days=1)
 ADDRESS_WINDOW = timedelta(minutes=15)
 _FIRST_DELAY_S = 1.0
@@ -235,14 +251,16 @@ def _aware(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
 
 
-def _failures(target_type: str, target_id: str, since: datetime) -> Any:
-    return (AuditEntry.action == _LOGIN_FAILED, AuditEntry.target_type == target_type,
-            AuditEntry.target_id == target_id[:64], AuditEntry.created_at > since)
+def _recent(kind: str, key: str, since: datetime) -> Any:
+    """A key's rows with a failure after ``since``. A row counts whole while its last failure is in
+    the window, so a minute's failures age out together (at most a minute late: the safe side)."""
+    return (LoginFailure.kind == kind, LoginFailure.key == key[:64],
+            LoginFailure.minute > since - timedelta(minutes=1), LoginFailure.last_failed_at > since)
 
 
 def _device_failures(session: Session, device: KnownDevice, now: datetime) -> int:
     return int(session.scalar(
-        select(func.count(AuditEntry.id)).where(*_failures(_DEVICE, device.nonce, now - ACCOUNT_WINDOW))
+        select(func.sum(LoginFailure.failures)).where(*_recent(_DEVICE, device.nonce, now - ACCOUNT_WINDOW))
     ) or 0)
 
 
@@ -256,20 +274,23 @@ def check_login_throttle(
     """Raise ``RateLimitedError`` when a login for ``username`` from ``client`` must wait (an unknown
     browser's: :func:`authenticate` does not ask for a known one)."""
     now = now or utcnow()
-    # The address: its budget-th most recent failure still inside the window means it is spent.
-    spent_at = session.scalar(
-        select(AuditEntry.created_at).where(*_failures(_ADDRESS, client, now - ADDRESS_WINDOW))
-        .order_by(AuditEntry.created_at.desc()).offset(throttle.address_budget - 1).limit(1)
-    )
-    if spent_at is not None:
-        wait = (_aware(spent_at) + ADDRESS_WINDOW - now).total_seconds()
-        raise RateLimitedError(
-            f"too many failed logins from your address: try again in {_wait_message(wait)}, or from a "
-            "browser you have logged in with before", retry_after_s=max(math.ceil(wait), 1))
+    # The address: spent once its budget-th most recent failure is still inside the window (newest
+    # minutes first; at most 16 rows); the wait ends when that failure's minute ages out.
+    seen = 0
+    for failures, last in session.execute(
+        select(LoginFailure.failures, LoginFailure.last_failed_at)
+        .where(*_recent(_ADDRESS, client, now - ADDRESS_WINDOW)).order_by(LoginFailure.minute.desc())
+    ):
+        seen += failures
+        if seen >= throttle.address_budget:
+            wait = (_aware(last) + ADDRESS_WINDOW - now).total_seconds()
+            raise RateLimitedError(
+                f"too many failed logins from your address: try again in {_wait_message(wait)}, or from a "
+                "browser you have logged in with before", retry_after_s=max(math.ceil(wait), 1))
     # The account: exponential delay after its free failures of the day.
     count, last = session.execute(
-        select(func.count(AuditEntry.id), func.max(AuditEntry.created_at))
-        .where(*_failures(_ACCOUNT, account_key(username), now - ACCOUNT_WINDOW))
+        select(func.sum(LoginFailure.failures), func.max(LoginFailure.last_failed_at))
+        .where(*_recent(_ACCOUNT, account_key(username), now - ACCOUNT_WINDOW))
     ).one()
     if last is None:
         return
@@ -280,18 +301,150 @@ def check_login_throttle(
             "browser you have logged in with before", retry_after_s=max(math.ceil(wait), 1))
 
 
+def _count_failure(session: Session, kind: str, key: str, username: str, now: datetime) -> None:
+    """One more failure in the key's row for this minute: an insert, or an update of the row that is
+    there (one statement, so concurrent failures on several workers all count)."""
+    table = LoginFailure.__table__
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).values(kind=kind, key=key[:64], minute=now.replace(second=0, microsecond=0),
+                                     failures=1, last_failed_at=now, last_username=username[:64])
+    later = statement.excluded.last_failed_at > table.c.last_failed_at
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[table.c.kind, table.c.key, table.c.minute],
+        set_={"failures": table.c.failures + 1,
+              "last_failed_at": case((later, statement.excluded.last_failed_at), else_=table.c.last_failed_at),
+              "last_username": statement.excluded.last_username},
+    ))
+
+
 def record_failed_login(
     session: Session, username: str, client: str, *, device: KnownDevice | None = None, now: datetime | None = None
 ) -> None:
     """Count a failure against the account, the address and (when one came) the device cookie."""
     now = now or utcnow()
-    details = {"username": username[:64], "client": client[:64]}
     targets = [(_ACCOUNT, account_key(username)), (_ADDRESS, client)]
     if device is not None:
         targets.append((_DEVICE, device.nonce))
-    for target_type, target_id in targets:
-        audit.record(session, _LOGIN_FAILED, target_type=target_type, target_id=target_id[:64],
-                     details=details, created_at=now)
+    for kind, key in targets:
+        _count_failure(session, kind, key, username, now)
+
+
+class LoginBudget:
+    """How many password checks one process starts: a second overall and per client address, and
+    at once (the module docstring says why). Token buckets in memory, shared by the process's
+    threads under one lock: taking a token is a few arithmetic operations, nothing is asked of
+    the database.
+
+    >>> clock = [0.0]
+    >>> budget = LoginBudget(per_s=1, burst=1, address_per_s=1, address_burst=5, at_once=4, clock=lambda: clock[0])
+    >>> with budget.password_check("10.0.0.1", known=False): pass
+    >>> with budget.password_check("10.0.0.2", known=False): pass
+    Traceback (most recent call last):
+    ...
+    annotation_app.errors.BusyError: the server is busy checking other logins: try again in 1 s
+    """
+
+    # Addresses remembered at most; past that, the ones whose bucket has refilled are forgotten.
+    ADDRESSES_MAX = 10_000
+
+    def __init__(self, *, per_s: float, burst: int, address_per_s: float, address_burst: int, at_once: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_s, self.burst = float(per_s), float(burst)
+        self.address_per_s, self.address_burst = float(address_per_s), float(address_burst)
+        self.at_once = at_once
+        # An unknown browser leaves this many tokens of the overall budget to known ones, so that
+        # a flood from new addresses does not keep the people who logged in before out.
+        self.reserve = float(burst // 4)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens, self._at = self.burst, clock()
+        self._addresses: dict[str, tuple[float, float]] = {}
+        self._running = 0
+        # The hashes themselves run on threads of their own at a lower CPU priority (argon2's lane
+        # threads inherit it), so that while one runs the request threads and the event loop come
+        # first: a hash waits a little longer, everything else does not wait for it.
+        self._hashers = ThreadPoolExecutor(at_once + 1, thread_name_prefix="password",
+                                           initializer=_lower_priority)
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, clock: Callable[[], float] = time.monotonic) -> LoginBudget:
+        return cls(per_s=settings.login_checks_per_s, burst=settings.login_checks_burst,
+                   address_per_s=settings.login_address_checks_per_s,
+                   address_burst=settings.login_address_checks_burst,
+                   at_once=settings.login_checks_at_once or max(1, settings.app_threads - 1), clock=clock)
+
+    def _address_tokens(self, client: str, now: float) -> float:
+        tokens, at = self._addresses.get(client, (self.address_burst, now))
+        return min(self.address_burst, tokens + (now - at) * self.address_per_s)
+
+    def _take(self, client: str, known: bool) -> None:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_s)
+            self._at = now
+            address = None if known else self._address_tokens(client, now)
+            if address is not None and address < 1:
+                wait = (1 - address) / self.address_per_s
+                raise RateLimitedError(f"too many logins from your address at once: try again in "
+                                       f"{_wait_message(wait)}", retry_after_s=max(math.ceil(wait), 1))
+            needed = 1 if known else 1 + self.reserve
+            if self._tokens < needed:
+                wait = (needed - self._tokens) / self.per_s
+                raise BusyError(f"the server is busy checking other logins: try again in {_wait_message(wait)}",
+                                retry_after_s=max(math.ceil(wait), 1))
+            if self._running >= self.at_once + (1 if known else 0):
+                raise BusyError("the server is busy checking other logins: try again in 1 s", retry_after_s=1)
+            self._tokens -= 1
+            self._running += 1
+            if address is not None:
+                if client not in self._addresses and len(self._addresses) >= self.ADDRESSES_MAX:
+                    self._forget_full(now)
+                self._addresses[client] = (address - 1, now)
+
+    def _forget_full(self, now: float) -> None:
+        full = [c for c in self._addresses if self._address_tokens(c, now) >= self.address_burst]
+        for client in full or list(self._addresses):  # none refilled: start over (the overall budget holds)
+            del self._addresses[client]
+
+    def _release(self, client: str, known: bool, refund: bool) -> None:
+        with self._lock:
+            self._running -= 1
+            if refund:  # the check did not run: its tokens go back
+                self._tokens = min(self.burst, self._tokens + 1)
+                if not known and client in self._addresses:
+                    tokens, at = self._addresses[client]
+                    self._addresses[client] = (min(self.address_burst, tokens + 1), at)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        """``verify_password`` on the low-priority hashing threads (the caller waits for it)."""
+        return self._hashers.submit(verify_password, password_hash, password).result()
+
+    @contextmanager
+    def password_check(self, client: str, *, known: bool) -> Iterator[_Check]:
+        """Hold a place for one password check, or raise ``RateLimitedError`` (this address is over its
+        budget) / ``BusyError`` (the process is). ``check.refund()`` when no hash was computed after all."""
+        self._take(client, known)
+        check = _Check()
+        try:
+            yield check
+        finally:
+            self._release(client, known, check.refunded)
+
+
+def _lower_priority() -> None:
+    # Linux: the nice value is per thread and PRIO_PROCESS with a thread id sets this thread's.
+    # Elsewhere (or where refused) the hashes run at the normal priority; the budget still holds.
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
+class _Check:
+    refunded = False
+
+    def refund(self) -> None:
+        self.refunded = True
 
 
 _DUMMY_HASH: str | None = None
@@ -304,6 +457,7 @@ def authenticate(
     client: str,
     *,
     throttle: LoginThrottle,
+    budget: LoginBudget | None = None,
     device: KnownDevice | None = None,
     now: datetime | None = None,
 ) -> User:
@@ -311,21 +465,41 @@ def authenticate(
 
     ``device``: the request's verified device cookie, if any. It spares the login both limits when
     it names this username and has failed fewer than ``throttle.free_failures`` times in a day.
-    Raises ``RateLimitedError`` (wait first) or ``AuthenticationError``. A failure is committed at
-    once so that the count survives the error response.
+    ``budget``: the process's :class:`LoginBudget`, checked first, before the database (None: no
+    budget, as for a script on its own session). Raises ``BusyError`` or ``RateLimitedError``
+    (wait first) or ``AuthenticationError``. A failure is committed at once so that the count
+    survives the error response.
     """
+    device = device if device is not None and device.username == account_key(username) else None
+    if budget is None:
+        return _authenticate(session, username, password, client, throttle=throttle, device=device, now=now,
+                             verify=verify_password)
+    with budget.password_check(client, known=device is not None) as check:
+        try:
+            return _authenticate(session, username, password, client, throttle=throttle, device=device, now=now,
+                                 verify=budget.verify)
+        except RateLimitedError:
+            check.refund()  # the throttle refused it before any hashing
+            raise
+
+
+def _authenticate(session: Session, username: str, password: str, client: str, *, throttle: LoginThrottle,
+                  device: KnownDevice | None, now: datetime | None, verify: Callable[[str, str], bool]) -> User:
     global _DUMMY_HASH
     now = now or utcnow()
-    device = device if device is not None and device.username == account_key(username) else None
     known = device is not None and _device_failures(session, device, now) < throttle.free_failures
     if not known:
         check_login_throttle(session, username, client, throttle=throttle, now=now)
     user = session.scalar(select(User).where(User.username == username)) if username else None
+    # End the reading transaction before hashing (the session keeps what it loaded): on SQLite a
+    # transaction holds the write lock (BEGIN IMMEDIATE) and every other request, /healthz included,
+    # would wait out each hash; on PostgreSQL it would sit idle in a transaction meanwhile.
+    session.commit()
     if user is None:
         # Spend the same hashing time as for a real account, so timing does not reveal usernames.
         _DUMMY_HASH = _DUMMY_HASH or hash_password(secrets.token_urlsafe(16))
-        verify_password(_DUMMY_HASH, password)
-    elif verify_password(user.password_hash, password) and user.is_active and not user.is_simulated:
+        verify(_DUMMY_HASH, password)
+    elif verify(user.password_hash, password) and user.is_active and not user.is_simulated:
         return user
     record_failed_login(session, username, client, device=device, now=now)
     session.commit()

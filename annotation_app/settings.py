@@ -57,6 +57,23 @@ class Settings(BaseSettings):
     login_max_delay_s: int = Field(900, ge=1, description="The longest such wait, seconds.")
     login_address_budget: int = Field(
         50, ge=1, description="Failed logins from one client address in 15 minutes, whatever the usernames.")
+    # Password checks (security.LoginBudget): argon2 costs ~0.1-0.3 s of CPU a check, so these bound
+    # what a flood of guesses can take from everyone else, before the database or argon2 is asked.
+    # Per process (in its memory): N workers spend up to N times this, on N times the cores.
+    login_checks_per_s: float = Field(
+        4.0, gt=0, le=1000,
+        description="Password checks one app process starts per second, all clients together (then 503).")
+    login_checks_burst: int = Field(
+        8, ge=1, le=10_000, description="Password checks that may start at once after a quiet spell.")
+    login_checks_at_once: int = Field(
+        0, ge=0, le=64, description=(
+            "Password checks running at the same time in one process. 0: one less than app_threads "
+            "(at least 1), so a thread is always left for other requests."))
+    login_address_checks_per_s: float = Field(
+        1.0, gt=0, le=1000, description="Password checks per second for one client address (then 429).")
+    login_address_checks_burst: int = Field(
+        10, ge=1, le=10_000,
+        description="Password checks one client address may start in a row (a lab behind one NAT logging in).")
     trusted_proxies: str = Field(
         "", description=(
             "Comma-separated addresses or networks of the reverse proxies in front of the app, whose "

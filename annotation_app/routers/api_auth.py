@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from annotation_app.errors import AuthenticationError, PermissionDeniedError
 from annotation_app.deps import CurrentUser, SessionDep, current_user, session_data, verify_csrf
-from annotation_app.routers.auth import client_address, known_device, remember_device, throttle
+from annotation_app.routers.auth import client_address, known_device, login_budget, remember_device, throttle
 from annotation_app.routers.common import set_session_cookie
 from annotation_app.routers.schemas import ERROR_RESPONSES, PasswordIn, TokenIn
 from annotation_app.security import SESSION_COOKIE, TOKEN_MAX_AGE_S, authenticate
@@ -31,7 +31,7 @@ def issue_token(body: TokenIn, request: Request, response: Response, session: Se
     """Exchange username + password for a bearer token (throttled like the login page; a client
     that keeps cookies is a known device after its first success)."""
     user = authenticate(session, body.username.strip(), body.password, client_address(request),
-                        throttle=throttle(request), device=known_device(request))
+                        throttle=throttle(request), budget=login_budget(request), device=known_device(request))
     remember_device(request, response, user.username)
     return _token(request, user)
 
@@ -59,7 +59,7 @@ def change_password(body: PasswordIn, request: Request, response: Response, sess
     session continues under a fresh cookie."""
     try:
         authenticate(session, user.username, body.current_password, client_address(request),
-                     throttle=throttle(request), device=known_device(request))
+                     throttle=throttle(request), budget=login_budget(request), device=known_device(request))
     except AuthenticationError:
         # Not a 401: the caller is logged in, only the password they typed is wrong.
         raise PermissionDeniedError("the current password is wrong") from None

@@ -17,12 +17,13 @@ from annotation_app.security import (
     DEVICE_MAX_AGE_S,
     SESSION_COOKIE,
     KnownDevice,
+    LoginBudget,
     LoginThrottle,
     SessionData,
     authenticate,
 )
 
-__all__ = ["router", "safe_next", "client_address", "known_device", "remember_device", "throttle"]
+__all__ = ["router", "safe_next", "client_address", "known_device", "remember_device", "throttle", "login_budget"]
 
 router = APIRouter(tags=["auth"], dependencies=[Depends(verify_csrf)], default_response_class=HTMLResponse,
                    responses=PAGE_RESPONSES)
@@ -57,6 +58,10 @@ def throttle(request: Request) -> LoginThrottle:
     return LoginThrottle.from_settings(request.app.state.settings)
 
 
+def login_budget(request: Request) -> LoginBudget:
+    return request.app.state.login_budget
+
+
 @router.get("/login")
 def login_page(request: Request, next: Annotated[PlainText | None, Query(max_length=512)] = None) -> Response:
     return render(request, "login.html", {"next": safe_next(next), "error": None})
@@ -72,7 +77,8 @@ def login(
 ) -> Response:
     try:
         user = authenticate(session, username.strip(), password, client_address(request),
-                            throttle=throttle(request), device=known_device(request))
+                            throttle=throttle(request), budget=login_budget(request),
+                            device=known_device(request))
     except (AuthenticationError, RateLimitedError) as exc:
         page = render(request, "login.html", {"next": safe_next(next), "error": str(exc)},
                       status_code=exc.http_status)

@@ -229,7 +229,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _error("Request body too large"),
     422: _error("The request does not validate"),
     429: _error("Too many tries: wait Retry-After seconds"),
-    503: _error("The database is unreachable for a moment (a restart): retry after Retry-After seconds"),
+    503: _error("The database is unreachable for a moment (a restart), or the server is at its budget of "
+                "password checks: retry after Retry-After seconds"),
 }
 _HTML = {"content": {"text/html": {}}}
 # The pages answer HTML, redirect after a form, and show errors as HTML pages (an oversized body is
