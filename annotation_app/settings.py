@@ -64,15 +64,15 @@ class Settings(BaseSettings):
         4.0, gt=0, le=1000,
         description="Password checks one app process starts per second, all clients together (then 503).")
     login_checks_burst: int = Field(
-        8, ge=1, le=10_000, description="Password checks that may start at once after a quiet spell.")
+        16, ge=1, le=10_000, description="Password checks that may start at once after a quiet spell.")
     login_checks_at_once: int = Field(
         0, ge=0, le=64, description=(
             "Password checks running at the same time in one process. 0: one less than app_threads "
             "(at least 1), so a thread is always left for other requests."))
     login_address_checks_per_s: float = Field(
-        1.0, gt=0, le=1000, description="Password checks per second for one client address (then 429).")
+        2.0, gt=0, le=1000, description="Password checks per second for one client address (then 429).")
     login_address_checks_burst: int = Field(
-        10, ge=1, le=10_000,
+        30, ge=1, le=10_000,
         description="Password checks one client address may start in a row (a lab behind one NAT logging in).")
     trusted_proxies: str = Field(
         "", description=(
