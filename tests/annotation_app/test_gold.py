@@ -478,3 +478,22 @@ def test_a_withdrawal_never_touches_gold_clips(session: Session) -> None:
     entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "annotator.pause",
                                                     AuditEntry.target_id == str(annotator.id)))
     assert entry.details["labels_withdrawn"] == 1 and entry.details["open_clips_rechecked"] == [real.id]
+
+
+def test_a_withdrawal_rechecks_an_open_clip_at_once(session: Session) -> None:
+    """#23: the clip is re-checked the moment a label leaves it, not at the next label: an adaptive
+    clip at Fear 3, Neutral 2 (a lead of one, short of the margin of two) whose spammer said
+    Neutral resolves as Fear as soon as the spammer's pause withdraws that label."""
+    project = make_project(session, policy="adaptive", k_min=3, margin=2.0, k_max=8, weighting="none",
+                           balance_attributes=[])
+    [clip] = make_clips(session, project, 1)
+    spammer, boss = make_annotator(session), make_annotator(session, role="curator")
+    people = [make_annotator(session) for _ in range(4)]
+    for person, label in ((people[0], "Fear"), (people[1], "Fear"), (spammer, "Neutral"), (people[2], "Neutral"),
+                          (people[3], "Fear")):
+        _answer_clip(session, project, person, clip.id, label)
+    session.refresh(clip)
+    assert (clip.status, clip.stage) == (ClipStatus.active, 1)
+    curator.pause_annotator(session, project, boss, spammer.id, paused=True, reason="spam", now=T0)
+    session.refresh(clip)
+    assert (clip.status, clip.resolved_stage, clip.final_label.name) == (ClipStatus.resolved, 1, "Fear")

@@ -67,6 +67,12 @@ def test_aggregate_writes_per_clip_table(app: typer.Typer, judgements_csv: Path,
     assert table["resolved_by"].isin(["unanimous", "consensus", "tie", "below-threshold"]).all()
     assert table.loc[table["is_resolved"], "label"].notna().all()
     assert "resolved by" in result.output and "by agreement pattern" in result.output
+    # The breakdown (#23 item 5) names each pattern with its count, as the table has them.
+    said = " ".join(result.output.split()).split("by agreement pattern", 1)[1]
+    counts = table["agreement_pattern"].value_counts()
+    assert len(counts) >= 3
+    for pattern, n in counts.items():
+        assert f"{pattern} {n}" in said, (pattern, n)
 
 
 def test_aggregate_needs_out_and_known_method(app: typer.Typer, judgements_csv: Path) -> None:
