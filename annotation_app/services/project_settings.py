@@ -105,8 +105,10 @@ class ProjectSettings(BaseModel):
     @classmethod
     def _listed_once(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         for key, values in value.items():
-            if any("," in v or "\x00" in v for v in values):
+            if any("," in v for v in values):
                 raise ValueError(f"{key}: a value may not contain a comma (the page separates values with commas)")
+            if any(not v.isprintable() for v in values):  # NUL, tabs, new lines (pydantic refuses lone surrogates)
+                raise ValueError(f"{key}: a value must be printable text (no NUL, no control character)")
             folded = [v.casefold() for v in values]
             if len(set(folded)) < len(folded):
                 raise ValueError(f"{key} lists a value twice (case is ignored)")

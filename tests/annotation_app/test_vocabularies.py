@@ -61,10 +61,13 @@ def test_curator_sets_the_lists_by_api_keeping_the_others_and_refusals_name_the_
     values = after.json()["attribute_values"]
     assert values["background"] == ["film", "psychology"] and values["gender"] == before["gender"]
     for bad in ({"shoe_size": ["9"]}, {"gender": ["female", "Female"]}, {"gender": "female"},
-                {"gender": ["a, b"]}, {"gender": ["x" * 33]}):
+                {"gender": ["a, b"]}, {"gender": ["x" * 33]}, {"gender": ["a\u0000b"]}, {"region": ["tab\there"]}):
         response = cur.patch("/api/curator/settings", json={"attribute_values": bad})
         assert response.status_code == 422, bad
         assert "attribute_values" in response.json()["detail"], bad
+    lone_surrogate = cur.patch("/api/curator/settings", content=b'{"attribute_values": {"gender": ["\\ud800"]}}',
+                               headers={"Content-Type": "application/json"})
+    assert lone_surrogate.status_code == 422 and "attribute_values.gender" in lone_surrogate.json()["detail"]
     assert cur.get("/api/curator/settings").json()["attribute_values"] == values
     cur.patch("/api/curator/settings", json={"attribute_values": {"background": []}})
 
