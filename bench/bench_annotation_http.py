@@ -538,6 +538,32 @@ def pgbench_ceiling(clients: int, seconds: int) -> dict[str, Any] | None:
         drop()
 
 
+def pre_ping_checkout_cost(rounds: int = 7, checkouts: int = 300) -> dict[str, Any]:
+    """What the pool's pre-ping adds to one connection checkout on PostgreSQL, in this process:
+    alternating blocks of checkouts (each running one trivial statement, as a request's first does)
+    with it on and off, median µs per checkout. The queue checks out one connection per request
+    (``deps.in_unit_of_work``), two per next → submit cycle."""
+    import statistics
+
+    url, drop = make_database("postgres", Path(tempfile.gettempdir()), "preping")
+    engines = {on: make_engine(url, pool_pre_ping=on) for on in (True, False)}
+    per: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for _ in range(rounds):
+            for on, engine in engines.items():
+                started = time.perf_counter()
+                for _ in range(checkouts):
+                    with engine.connect() as conn:
+                        conn.exec_driver_sql("SELECT 1")
+                per[on].append((time.perf_counter() - started) / checkouts * 1e6)
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+        drop()
+    on, off = statistics.median(per[True]), statistics.median(per[False])
+    return {"checkout_us_on": on, "checkout_us_off": off, "ping_us": on - off, "rounds": rounds, "checkouts": checkouts}
+
+
 def sqlite_ceiling(workdir: Path, seconds: float) -> dict[str, Any]:
     path = workdir / "ceiling.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -717,6 +743,7 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     ceilings: dict[str, Any] = {}
+    checkout = pre_ping_checkout_cost() if "postgres" in backends and "off" in pings else None
     hog = start_cpu_hog(args.cpu_hog) if args.cpu_hog > 0 else None
     try:
         with tempfile.TemporaryDirectory(prefix="emotions-bench-http-") as tmp:
@@ -772,6 +799,11 @@ def main() -> None:
     print("latencies in ms (m), timed from each request's send; late = share of paced cycles that started "
           "after their due time; lag = actual start − due time")
     ping_ratios = pre_ping_ratios(rows)
+    if checkout is not None:
+        print(f"pre-ping per connection checkout on PostgreSQL (+ one SELECT 1, in-process, medians of "
+              f"{checkout['rounds']} alternating blocks of {checkout['checkouts']}): {checkout['checkout_us_on']:.0f} µs "
+              f"with, {checkout['checkout_us_off']:.0f} µs without: the ping costs {checkout['ping_us']:.0f} µs, "
+              f"two checkouts per next → submit cycle")
     for p in ping_ratios:
         print(f"pre-ping on/off, {p['mode']} {p['backend']} {p['clients']} clients ({p['pairs']} pairs): "
               f"submissions/s ×{p['throughput_ratio']:.3f} (median of {', '.join(f'{x:.3f}' for x in p['ratios'])}); "
@@ -787,7 +819,7 @@ def main() -> None:
     out = {"cpu_count": os.cpu_count(), "python": platform.python_version(), "workers": args.workers,
            "client_event_loop": loop_name, "rate": args.rate, "modes": modes, "cpu_hog": args.cpu_hog,
            "load_average_end": os.getloadavg(), "command": " ".join(sys.argv),
-           "rows": rows, "ceilings": ceilings, "pre_ping_ratios": ping_ratios, "timeout_s": args.timeout,
+           "rows": rows, "ceilings": ceilings, "pre_ping_ratios": ping_ratios, "pre_ping_checkout": checkout, "timeout_s": args.timeout,
            "target": {**TARGET, "text": target_text,
                       "meets_target": target_rows[0]["meets_target"] if target_rows else None},
            "note": "shared 2-core machine; other engineers' jobs add noise"}
