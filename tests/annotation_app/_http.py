@@ -23,12 +23,12 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_app.db import make_engine, make_sessionmaker
 from annotation_app.main import create_app
-from annotation_app.models import Clip, ClipStatus, Project, User
+from annotation_app.models import Clip, ClipStatus, Project, Role, User
 from annotation_app.services import clips as clip_service
 from annotation_app.services import projects, users
 from annotation_app.settings import Settings
@@ -211,6 +211,21 @@ def env_fixture(tmp: Path, template: str, video: Path, **kwargs: Any) -> Iterato
         yield env
     finally:
         env.close()
+
+
+def caller_headers(env: Env, sessions: sessionmaker[Session], role: str) -> dict[str, str]:
+    """A fresh bearer token for the role's seeded account, restored first to its seeded state (a
+    fuzzed call may have paused, deactivated or signed out its caller); none for ``anonymous``."""
+    if role == "anonymous":
+        return {}
+    with sessions() as session:
+        version = session.execute(
+            update(User).where(User.id == env.user_ids[role])
+            .values(is_active=True, paused=False, role=Role(role)).returning(User.session_version)
+        ).scalar_one()
+        session.commit()
+    token = env.app.state.codec.issue_token(env.user_ids[role], version=version)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def db_user(session: Session, user_id: int) -> User:

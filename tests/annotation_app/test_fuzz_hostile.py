@@ -20,13 +20,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_app.db import make_engine, make_sessionmaker
-from annotation_app.models import Role, User
 from tests.annotation_app._backends import BACKENDS, env_on
-from tests.annotation_app._http import Env, serve_in_thread, tiny_video  # noqa: F401
+from tests.annotation_app._http import Env, caller_headers, serve_in_thread, tiny_video  # noqa: F401
 
 # Raw (already percent-encoded) values for path and query parameters and form fields.
 HOSTILE_RAW = ["a%00b", "%00", "%ED%A0%80", "x%ED%B0%80y", "%FF%FE", "2147483648", "9223372036854775808",
@@ -60,18 +58,6 @@ def sessions(env: Env) -> Iterator[sessionmaker[Session]]:
 
 def _role(path: str) -> str:
     return next((role for prefix, role in ROLE_OF_PREFIX if path.startswith(prefix)), "annotator")
-
-
-def _token(env: Env, sessions: sessionmaker[Session], role: str) -> dict[str, str]:
-    if role == "anonymous":
-        return {}
-    with sessions() as session:
-        version = session.execute(
-            update(User).where(User.id == env.user_ids[role])
-            .values(is_active=True, paused=False, role=Role(role)).returning(User.session_version)
-        ).scalar_one()
-        session.commit()
-    return {"Authorization": f"Bearer {env.app.state.codec.issue_token(env.user_ids[role], version=version)}"}
 
 
 def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +164,7 @@ def test_hostile_strings_never_answer_5xx_and_keep_the_connection(env: Env, sess
             for label, method, url, body, content_type in _requests(spec):
                 for role in (_role(url), "anonymous"):
                     cases += 1
-                    headers = {**_token(env, sessions, role), **({"Content-Type": content_type} if content_type else {})}
+                    headers = {**caller_headers(env, sessions, role), **({"Content-Type": content_type} if content_type else {})}
                     try:
                         conn.request(method.upper(), url, body=body, headers=headers)
                         response = conn.getresponse()

@@ -26,14 +26,12 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_app.db import make_engine, make_sessionmaker
 
-from annotation_app.models import Role, User
 from tests.annotation_app._backends import BACKENDS, env_on
-from tests.annotation_app._http import Env, tiny_video  # noqa: F401
+from tests.annotation_app._http import Env, caller_headers, tiny_video  # noqa: F401
 
 ROLES = ("anonymous", "annotator", "expert", "curator", "admin")
 EXAMPLES = {GenerationMode.POSITIVE: 3, GenerationMode.NEGATIVE: 2}
@@ -72,20 +70,6 @@ def sessions(env: Env) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def _caller_headers(env: Env, sessions: sessionmaker[Session], role: str) -> dict[str, str]:
-    """A fresh token for the role's seeded account, restored first to its seeded state."""
-    if role == "anonymous":
-        return {}
-    with sessions() as session:
-        version = session.execute(
-            update(User).where(User.id == env.user_ids[role])
-            .values(is_active=True, paused=False, role=Role(role)).returning(User.session_version)
-        ).scalar_one()
-        session.commit()
-    token = env.app.state.codec.issue_token(env.user_ids[role], version=version)
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _first_lines(failure: FailureGroup) -> str:
     return "; ".join(" ".join(str(exc).split())[:300] for exc in failure.exceptions)
 
@@ -105,7 +89,7 @@ def test_no_server_error_and_every_answer_is_documented(env: Env, schema: schema
             def run(case: schemathesis.Case) -> None:
                 nonlocal cases
                 cases += 1
-                response = case.call(headers=_caller_headers(env, sessions, role))
+                response = case.call(headers=caller_headers(env, sessions, role))
                 try:
                     case.validate_response(response, checks=CHECKS)
                 except FailureGroup as failure:  # collected, so that one run names every failure
