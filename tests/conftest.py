@@ -51,6 +51,17 @@ def _restore_main_module() -> Iterator[None]:
     sys.modules["__main__"] = main
 
 
+@pytest.fixture(autouse=True)
+def _forget_cached_settings() -> Iterator[None]:
+    """``get_settings`` is cached for the process: a test that points EMOTIONS_* at its own database
+    and runs ``curate`` in-process left every later test reading that database (a file-based
+    ``curate agreement`` then checked its labels against that project's label set)."""
+    yield
+    from annotation_app.settings import get_settings
+
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
