@@ -537,15 +537,18 @@ def record_answer(
             session.add(row)
         row.answered = (row.answered or 0) + 1
         row.correct = (row.correct or 0) + int(correct)
-        required = qualification_required(session, project)
-        if row.round_size is not None:
-            required = min(required, row.round_size)
+        project_required = qualification_required(session, project)
+        required = project_required if row.round_size is None else min(project_required, row.round_size)
         if row.passed is None:
             verdict = round_verdict(project, row.correct, row.answered, required)
             if verdict is not None:
                 _decide(session, project, row, verdict, now=now)
         session.flush()
-        return {"required": required, "answered": row.answered, "correct": row.correct, "passed": row.passed}
+        # The same view as qualification_state's, so that a retried submit (answered from the stored
+        # row) gets back exactly what the first one did.
+        return round_view(project, project_required, answered=row.answered, correct=row.correct,
+                          passed=row.passed, completed_at=row.completed_at, attempt=row.attempt,
+                          round_size=row.round_size, waived=row.waived)
     _check_quality_floor(session, project, assignment.annotator_id, now=now)
     return None
 

@@ -35,7 +35,8 @@ def test_qualification_comes_first_and_passing_opens_real_work(session: Session)
         served.append(item.clip_id)
         assert result.qualification["answered"] == len(served)
         assert result.qualification["correct"] == expected
-    assert result.qualification == {"required": 3, "answered": 3, "correct": 2, "passed": True}
+    assert result.qualification == {"required": 3, "answered": 3, "correct": 2, "passed": True, "attempt": 1,
+                                    "attempts": 3, "retake_at": None, "waived": False}
     assert set(served) <= {g.clip_id for g in golds} and len(set(served)) == 3
     item = work.next_item(session, project, annotator, now=T0)
     assert (item.clip_id, item.stage, item.is_qualification) == (real.id, 1, False)
@@ -280,7 +281,8 @@ def test_the_round_resumes_after_a_released_qualification_lease(session: Session
     last = work.next_item(session, project, annotator, now=later)
     assert last.is_qualification and {first.clip_id, held.clip_id, last.clip_id} == {g.clip_id for g in golds}
     result = _submit(session, project, annotator, last, "Fear", later)
-    assert result.qualification == {"required": 3, "answered": 3, "correct": 3, "passed": True}
+    assert result.qualification == {"required": 3, "answered": 3, "correct": 3, "passed": True, "attempt": 1,
+                                    "attempts": 3, "retake_at": None, "waived": False}
     assert work.next_item(session, project, annotator, now=later).clip_id == real.id
 
 

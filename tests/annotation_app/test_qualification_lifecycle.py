@@ -84,6 +84,21 @@ def test_a_sequential_round_stops_as_soon_as_it_is_clear(session: Session) -> No
     assert done.details == {"answered": 4, "correct": 0, "passed": False, "attempt": 1, "rule": "sequential"}
 
 
+def test_a_retried_qualification_submit_gets_the_first_answer_back(session: Session) -> None:
+    """A network retry (same client_request_id) is answered from the stored row: its round view must
+    be the first reply's, key for key, also on the answer that decides the round."""
+    project = make_project(session, qualification_size=2, qualification_pass_mark=0.7)
+    make_gold(session, project, 2, label="Fear", purpose="qualification")
+    annotator = make_annotator(session)
+    for _ in range(2):
+        item = work.next_item(session, project, annotator, now=T0)
+        request = {"assignment_id": item.assignment_id, "label": "Sadness", "client_request_id": unique("req")}
+        first = work.submit(session, project, annotator, **request, now=T0)
+        retry = work.submit(session, project, annotator, **request, now=T0)
+        assert retry.duplicate and retry.qualification == first.qualification, (first, retry)
+    assert first.qualification["passed"] is False and first.qualification["retake_at"] == T0 + timedelta(hours=24)
+
+
 def test_new_projects_get_the_sequential_round_measured_in_the_bench(session: Session) -> None:
     project = projects.create_project(session, unique("defaults"))
     session.flush()
@@ -139,7 +154,9 @@ def test_a_retake_is_as_long_as_the_unseen_clips_and_none_left_sends_the_annotat
     project, annotator, seen = _failed(session, n_gold=3, qualification_retake_hours=1)
     later = T0 + timedelta(hours=1)
     clip_id, state = _answer(session, project, annotator, False, later)  # one unseen clip: a round of one
-    assert clip_id not in seen and state == {"required": 1, "answered": 1, "correct": 0, "passed": False}
+    assert clip_id not in seen and state == {"required": 1, "answered": 1, "correct": 0, "passed": False,
+                                             "attempt": 2, "attempts": 3, "retake_at": later + timedelta(hours=1),
+                                             "waived": False}
     last = T0 + timedelta(hours=2)
     assert work.next_item(session, project, annotator, now=last) is None
     progress = work.progress(session, project, annotator, now=last)
