@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.curate_cli.test_main import _one_line_error
+
 Curate = Callable[..., tuple[int, str, str]]
 
 MARKUP_LABELS = [{"name": "[/b]Fear", "polarity": "negative"}, {"name": "[red]Joy[/red]", "polarity": "positive"}]
@@ -28,18 +30,6 @@ def _ok(result: tuple[int, str, str], *texts: str) -> str:
     for text in texts:
         assert text in out, (text, out)
     return out
-
-
-def _one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
-    code, out, err = result
-    assert code != 0, (out, err)
-    assert "Traceback" not in err + out
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -56,7 +46,7 @@ def test_a_project_named_like_markup(db: Path, curate: Curate, tmp_path: Path) -
     _ok(curate("project", "guidelines", "a[/b]", str(guide)), "guidelines of a[/b] at version 1")
     (tmp_path / "empty.md").write_text("")
     _ok(curate("project", "guidelines", "a[/b]", str(tmp_path / "empty.md")), "removed the guidelines of a[/b]")
-    _one_line_error(curate("project", "create", "a[/b]"), "a project named 'a[/b]' already exists")
+    _one_line_error(*curate("project", "create", "a[/b]"), "a project named 'a[/b]' already exists")
 
 
 def test_labels_named_like_markup(db: Path, curate: Curate, tmp_path: Path) -> None:
@@ -68,7 +58,7 @@ def test_labels_named_like_markup(db: Path, curate: Curate, tmp_path: Path) -> N
 
 def test_a_username_and_a_profile_named_like_markup(db: Path, curate: Curate) -> None:
     # A username cannot hold brackets: the refusal quotes it as it was typed, one line.
-    _one_line_error(curate("user", "add", "[bold]x", "--password", "longenough"), "[bold]x")
+    _one_line_error(*curate("user", "add", "[bold]x", "--password", "longenough"), "[bold]x")
     _ok(curate("user", "add", "ann1", "--password", "longenough", "--background", "[/b]bg"),
         "added annotator ann1")
     _ok(curate("user", "list"), "[/b]bg")
@@ -119,7 +109,7 @@ def test_a_bad_option_value_is_one_line_without_a_traceback(
     db: Path, curate: Curate, args: list[str], fragments: tuple[str, ...]
 ) -> None:
     code, out, err = curate(*args)
-    _one_line_error((code, out, err), *fragments)
+    _one_line_error(code, out, err, *fragments)
     assert code == 2
 
 
