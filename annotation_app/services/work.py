@@ -897,8 +897,9 @@ def submit(
         qualification = gold.record_answer(session, project, lease, answer, now=now)
     else:
         # A judgement without a broken flag cannot tip the clip into "broken": skip that count.
-        stages.advance(session, project, clip, now=now, flags_changed=bool(broken), submitted=submitted)
-        gold.check_agreement(session, project, annotator.id, clip.id, label_id, now=now)
+        outcome = stages.advance(session, project, clip, now=now, flags_changed=bool(broken), submitted=submitted)
+        gold.check_agreement(session, project, annotator.id, clip.id, label_id, now=now,
+                             decided=outcome.action == "resolved")
     return SubmitResult(judgement_id=judgement_id, duplicate=False, qualification=qualification)
 
 
