@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_app.models import (
-    Assignment, AssignmentStatus, Clip, ClipStatus, GoldItem, Label, Project, Qualification, Role, User,
+    Assignment, AssignmentStatus, Clip, ClipStatus, GoldItem, Judgement, Label, Project, Qualification, Role, User,
 )
 from annotation_app.services import adjudication, allocation, clips, gold, projects, stages, users, work
 from curation.demo import ConfusionModel, SimulatedAnnotator
@@ -318,8 +318,13 @@ def balance_audit(session: Session, result: CampaignResult, attribute: str = "ge
     Such a clip is ``legitimate`` when every slot that put its group over the ceiling was judged
     legitimate when it was given (:func:`_judge_allocation`: no eligible annotator of another group
     was free), a ``violation`` when one was not, or when no such slot was seen at all (the clip
-    went over the ceiling some other way: counted as a violation, listed in ``unexplained``).
-    ``slots`` counts the over-ceiling slots themselves, ``examples`` shows up to five violations.
+    went over the ceiling some other way: counted as a violation, listed in ``unexplained``) —
+    except ``after_withdrawal``: no slot went over the ceiling when it was given, but a paused
+    annotator's label was withdrawn from the clip later. Under ``adaptive`` the ceiling's base is the
+    slots asked so far, which a withdrawal lowers: 3 women and a man of 5 slots asked is within the
+    ceiling; the man's label withdrawn, the clip may be decided on the other four, 3 of 4. The
+    allocator broke no rule; the curator excluding a spammer's work has the same effect. ``slots``
+    counts the over-ceiling slots themselves, ``examples`` shows up to five violations.
     """
     project = session.get(Project, result.project_id)
     rows = session.execute(
@@ -340,11 +345,13 @@ def balance_audit(session: Session, result: CampaignResult, attribute: str = "ge
             return max(filled, project.k_min)
         return sum(stages.slots_needed(project, st) for st in range(1, top_stage[cid] + 1))
 
+    withdrawn = set(session.scalars(select(Judgement.clip_id).where(
+        Judgement.project_id == result.project_id, Judgement.excluded.is_(True), Judgement.stage.between(1, 2))))
     judged: dict[tuple[int, str], list[str]] = {}
     for slot in result.allocations:
         judged.setdefault((slot["clip_id"], slot["group"]), []).append(slot["verdict"])
-    out: dict[str, Any] = {"clips": len(per_clip), "over_ceiling": 0, "legitimate": 0, "violations": 0,
-                           "unexplained": [],
+    out: dict[str, Any] = {"clips": len(per_clip), "over_ceiling": 0, "legitimate": 0, "after_withdrawal": 0,
+                           "violations": 0, "unexplained": [],
                            "slots": {"over_ceiling": len(result.allocations),
                                      "legitimate": sum(s["verdict"] == "legitimate" for s in result.allocations),
                                      "violations": sum(s["verdict"] == "violation" for s in result.allocations)},
@@ -357,6 +364,8 @@ def balance_audit(session: Session, result: CampaignResult, attribute: str = "ge
         verdicts = judged.get((cid, top), [])
         if verdicts and "violation" not in verdicts:
             out["legitimate"] += 1
+        elif not verdicts and cid in withdrawn:
+            out["after_withdrawal"] += 1
         else:
             out["violations"] += 1
             if not verdicts:

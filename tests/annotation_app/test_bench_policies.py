@@ -6,9 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from annotation_app.services import allocation
-from bench._simulated_crowd import CrowdSpec
-from bench.bench_policies import policy_settings, run_policy
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from annotation_app.models import ClipStatus
+from annotation_app.services import allocation, gold, work
+from bench._simulated_crowd import CampaignResult, CrowdSpec, SimulatedPerson, balance_audit
+from bench.bench_policies import policy_settings, run_policy, summarise
+from curation.demo import SimulatedAnnotator
+from tests.annotation_app.factories import make_annotator, make_clips, make_project, unique
+
+T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
 
 def test_each_policy_spends_the_judgements_it_promises(tmp_path: Path) -> None:
@@ -83,3 +92,54 @@ def test_an_open_clip_is_held_to_the_ceiling_of_the_slots_asked_not_filled(sessi
              for p, g in zip(people, genders, strict=True)}
     audit = balance_audit(session, CampaignResult(project.id, {clip.id: "Fear"}, crowd))
     assert (audit["clips"], audit["over_ceiling"], audit["violations"]) == (1, 0, 0)
+
+
+def test_balance_audit_tells_a_withdrawal_from_a_violation(session: Session) -> None:
+    """Adaptive (k_min 3, margin 2): woman A, man B, woman A, man B, woman A, each slot within the
+    ceiling of the slots asked when it was given (2 of 3, 2 of 4, 3 of 5). The first man is paused
+    and his label withdrawn: A, A, B, A leads by 2, so the clip is decided on four labels, three of
+    them women's, over the ceiling of 4. No slot broke the rule: the audit says "after withdrawal",
+    not "violation"."""
+    project = make_project(session, policy="adaptive", k_min=3, margin=2.0, k_max=8, balance_attributes=["gender"])
+    [clip] = make_clips(session, project, 1)
+    genders = ["female", "male", "female", "male", "female"]
+    people = [make_annotator(session, gender=g) for g in genders]
+    for person, label in zip(people, ["Fear", "Neutral", "Fear", "Neutral", "Fear"], strict=True):
+        item = work.next_item(session, project, person, now=T0)
+        assert item is not None and item.clip_id == clip.id
+        work.submit(session, project, person, assignment_id=item.assignment_id, label=label,
+                    client_request_id=unique("req"), now=T0)
+    session.refresh(clip)
+    assert clip.status == ClipStatus.active  # 3-2: a sixth annotator is asked for
+    gold.withdraw_from_open_clips(session, project, people[1].id, now=T0)
+    session.refresh(clip)
+    assert clip.status == ClipStatus.resolved
+    result = CampaignResult(project.id, {clip.id: "Fear"}, {
+        p.id: SimulatedPerson(SimulatedAnnotator(name=p.username, skill=0.9), gender=g, age_band="18-29",
+                              languages=("en",)) for p, g in zip(people, genders, strict=True)})
+    audit = balance_audit(session, result)
+    assert (audit["over_ceiling"], audit["after_withdrawal"], audit["violations"], audit["unexplained"]) == (1, 1, 0, [])
+
+
+def test_the_summary_compares_each_policy_with_staged_crowd_by_crowd() -> None:
+    """Means and ranges over the seeds; against staged, the differences on the same crowds and the
+    issue's target: within half a point with 15 % fewer judgements, or better at no more."""
+    def row(policy: str, seed: int, accuracy: float, per_clip: float) -> dict:
+        return {"policy": policy, "seed": seed, "accuracy_aggregate": accuracy, "judgements_per_clip": per_clip,
+                "expert_share": 0.1, "balance": {"violations": 0}}
+    rows = [row("staged", 0, 0.88, 5.0), row("staged", 1, 0.90, 5.4),
+            row("adaptive", 0, 0.876, 4.2), row("adaptive", 1, 0.898, 4.5),  # -0.3 point, 16 % fewer
+            row("fixed-5", 0, 0.86, 5.0), row("fixed-5", 1, 0.95, 5.4),  # +1.5 points at the same cost
+            row("fixed-3", 0, 0.80, 3.0), row("fixed-3", 1, 0.82, 3.0)]  # 40 % fewer, 8 points worse
+    rows += [row("adaptive:margin=3", 0, 0.878, 4.8), row("adaptive:margin=3", 1, 0.898, 5.1)]  # -0.2, 4.8 % fewer
+    summary = {item["policy"]: item for item in summarise(rows)}
+    assert summary["staged"]["seeds"] == [0, 1] and "vs_staged" not in summary["staged"]
+    assert summary["staged"]["accuracy_aggregate"] == pytest.approx(0.89)
+    assert summary["staged"]["accuracy_aggregate_range"] == [0.88, 0.90]
+    adaptive = summary["adaptive"]["vs_staged"]
+    assert adaptive["accuracy_points"] == pytest.approx([-0.004, -0.002])
+    assert adaptive["mean_judgement_saving"] == pytest.approx((0.16 + 1 - 4.5 / 5.4) / 2)
+    assert adaptive["target_met"] is True
+    assert summary["fixed-5"]["vs_staged"]["target_met"] is True
+    assert summary["fixed-3"]["vs_staged"]["target_met"] is False
+    assert summary["adaptive:margin=3"]["vs_staged"]["target_met"] is False  # as accurate, too few saved
