@@ -275,6 +275,20 @@ def wait_until_healthy(process: subprocess.Popen, base: str, log: Path, *, secon
         time.sleep(poll)
 
 
+def stop_server(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Ask a server subprocess to stop, and kill it if it has not within ``timeout`` seconds.
+
+    SIGTERM first so that uvicorn finishes its requests and closes the database cleanly; the kill
+    is there so that a hung server cannot outlive its test.
+    """
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 @contextmanager
 def serve_in_thread(app: FastAPI) -> Iterator[str]:
     """A real uvicorn serving ``app`` on a free loopback port in a thread; yields its base URL."""

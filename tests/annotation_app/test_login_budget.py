@@ -30,7 +30,7 @@ from annotation_app.models import LoginFailure
 from annotation_app.security import LoginBudget
 from annotation_app.settings import Settings
 from tests.annotation_app._http import PASSWORD, Env, env_fixture, free_port, page_csrf, tiny_video  # noqa: F401
-from tests.annotation_app._http import wait_until_healthy
+from tests.annotation_app._http import stop_server, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -264,12 +264,7 @@ def test_a_burst_of_random_usernames_leaves_healthz_fast(tmp_path: Path) -> None
             if under_burst <= bound:
                 break
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+        stop_server(server)
     summary = f"{'; '.join(rounds)}; answers {codes}"
     print(summary)
     assert set(codes) <= {401, 429, 503}, summary

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from annotation_app import migrations
 from annotation_app.db import make_engine, make_sessionmaker
 from annotation_app.models import Judgement
-from tests.annotation_app._http import free_port, wait_until_healthy
+from tests.annotation_app._http import free_port, stop_server, wait_until_healthy
 from tests.annotation_app.factories import make_annotators, make_clips, make_project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,11 +78,7 @@ class Server:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            stop_server(self.proc, timeout=10)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from annotation_app.models import LoginFailure
-from tests.annotation_app._http import free_port, wait_until_healthy
+from tests.annotation_app._http import free_port, stop_server, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET = 3  # failed logins per address in 15 minutes, for these servers
@@ -47,12 +47,7 @@ def _serve(env: dict[str, str], log: Path) -> Iterator[str]:
         wait_until_healthy(server, base, log)
         yield base
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+        stop_server(server)
 
 
 def _guess(base: str, n: int, forwarded_for: str) -> int:
