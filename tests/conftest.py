@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: real databases (a SQLite file and a throwaway PostgreSQL database).
+"""Fixtures shared by every test: real databases (a SQLite file and a throwaway PostgreSQL database)
+and a real browser (Debian's Chromium driven by Playwright).
 
 Each DB test runs inside a transaction that is rolled back (``session`` fixtures), so tests never
 see each other's rows; ``test_isolation.py`` proves it on SQLite and PostgreSQL.
@@ -22,6 +23,10 @@ from annotation_app.db import make_engine
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMOTIONS_SHARED_DIR", REPO.parent / "shared"))
 PG_ADMIN_URL = os.environ.get("EMOTIONS_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+# Debian's package rather than Playwright's download: our machines cannot download a browser.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def _pg_admin_engine() -> Engine | None:
@@ -159,3 +164,15 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Chromium for one test module; the test is skipped where chromium or Playwright is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

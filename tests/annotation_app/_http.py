@@ -275,6 +275,13 @@ def wait_until_healthy(process: subprocess.Popen, base: str, log: Path, *, secon
         time.sleep(poll)
 
 
+@pytest.fixture(scope="module")
+def base_url(env: Env) -> Iterator[str]:
+    """The module's own ``env`` fixture served by a real uvicorn (for the browser tests); its base URL."""
+    with serve_in_thread(env.app) as url:
+        yield url
+
+
 def stop_server(proc: subprocess.Popen, timeout: float = 15) -> None:
     """Ask a server subprocess to stop, and kill it if it has not within ``timeout`` seconds.
 

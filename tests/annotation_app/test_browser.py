@@ -16,15 +16,11 @@ from sqlalchemy import select
 
 from annotation_app.models import Clip, ClipStatus, Judgement, Project
 from annotation_app.services import gold
-from tests.annotation_app._http import PASSWORD, Env, env_fixture, serve_in_thread, tiny_video  # noqa: F401
+from tests.annotation_app._http import PASSWORD, Env, base_url, env_fixture, tiny_video  # noqa: F401
 
 pytestmark = pytest.mark.browser
 # Set to a folder to keep screenshots of the labelling page at each screen size.
 SHOTS = os.environ.get("EMOTIONS_SCREENSHOT_DIR")
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +38,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, sqlite_url: str, tiny_video: P
         yield env
 
 
-@pytest.fixture(scope="module")
-def base_url(env: Env) -> Iterator[str]:
-    with serve_in_thread(env.app) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def login(page, base_url: str, username: str) -> None:  # type: ignore[no-untyped-def]
+def login(page, base_url: str, username: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     page.goto(f"{base_url}/login")
     page.fill('input[name="username"]', username)
     page.fill('input[name="password"]', PASSWORD)
@@ -92,7 +71,7 @@ def fits_one_screen(page) -> dict:  # type: ignore[no-untyped-def]
     }""")
 
 
-def test_annotator_qualifies_plays_and_labels_three_clips(env: Env, base_url: str, browser) -> None:  # type: ignore[no-untyped-def]
+def test_annotator_qualifies_plays_and_labels_three_clips(env: Env, base_url: str, browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     page = context.new_page()
     login(page, base_url, "annotator1")
@@ -153,7 +132,7 @@ def test_annotator_qualifies_plays_and_labels_three_clips(env: Env, base_url: st
         assert sorted(r.label.name for r in quals) == ["Fear", "Sadness"]
 
 
-def test_expert_resolves_a_stage3_clip(env: Env, base_url: str, browser) -> None:  # type: ignore[no-untyped-def]
+def test_expert_resolves_a_stage3_clip(env: Env, base_url: str, browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     page = context.new_page()
     login(page, base_url, "expert1")
@@ -175,7 +154,7 @@ def test_expert_resolves_a_stage3_clip(env: Env, base_url: str, browser) -> None
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
-def test_api_docs_render_with_nothing_from_outside(base_url: str, browser, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_api_docs_render_with_nothing_from_outside(base_url: str, browser, path: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """Offline, as on a lab server: every request off the app is refused, and the UI still renders."""
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     outside: list[str] = []

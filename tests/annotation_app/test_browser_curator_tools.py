@@ -14,8 +14,8 @@ import pytest
 
 from annotation_app.models import ClipStatus, Project
 from annotation_app.services import guidelines
-from tests.annotation_app._http import Env, db_clip, env_fixture, serve_in_thread, tiny_video  # noqa: F401
-from tests.annotation_app.test_browser import browser, login  # noqa: F401
+from tests.annotation_app._http import Env, base_url, db_clip, env_fixture, tiny_video  # noqa: F401
+from tests.annotation_app.test_browser import login
 from tests.annotation_app.test_browser_screens import SCREENS, SHOTS, Console, overflow
 
 pytestmark = pytest.mark.browser
@@ -36,12 +36,6 @@ def env(tmp_path_factory: pytest.TempPathFactory, sqlite_url: str, tiny_video: P
             guidelines.set_examples(session, project, {"Fear": [env.clip_ids[5]]})
             session.commit()
         yield env
-
-
-@pytest.fixture(scope="module")
-def base_url(env: Env) -> Iterator[str]:
-    with serve_in_thread(env.app) as url:
-        yield url
 
 
 def _check_sizes(page, name: str, problems: list[str]) -> None:  # type: ignore[no-untyped-def]

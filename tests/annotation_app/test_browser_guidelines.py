@@ -11,8 +11,8 @@ import pytest
 
 from annotation_app.models import Project
 from annotation_app.services import guidelines
-from tests.annotation_app._http import Env, env_fixture, serve_in_thread, tiny_video  # noqa: F401
-from tests.annotation_app.test_browser import browser, label_with_hotkey, login  # noqa: F401
+from tests.annotation_app._http import Env, base_url, env_fixture, tiny_video  # noqa: F401
+from tests.annotation_app.test_browser import label_with_hotkey, login
 from tests.annotation_app.test_browser_screens import SHOTS, Console
 
 pytestmark = pytest.mark.browser
@@ -32,12 +32,6 @@ def env(tmp_path_factory: pytest.TempPathFactory, sqlite_url: str, tiny_video: P
     for env in env_fixture(tmp_path_factory.mktemp("guidelines-browser"), sqlite_url, tiny_video, n_clips=4):
         _set(env, GUIDE)
         yield env
-
-
-@pytest.fixture(scope="module")
-def base_url(env: Env) -> Iterator[str]:
-    with serve_in_thread(env.app) as url:
-        yield url
 
 
 def test_annotator_confirms_the_guidelines_reads_them_with_g_and_is_asked_again_when_they_change(

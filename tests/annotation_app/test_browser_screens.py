@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from annotation_app.models import Clip, ClipStatus, Judgement
-from tests.annotation_app._http import Env, env_fixture, serve_in_thread, tiny_video  # noqa: F401
-from tests.annotation_app.test_browser import browser, login  # noqa: F401
+from tests.annotation_app._http import Env, base_url, env_fixture, tiny_video  # noqa: F401
+from tests.annotation_app.test_browser import login
 
 pytestmark = pytest.mark.browser
 
@@ -37,12 +37,6 @@ def env(tmp_path_factory: pytest.TempPathFactory, sqlite_url: str, tiny_video: P
                 clip.status, clip.stage = ClipStatus.expert, 3
             session.commit()
         yield env
-
-
-@pytest.fixture(scope="module")
-def base_url(env: Env) -> Iterator[str]:
-    with serve_in_thread(env.app) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,10 +21,6 @@ from dashboard.auth import DashboardLoginError, viewer_for
 from tests.annotation_app._http import free_port, serve_in_thread
 from tests.dashboard import page_checks
 from tests.dashboard.conftest import REPO, Demo
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -101,44 +96,41 @@ def dashboard_url(demo: Demo, app_url: str, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.mark.browser
-def test_a_browser_sees_the_dashboard_only_as_a_curator(app_url: str, dashboard_url: str) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context().new_page()
-            page.goto(dashboard_url)
-            page.get_by_text("log in to the annotation app as a curator or admin first").wait_for(timeout=30_000)
-            assert page.get_by_role("link", name="Log in to the annotation app").get_attribute("href") == f"{app_url}/login"
+def test_a_browser_sees_the_dashboard_only_as_a_curator(browser, app_url: str, dashboard_url: str) -> None:  # type: ignore[no-untyped-def]
+    # ``browser`` first: where chromium is missing the test is skipped before the dashboard starts.
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(dashboard_url)
+        page.get_by_text("log in to the annotation app as a curator or admin first").wait_for(timeout=30_000)
+        assert page.get_by_role("link", name="Log in to the annotation app").get_attribute("href") == f"{app_url}/login"
 
-            def log_in(username: str) -> None:
-                page.goto(f"{app_url}/login")
-                page.fill('input[name="username"]', username)
-                page.fill('input[name="password"]', DEMO_PASSWORD)
-                page.click('button[type="submit"]')
-                page.wait_for_url(f"{app_url}/")
+        def log_in(username: str) -> None:
+            page.goto(f"{app_url}/login")
+            page.fill('input[name="username"]', username)
+            page.fill('input[name="password"]', DEMO_PASSWORD)
+            page.click('button[type="submit"]')
+            page.wait_for_url(f"{app_url}/")
 
-            log_in("annotator1")
-            page.goto(dashboard_url)
-            page.get_by_text("the dashboard is for curators and admins; annotator1 is annotator").wait_for(timeout=30_000)
-            page.goto(f"{app_url}/")
-            page.click("form.logout button")
-            log_in("curator")
-            page.goto(dashboard_url)
-            page.get_by_role("heading", name="Progress").wait_for(timeout=60_000)
-            page.get_by_text("curator · curator").wait_for(timeout=10_000)
-            # A curator's tool, not a developer's: no Streamlit "Deploy" button, no developer menu.
-            assert page.get_by_role("button", name="Deploy").count() == 0
-            assert page.locator('[data-testid="stAppDeployButton"]').count() == 0
-            page.get_by_role("link", name="Annotators").click()
-            page.get_by_role("heading", name="Annotators").wait_for(timeout=60_000)
-            # Logging out of the app ends the dashboard at its next run.
-            page.goto(f"{app_url}/")
-            page.click("form.logout button")
-            page.goto(dashboard_url)
-            page.get_by_text("log in to the annotation app").first.wait_for(timeout=30_000)
-            assert page.get_by_role("heading", name="Progress").count() == 0
-        finally:
-            browser.close()
+        log_in("annotator1")
+        page.goto(dashboard_url)
+        page.get_by_text("the dashboard is for curators and admins; annotator1 is annotator").wait_for(timeout=30_000)
+        page.goto(f"{app_url}/")
+        page.click("form.logout button")
+        log_in("curator")
+        page.goto(dashboard_url)
+        page.get_by_role("heading", name="Progress").wait_for(timeout=60_000)
+        page.get_by_text("curator · curator").wait_for(timeout=10_000)
+        # A curator's tool, not a developer's: no Streamlit "Deploy" button, no developer menu.
+        assert page.get_by_role("button", name="Deploy").count() == 0
+        assert page.locator('[data-testid="stAppDeployButton"]').count() == 0
+        page.get_by_role("link", name="Annotators").click()
+        page.get_by_role("heading", name="Annotators").wait_for(timeout=60_000)
+        # Logging out of the app ends the dashboard at its next run.
+        page.goto(f"{app_url}/")
+        page.click("form.logout button")
+        page.goto(dashboard_url)
+        page.get_by_text("log in to the annotation app").first.wait_for(timeout=30_000)
+        assert page.get_by_role("heading", name="Progress").count() == 0
+    finally:
+        context.close()
