@@ -38,6 +38,18 @@ def env(tmp_path_factory: pytest.TempPathFactory, sqlite_url: str, tiny_video: P
         yield env
 
 
+def _open_on_a_laptop(browser, base_url: str, username: str, path: str):  # type: ignore[no-untyped-def]  # noqa: F811
+    """A new 1440x900 browser context logged in as ``username``, its page opened at ``path``, and that
+    page's console errors, collected from the login on."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    console = Console(page)
+    login(page, base_url, username)
+    page.goto(f"{base_url}{path}")
+    return context, page, console
+
+
 def _check_sizes(page, name: str, problems: list[str]) -> None:  # type: ignore[no-untyped-def]
     for size, (w, h) in SCREENS.items():
         page.set_viewport_size({"width": w, "height": h})
@@ -51,15 +63,9 @@ def _check_sizes(page, name: str, problems: list[str]) -> None:  # type: ignore[
 def test_curator_sorts_and_filters_clips_and_sees_form_errors_inline_on_three_screens(
     env: Env, base_url: str, browser  # type: ignore[no-untyped-def]  # noqa: F811
 ) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    console = Console(page)
-    login(page, base_url, "curator1")
-
     # The clips table: sorted by clicking a header, again to reverse it, then filtered.
-    page.goto(f"{base_url}/curator/clips")
+    context, page, console = _open_on_a_laptop(browser, base_url, "curator1", "/curator/clips")
     page.click('#clips thead a:text-is("status")')
     page.wait_for_url("**sort=status**")
     statuses = page.locator("#clips tbody td:nth-child(2)").all_inner_texts()
@@ -126,13 +132,8 @@ def test_curator_sorts_and_filters_clips_and_sees_form_errors_inline_on_three_sc
 def test_an_annotator_plays_an_example_clip_in_the_guidelines_on_three_screens(
     env: Env, base_url: str, browser  # type: ignore[no-untyped-def]  # noqa: F811
 ) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    console = Console(page)
-    login(page, base_url, "annotator2")
-    page.goto(f"{base_url}/annotate/guidelines")
+    context, page, console = _open_on_a_laptop(browser, base_url, "annotator2", "/annotate/guidelines")
     video = page.get_by_role("group", name="Examples of Fear").locator("video")
     assert video.count() == 1
     # Under Fear's own heading, before the next section.
