@@ -7,7 +7,8 @@ for pausing, excluding and signing out.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query
@@ -34,7 +35,8 @@ from annotation_app.routers.schemas import (
 from annotation_app.services import attention, curator, guidelines, projects, users, vocabularies
 from annotation_app.services.access import check_may_manage
 
-__all__ = ["router", "settings_view", "guidelines_view", "user_view", "export_response", "get_user_by_id", "EXPORT_RESPONSES"]
+__all__ = ["router", "settings_view", "guidelines_view", "user_view", "ExportOptions", "ExportOptionsDep",
+           "export_response", "get_user_by_id", "EXPORT_RESPONSES"]
 
 router = APIRouter(
     prefix="/api/curator", tags=["curator"], dependencies=[Depends(require_curator), Depends(verify_csrf)],
@@ -69,9 +71,25 @@ EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def export_response(session: Session, project: Project, fmt: str, **options: bool) -> Response:
-    """``options``: what :func:`curator.judgements_export` may add (excluded, history, qualification rows)."""
-    data = curator.judgements_export(session, project, fmt=fmt, **options)
+@dataclass(frozen=True)
+class ExportOptions:
+    """The judgements download's query parameters, declared once for the API's route and the page's:
+    what :func:`curator.judgements_export` may add to the table (rows, or attribute columns)."""
+
+    include_excluded: Annotated[bool, Query(description="Also the judgements a curator excluded.")] = False
+    include_history: Annotated[bool, Query(description="Also the rows a correction replaced.")] = False
+    include_qualification: Annotated[
+        bool, Query(description="Also the qualification round's answers (stage 0).")] = False
+    include_attributes: Annotated[bool, Query(description="Add the annotator's gender, age band, region, languages "
+                                                          "and background as columns.")] = False
+
+
+# A route that declares it before ``ProjectDep`` lists these before ``project`` in the API document.
+ExportOptionsDep = Annotated[ExportOptions, Depends()]
+
+
+def export_response(session: Session, project: Project, fmt: str, options: ExportOptions) -> Response:
+    data = curator.judgements_export(session, project, fmt=fmt, **asdict(options))
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/vnd.apache.parquet"
     filename = f"{project.name}-judgements.{fmt}"
     # Headers are Latin-1: an ASCII stand-in for old clients, the real name in RFC 5987's form.
@@ -229,14 +247,8 @@ def audit_trail(session: SessionDep, project: ProjectDep, limit: int = Query(200
 
 @router.get("/judgements.{fmt}", responses=EXPORT_RESPONSES)
 def export(
-    fmt: Literal["csv", "parquet"], session: SessionDep, project: ProjectDep,
-    include_excluded: bool = Query(False, description="Also the judgements a curator excluded."),
-    include_history: bool = Query(False, description="Also the rows a correction replaced."),
-    include_qualification: bool = Query(False, description="Also the qualification round's answers (stage 0)."),
-    include_attributes: bool = Query(False, description="Add the annotator's gender, age band, region, languages "
-                                                        "and background as columns."),
+    fmt: Literal["csv", "parquet"], options: ExportOptionsDep, session: SessionDep, project: ProjectDep,
 ) -> Response:
     """All judgements with annotator id, stage, time on task and timestamps (flags included); the
     options add rows or the annotator's attributes, as the progress page's download form does."""
-    return export_response(session, project, fmt, include_excluded=include_excluded, include_history=include_history,
-                           include_qualification=include_qualification, include_attributes=include_attributes)
+    return export_response(session, project, fmt, options)

@@ -13,6 +13,7 @@ from annotation_app.deps import CuratorUser, ProjectDep, SessionDep, require_cur
 from annotation_app.models import ClipStatus, Project, Role, User
 from annotation_app.routers.api_curator import (
     EXPORT_RESPONSES,
+    ExportOptionsDep,
     export_response,
     get_user_by_id,
     guidelines_view,
@@ -362,14 +363,7 @@ def audit_page(request: Request, session: SessionDep, project: ProjectDep) -> Re
 
 @router.get("/judgements.{fmt}", responses=EXPORT_RESPONSES)
 def export(
-    fmt: Literal["csv", "parquet"], session: SessionDep, project: ProjectDep,
-    include_excluded: bool = Query(False, description="Also the judgements a curator excluded."),
-    include_history: bool = Query(False, description="Also the rows a correction replaced."),
-    include_qualification: bool = Query(False, description="Also the qualification round's answers (stage 0)."),
-    include_attributes: bool = Query(False, description="Add the annotator's gender, age band, region, languages "
-                                                        "and background as columns."),
+    fmt: Literal["csv", "parquet"], options: ExportOptionsDep, session: SessionDep, project: ProjectDep,
 ) -> Response:
     """The download of the progress page, with the options it offers there (flags are always in)."""
-    return export_response(session, project, fmt, include_excluded=include_excluded,
-                           include_history=include_history, include_qualification=include_qualification,
-                           include_attributes=include_attributes)
+    return export_response(session, project, fmt, options)
