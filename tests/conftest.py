@@ -168,10 +168,16 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Chromium for one test module; the test is skipped where chromium or Playwright is missing."""
+    """Headless Chromium for one test module; the test is skipped where chromium or Playwright is missing,
+    except under CI (``CI=true``), where ``./dev test`` installs both: there a missing one is a failure,
+    not a quietly skipped browser suite."""
+    ci = os.environ.get("CI", "").lower() == "true"
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+        (pytest.fail if ci else pytest.skip)("Debian's chromium is not installed (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api as sync_api
+    except ImportError:
+        (pytest.fail if ci else pytest.skip)("Playwright for Python is not installed (./dev setup test)")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
