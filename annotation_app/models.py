@@ -180,8 +180,10 @@ class Project(Base):
     available_window_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     # The labelling policy (DESIGN §3, services.stages): "staged" (the stages above), "fixed" (k
     # judgements, no stage 2) or "adaptive" (k_min, then one more at a time until the top label leads
-    # by ``margin`` votes, weighted by ``weighting``; the expert at k_max). Migration 0008.
-    policy: Mapped[str] = mapped_column(String(16), default="staged", server_default="staged")
+    # by ``margin`` votes, weighted by ``weighting``; the expert at k_max). Migration 0008. New projects
+    # are adaptive since bench/bench_policies.py measured it against staged on the same crowds (#15);
+    # the column's server default stays "staged", what every project made before then had.
+    policy: Mapped[str] = mapped_column(String(16), default="adaptive", server_default="staged")
     k_min: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     margin: Mapped[float] = mapped_column(Float, default=2.0, server_default="2")
     k_max: Mapped[int] = mapped_column(Integer, default=8, server_default="8")

@@ -430,7 +430,7 @@ def seed(url: str, n_annotators: int, n_clips: int) -> tuple[list[int], int]:
     shared_hash = hash_password(uuid.uuid4().hex)  # nobody logs in with a password here
     try:
         with make_sessionmaker(engine)() as session:
-            project = projects.create_project(session, "bench", overlap_k=OVERLAP_K, stage2_extra=0, gold_rate=0.0,
+            project = projects.create_project(session, "bench", policy="staged", overlap_k=OVERLAP_K, stage2_extra=0, gold_rate=0.0,
                                               qualification_size=0, daily_cap=1_000_000)
             genders, ages = ["female", "male"], ["18-29", "30-44", "45+"]
             people = [User(username=f"bench{i:04d}", password_hash=shared_hash, role=Role.annotator,

@@ -66,9 +66,9 @@ def policy_settings(name: str) -> dict[str, Any]:
     adaptive variant ``adaptive:key=value,...`` over k_min, margin, k_max and weighting (e.g.
     ``adaptive:margin=3``, ``adaptive:weighting=gold,k_max=7``)."""
     if name == "staged":
-        return {"overlap_k": 5, "stage2_extra": 3}
+        return {"policy": "staged", "overlap_k": 5, "stage2_extra": 3}
     if name.startswith("fixed-") and name[6:].isdigit():
-        return {"overlap_k": int(name[6:]), "stage2_extra": 0}
+        return {"policy": "fixed", "overlap_k": int(name[6:]), "stage2_extra": 0}
     if name == "adaptive" or name.startswith("adaptive:"):
         settings: dict[str, Any] = {"policy": "adaptive", **ADAPTIVE_DEFAULTS}
         for part in filter(None, name.partition(":")[2].split(",")):

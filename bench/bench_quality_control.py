@@ -127,7 +127,9 @@ def campaign(n_clips: int, n_annotators: int, seed: int, error_rate: float, agre
         spec = CrowdSpec(n_annotators=n_annotators, n_clips=n_clips, seed=seed)
         crowd = Crowd(spec, [lab["name"] for lab in DEFAULT_LABELS], [lab["polarity"] for lab in DEFAULT_LABELS])
         with maker() as session:
-            result = make_campaign(session, crowd, name="qc", daily_cap=100_000, gold_rate=GOLD_RATE,
+            # Staged, as #23's audited campaign was: the breakdown is by its agreement patterns (3/5 ...).
+            result = make_campaign(session, crowd, name="qc", policy="staged", daily_cap=100_000,
+                                   gold_rate=GOLD_RATE,
                                    # No qualification round: the spammers reach real work, as
                                    # those of #23's audited campaign did; hidden gold must catch them.
                                    qualification_size=0, quality_error_rate=error_rate)

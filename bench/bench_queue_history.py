@@ -65,7 +65,7 @@ def _seed(url: str, history: int, layout: str) -> tuple[int, int]:
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine)() as session:
-            project = projects.create_project(session, "history", overlap_k=3, stage2_extra=0, gold_rate=0.0,
+            project = projects.create_project(session, "history", policy="staged", overlap_k=3, stage2_extra=0, gold_rate=0.0,
                                               qualification_size=0, daily_cap=1_000_000)
             me = User(username="me", password_hash="-", role=Role.annotator, gender="female", age_band="18-29",
                       languages=["en"])

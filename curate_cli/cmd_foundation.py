@@ -70,9 +70,9 @@ def project_create(
         int | None, typer.Option(help="Hours before a failed annotator may retake the round (default 24).")
     ] = None,
     policy: Annotated[
-        str | None, typer.Option(help="Labelling policy: staged (k, m more if contested, then the expert; default), "
-                                      "fixed (k, then the expert) or adaptive (k-min, one more at a time until the "
-                                      "top label leads by --margin, the expert at k-max).")
+        str | None, typer.Option(help="Labelling policy: adaptive (k-min, one more at a time until the top label leads by "
+                                      "--margin, the expert at k-max; default), staged (k, m more if contested, then "
+                                      "the expert) or fixed (k, then the expert).")
     ] = None,
     k_min: Annotated[int | None, typer.Option(help="Adaptive: annotators a clip starts with (default 3).")] = None,
     margin: Annotated[float | None, typer.Option(help="Adaptive: lead in votes that decides a clip (default 2).")] = None,

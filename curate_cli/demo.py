@@ -101,7 +101,8 @@ def build_demo(
         # not label what they may have to decide), and a clip waits at most a minute for an annotator of
         # a group nobody of which is at work (services.allocation).
         proj = create_project(session, project, qualification_size=4, qualification_pass_mark=0.5,
-                              overlap_k=DEMO_K, stage2_extra=DEMO_M, balance_wait_minutes=1,
+                              # Staged, not the adaptive default: six logins could not fill k_max 8.
+                              policy="staged", overlap_k=DEMO_K, stage2_extra=DEMO_M, balance_wait_minutes=1,
                               # Listed regions and backgrounds: the profile forms offer them as choices.
                               attribute_values={"region": list(REGIONS), "background": list(BACKGROUNDS)})
         labels = list(proj.labels)

@@ -36,7 +36,7 @@ def pg_env(tmp: Path, video: Path, *, n_clips: int = 4) -> Iterator[Env]:
         engine = make_engine(url)
         try:
             with make_sessionmaker(engine)() as session:
-                project = projects.create_project(session, "http-test", overlap_k=1, stage2_extra=0, gold_rate=0.0,
+                project = projects.create_project(session, "http-test", policy="staged", overlap_k=1, stage2_extra=0, gold_rate=0.0,
                                                   qualification_size=0)
                 names = [f"{role}1" for role in ROLES] + [f"annotator{i}" for i in range(2, N_ANNOTATORS + 1)]
                 for name in names:

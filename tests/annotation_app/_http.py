@@ -177,7 +177,8 @@ def build_env(
     try:
         with make_sessionmaker(engine)() as session:
             project = session.scalars(select(Project)).one()
-            settings_kw = {"overlap_k": overlap_k, "stage2_extra": 0, "gold_rate": 0.0, "qualification_size": 0}
+            settings_kw = {"policy": "staged", "overlap_k": overlap_k, "stage2_extra": 0, "gold_rate": 0.0,
+                           "qualification_size": 0}
             settings_kw.update(project_settings)
             projects.update_settings(session, project, **settings_kw)
             clips = session.scalars(select(Clip).order_by(Clip.id)).all()

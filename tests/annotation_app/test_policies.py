@@ -148,3 +148,15 @@ def test_the_decision_rule_curate_aggregate_applies_is_the_projects(
         expected = stages.vote_weights(project, raw) if weight == "vote weights" else raw
         assert expected != pytest.approx(raw) or weight == "reliability"  # the two readings differ here
         assert got["skills"].to_dict() == pytest.approx(dict(zip([p.id for p in people], expected, strict=True)))
+
+
+def test_new_projects_are_adaptive_as_the_bench_chose(session: Session) -> None:
+    """bench/bench_policies.py measured adaptive against staged on the same crowds (#15): new projects
+    get it; a project keeps the policy it was made with."""
+    project = projects.create_project(session, unique("defaults"))
+    session.flush()
+    assert (project.policy, project.k_min, project.margin, project.k_max, project.weighting) == (
+        "adaptive", 3, 2.0, 8, "none")
+    staged = projects.create_project(session, unique("staged"), policy="staged")
+    session.flush()
+    assert staged.policy == "staged"
