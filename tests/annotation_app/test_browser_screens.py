@@ -62,7 +62,7 @@ def overflow(page) -> dict:  # type: ignore[no-untyped-def]
 
 def pages_of(env: Env) -> dict[str, list[str]]:
     return {
-        "annotator1": ["/", "/annotate", "/annotate/recent"],
+        "annotator1": ["/", "/annotate", "/annotate/recent", "/annotate/guidelines"],
         "expert1": ["/", "/expert", f"/expert/clips/{env.clip_ids[5]}"],
         "curator1": ["/", "/curator", "/curator/annotators", f"/curator/annotators/{env.user_ids['annotator']}",
                      "/curator/clips", "/curator/settings", "/curator/audit"],
@@ -99,10 +99,35 @@ def test_every_page_fits_every_screen_without_console_errors(env: Env, base_url:
                     const r = e.getBoundingClientRect(); return r.right <= innerWidth && e.scrollWidth <= e.clientWidth + 1; }""")
                 if not who:
                     problems.append(f"user name cut off on {path} at {size}")
+                # Every page link in the bar is whole and on the screen, none scrolled out of sight.
+                cut = page.evaluate("""() => [...document.querySelectorAll('.topbar nav a')].filter(a => {
+                    const r = a.getBoundingClientRect(), n = a.parentElement.getBoundingClientRect();
+                    return r.left < n.left - 1 || r.right > n.right + 1 || r.right > innerWidth; }).map(a => a.textContent)""")
+                if cut:
+                    problems.append(f"links cut off in the bar on {path} at {size}: {cut}")
             page.set_viewport_size({"width": 1440, "height": 900})
+    # The error page, as a person meets it: a page of another role (403) and a clip that is not there (404).
+    expected = []
+    for username, path, status in [("annotator1", "/curator", 403), ("curator1", "/curator/annotators/999999", 404)]:
+        context.clear_cookies()
+        login(page, base_url, username)
+        for size, (w, h) in SCREENS.items():
+            page.set_viewport_size({"width": w, "height": h})
+            response = page.goto(f"{base_url}{path}")
+            assert response is not None and response.status == status, (path, response and response.status)
+            expected.append(f"{base_url}{path}: Failed to load resource: the server responded with a status of {status}")
+            page.screenshot(path=str(shots / f"error-{status}-{size}.png"))
+            box = overflow(page)
+            if box["scrollW"] > box["innerW"]:
+                problems.append(f"error page {path} at {size}: {box}")
+            if not page.locator("a[href='/']").first.is_visible():
+                problems.append(f"error page {path} at {size}: no way back home")
+        page.set_viewport_size({"width": 1440, "height": 900})
     context.close()
     assert not problems, problems
-    assert not console.errors, console.errors
+    # The browser reports the error status itself; nothing else may be logged.
+    assert [e for e in console.errors if not any(e.startswith(x.rsplit(": ", 1)[0]) and "status of" in e
+                                                  for x in expected)] == [], console.errors
 
 
 def label_page_box(page) -> dict:  # type: ignore[no-untyped-def]
