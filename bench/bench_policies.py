@@ -203,12 +203,31 @@ def _line(row: dict[str, Any]) -> str:
 TARGET_POINTS, TARGET_SAVING = 0.005, 0.15
 
 
+def expert_cost_for_target(judgements: float, expert: float, staged_judgements: float,
+                           staged_expert: float) -> float | None:
+    """The fewest crowd judgements an expert's decision must be worth for a policy's whole cost per
+    clip (crowd judgements + that many per expert decision) to be ``TARGET_SAVING`` below staged's:
+    0 when the crowd saving alone reaches it, None when no expert cost does.
+
+    >>> expert_cost_for_target(4.2, 0.1, 5.0, 0.1), expert_cost_for_target(4.5, 0.05, 5.0, 0.15)
+    (0.0, 3.225806)
+    >>> expert_cost_for_target(4.5, 0.2, 5.0, 0.15) is None
+    True
+    """
+    keep = 1 - TARGET_SAVING
+    if judgements <= keep * staged_judgements:
+        return 0.0
+    if expert >= keep * staged_expert:
+        return None
+    return round((judgements - keep * staged_judgements) / (keep * staged_expert - expert), 6)
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each policy over its seeds: mean, lowest and highest accuracy (``curate aggregate``), crowd
     judgements per clip and expert share; for each policy beside ``staged``, the differences seed by
     seed (same crowd) and whether it meets the issue's target against staged on their mean."""
     frame = pd.DataFrame(rows)
-    staged = frame.loc[frame["policy"] == "staged", ["seed", "accuracy_aggregate", "judgements_per_clip"]]
+    staged = frame.loc[frame["policy"] == "staged", ["seed", "accuracy_aggregate", "judgements_per_clip", "expert_share"]]
     out = []
     for name, group in frame.groupby("policy", sort=False):
         summary: dict[str, Any] = {"policy": name, "seeds": sorted(int(s) for s in group["seed"])}
@@ -220,12 +239,17 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if name != "staged" and len(paired):
             points = paired["accuracy_aggregate"] - paired["accuracy_aggregate_staged"]
             saving = 1 - paired["judgements_per_clip"] / paired["judgements_per_clip_staged"]
+            expert, expert_staged = paired["expert_share"].mean(), paired["expert_share_staged"].mean()
             summary["vs_staged"] = {
                 "seeds": len(paired), "accuracy_points": [float(v) for v in points],
                 "judgement_saving": [float(v) for v in saving],
                 "mean_accuracy_points": float(points.mean()), "mean_judgement_saving": float(saving.mean()),
+                "expert_saving": float(1 - expert / expert_staged) if expert_staged else None,
                 "target_met": bool((points.mean() >= -TARGET_POINTS and saving.mean() >= TARGET_SAVING)
                                    or (points.mean() > 0 and saving.mean() >= 0)),
+                "expert_cost_for_target": expert_cost_for_target(
+                    paired["judgements_per_clip"].mean(), expert,
+                    paired["judgements_per_clip_staged"].mean(), expert_staged),
             }
         out.append(summary)
     return out
@@ -294,8 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         jlow, jhigh = item["judgements_per_clip_range"]
         versus = item.get("vs_staged")
         tail = "" if versus is None else (
-            f"{versus['mean_accuracy_points'] * 100:+.1f} points, {versus['mean_judgement_saving']:.0%} fewer"
-            f" judgements over {versus['seeds']} crowd(s): target {'met' if versus['target_met'] else 'not met'}")
+            f"{versus['mean_accuracy_points'] * 100:+.1f} points, {versus['mean_judgement_saving']:.1%} fewer"
+            f" judgements, {versus['expert_saving'] or 0:.0%} fewer expert decisions over {versus['seeds']} crowd(s):"
+            f" target {'met' if versus['target_met'] else 'not met'}"
+            + ("" if versus["target_met"] or versus["expert_cost_for_target"] is None else
+               f" (met with an expert decision worth ≥ {versus['expert_cost_for_target']:.1f} crowd judgements)"))
         print(f"{item['policy']:<24} ({len(item['seeds'])} seeds) {item['accuracy_aggregate']:.3f} "
               f"[{low:.3f}–{high:.3f}] {item['judgements_per_clip']:6.2f} [{jlow:.2f}–{jhigh:.2f}] "
               f"{item['expert_share']:6.1%}  {tail}")

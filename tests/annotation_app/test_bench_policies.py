@@ -143,3 +143,16 @@ def test_the_summary_compares_each_policy_with_staged_crowd_by_crowd() -> None:
     assert summary["fixed-5"]["vs_staged"]["target_met"] is True
     assert summary["fixed-3"]["vs_staged"]["target_met"] is False
     assert summary["adaptive:margin=3"]["vs_staged"]["target_met"] is False  # as accurate, too few saved
+    # Its expert share is staged's (0.1 each): no cost of the expert's time makes up the crowd's.
+    assert summary["adaptive:margin=3"]["vs_staged"]["expert_saving"] == 0.0
+    assert summary["adaptive:margin=3"]["vs_staged"]["expert_cost_for_target"] is None
+    assert summary["adaptive"]["vs_staged"]["expert_cost_for_target"] == 0.0
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import bench.bench_policies
+
+    assert doctest.testmod(bench.bench_policies).attempted >= 2
+    assert doctest.testmod(bench.bench_policies).failed == 0
