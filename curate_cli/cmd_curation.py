@@ -259,9 +259,11 @@ def aggregate(
     was resolved (unanimous, consensus, adjudicated, tie, below-threshold, below-margin). Read from a
     project's database with none of --method, --threshold, --margin, the clips are resolved by the
     project's own labelling policy (staged/fixed: its consensus threshold; adaptive: its margin and
-    weighting), so the labels agree with the stage machine's decisions that build-variants exports.
+    weighting), so the labels agree with the stage machine's decisions that build-variants exports;
+    with weighted votes a clip the project decided keeps that decision (today's reliabilities weigh
+    its votes otherwise than those that decided it), and the command says how many did.
     Gold clips are not dataset clips: they are left out unless --include-gold."""
-    from curation.aggregation import agreement_patterns, resolve
+    from curation.aggregation import agreement_patterns, keep_decisions, resolve
 
     if threshold is not None and margin is not None:
         raise typer.BadParameter("--threshold and --margin are two different rules: give one", param_hint="--margin")
@@ -282,6 +284,11 @@ def aggregate(
     with console.status(f"aggregating ({method.value})…"):
         result = resolve(table, threshold=0.6 if threshold is None else threshold, margin=margin, method=method.value,
                          skills=skills, include_gold=include_gold)
+        kept: list[Any] = []
+        if skills is not None and how.startswith("the project's rule"):
+            # Weighted by today's reliabilities, a vote reads otherwise than the one that decided
+            # the clip: the project's decisions stand (keep_decisions), as the export carries them.
+            result, kept = keep_decisions(result, _project_decisions(project), table)
     _write_table(result, out)
     summary = Table(title=f"{len(result)} clips from {escape(source)} ({escape(how)})", title_justify="left")
     summary.add_column("resolved by")
@@ -290,6 +297,9 @@ def aggregate(
     for kind, n in result["resolved_by"].value_counts().items():
         summary.add_row(escape(str(kind)), str(n), f"{n / max(len(result), 1):.1%}")
     console.print(summary)
+    if kept:
+        console.print(f"{len(kept)} clip(s) kept as the project decided them: weighted by today's reliabilities "
+                      "their votes read otherwise", markup=False)
     patterns = agreement_patterns(result)
     console.print("by agreement pattern (where label noise sits): "
                   + ", ".join(f"{k} {int(v)}" for k, v in patterns["clips"].items()), markup=False)
@@ -298,6 +308,19 @@ def aggregate(
     if include_gold:
         console.print(f"gold clips included and flagged (is_gold): {int(result['is_gold'].sum())}")
     console.print(f"written to {out}", markup=False)
+
+
+def _project_decisions(project: str | None) -> pd.DataFrame:
+    """The crowd decisions (stage 1 or 2) of a project's stage machine, in keep_decisions' terms."""
+    from annotation_app.services.tables import clips_table
+    from curate_cli.common import open_session
+
+    with open_session() as session:
+        clips = clips_table(session, project)
+    crowd = clips[(clips["status"] == "resolved") & clips["resolved_stage"].isin([1, 2]) & clips["final_label"].notna()]
+    return crowd.rename(columns={"final_label": "label", "resolved_stage": "resolving_stage",
+                                 "resolution_confidence": "confidence"})[
+        ["clip_id", "label", "resolving_stage", "confidence"]]
 
 
 def _project_rule(project: str | None) -> dict[str, Any]:

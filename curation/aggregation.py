@@ -39,6 +39,7 @@ __all__ = [
     "RESOLVED_BY",
     "EXPERT_ROLES",
     "agreement_patterns",
+    "keep_decisions",
     "pattern_sort_key",
     "MajorityVote",
     "DawidSkene",
@@ -584,6 +585,55 @@ def resolve(
     out.attrs["expert"] = expert
     out.attrs["labels"] = list(codes.labels)
     return out
+
+
+def keep_decisions(
+    resolution: pd.DataFrame, decisions: pd.DataFrame, judgements: pd.DataFrame
+) -> tuple[pd.DataFrame, list[Any]]:
+    """``resolution`` (from :func:`resolve`) with the crowd decisions a project already made where it
+    reads otherwise; returns it and the ids of the clips changed.
+
+    A weighted vote counted again with today's reliabilities is not the vote that decided a clip:
+    reliability is measured as the work goes on, and a lead of 2 weighted votes early in a campaign
+    is often short of 2 later (``annotation_app.services.tables.decision_rule``). The project's
+    decision stands: ``decisions`` (``clip_id``, ``label``, ``resolving_stage`` 1 or 2,
+    ``confidence``) sets the clip's label, ``resolved_by`` "consensus", its stage and confidence, and
+    its ``agreement_pattern`` ("k/n" of its crowd labels at stage 1, "stage 2"); ``judgements`` (the
+    table ``resolve`` read) gives k. An expert's decision needs none of this (``resolve`` takes it
+    from the stage-3 judgement), nor a clip ``resolution`` does not hold.
+
+    >>> votes = pd.DataFrame({"clip_id": [1, 1, 1, 2, 2, 2], "annotator_id": list("abcabc"),
+    ...                       "label": ["F", "F", "N", "F", "F", "F"], "stage": [1] * 6})
+    >>> decided = pd.DataFrame({"clip_id": [1, 2], "label": ["F", "F"], "resolving_stage": [1, 1],
+    ...                         "confidence": [0.81, 1.0]})
+    >>> kept, changed = keep_decisions(resolve(votes, margin=2), decided, votes)
+    >>> changed, kept.loc[1, ["label", "resolved_by", "agreement_pattern"]].tolist(), float(kept.loc[1, "confidence"])
+    ([1], ['F', 'consensus', '2/3'], 0.81)
+    """
+    out = resolution.copy()
+    key = {str(cid): cid for cid in out.index}
+    crowd = judgements[judgements["stage"].between(1, 2) & judgements["label"].notna()] \
+        if "stage" in judgements.columns else judgements[judgements["label"].notna()]
+    votes = crowd.groupby([crowd["clip_id"].astype(str), crowd["label"]]).size()
+    changed: list[Any] = []
+    for row in decisions.itertuples(index=False):
+        cid = key.get(str(row.clip_id))
+        if cid is None or row.label is None or pd.isna(row.label):
+            continue
+        if bool(out.at[cid, "is_resolved"]) and out.at[cid, "label"] == row.label:
+            continue
+        stage = int(row.resolving_stage)
+        out.at[cid, "label"] = row.label
+        out.at[cid, "is_resolved"] = True
+        out.at[cid, "resolved_by"] = "consensus"
+        out.at[cid, "resolving_stage"] = stage
+        if row.confidence is not None and not pd.isna(row.confidence):
+            out.at[cid, "confidence"] = float(row.confidence)
+        out.at[cid, "agreement_pattern"] = (
+            f"{int(votes.get((str(cid), row.label), 0))}/{int(out.at[cid, 'n_crowd_judgements'])}"
+            if stage == 1 else "stage 2")
+        changed.append(cid)
+    return out, changed
 
 
 def agreement_patterns(resolution: pd.DataFrame, truth: Mapping[Any, str] | pd.Series | None = None) -> pd.DataFrame:

@@ -197,3 +197,70 @@ def test_aggregate_resolves_by_the_project_policy_rule(app: typer.Typer, data_di
     ds = runner.invoke(app, ["aggregate", "--project", "adaptive", "--out", str(tmp_path / "x.csv"),
                              "--margin", "2", "--method", "dawid-skene"])
     assert ds.exit_code != 0 and "margin counts votes" in str(ds.exception)
+
+
+@pytest.mark.parametrize("weighting", ["gold", "dawid-skene"])
+def test_aggregate_keeps_the_decisions_of_a_weighted_project(
+    app: typer.Typer, data_dir: Path, tmp_path: Path, weighting: str
+) -> None:
+    """Adaptive with weighted votes: three newcomers (weight 1 each) decide a clip 3-0. Then they get
+    hidden gold wrong, their reliability falls, and today's weights no longer add up to a lead of 2;
+    `curate aggregate` by the project's rule still gives the label the project decided, says so, and
+    an explicit rule re-counts (the campaign bench had 11–20 % of a weighted project's clips read
+    otherwise before) (#15)."""
+    from datetime import UTC, datetime
+
+    from annotation_app import migrations
+    from annotation_app.models import Clip, ClipStatus, GoldResult
+    from annotation_app.services import clips, gold, projects, users, work
+    from annotation_app.settings import get_settings
+    from curate_cli.common import open_session
+
+    cfg = get_settings()
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(cfg.database_url)
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    with open_session(cfg) as session:
+        project = projects.create_project(session, "weighted", policy="adaptive", k_min=3, margin=2.0, k_max=8,
+                                          weighting=weighting, qualification_size=0, gold_rate=0.0)
+        clip = clips.register_clip(session, project, sha256="b" * 64, media_path="c.mp4", status=ClipStatus.active,
+                                   duration_s=10.0)
+        checks = [gold.add_gold(session, project, clips.register_clip(
+            session, project, sha256=f"{i:064x}", media_path=f"g{i}.mp4", status=ClipStatus.active, duration_s=10.0),
+            "Neutral") for i in range(10)]
+        people = [users.create_user(session, f"w{i}", password="x", is_simulated=True) for i in range(3)]
+        session.flush()
+        clip_id = clip.id
+        for person in people:
+            got = work.next_item(session, project, person, now=now)
+            assert got is not None and got.clip_id == clip_id
+            work.submit(session, project, person, assignment_id=got.assignment_id, label="Fear", time_on_task_s=5.0,
+                        client_request_id=f"w{person.id}", now=now)
+        session.flush()
+        assert session.get(Clip, clip_id).status == ClipStatus.resolved
+        label_ids = {lab.name: lab.id for lab in project.labels}
+        for person in people:  # ten wrong hidden-gold answers each
+            session.add_all(GoldResult(gold_item_id=item.id, annotator_id=person.id, label_id=label_ids["Sadness"],
+                                       correct=False, context="hidden") for item in checks)
+        session.flush()
+
+    out = tmp_path / "weighted.csv"
+    result = runner.invoke(app, ["aggregate", "--project", "weighted", "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    row = pd.read_csv(out).set_index("clip_id").loc[clip_id]
+    assert (row["label"], row["resolved_by"], row["is_resolved"], row["agreement_pattern"]) == (
+        "Fear", "consensus", True, "3/3")
+    assert "1 clip(s) kept as the project decided them" in result.output
+    recount = tmp_path / "recount.csv"
+    explicit = runner.invoke(app, ["aggregate", "--project", "weighted", "--out", str(recount), "--method", "weighted",
+                                   "--margin", "2"])
+    assert explicit.exit_code == 0, (explicit.output, explicit.exception)
+    assert "kept as the project decided" not in explicit.output
+    # Counted again by the project's rule with today's weights, the clip is short of a lead of 2.
+    from annotation_app.services.tables import decision_rule, judgements_table
+    from curation.aggregation import resolve
+
+    with open_session(cfg) as session:
+        rule, table = decision_rule(session, "weighted"), judgements_table(session, "weighted")
+    again = resolve(table, margin=rule["margin"], method=rule["method"], skills=rule["skills"]).loc[clip_id]
+    assert (again["label"], again["resolved_by"]) == (None, "below-margin")
