@@ -52,7 +52,12 @@ from annotation_app.db import make_engine, make_sessionmaker  # noqa: E402
 from annotation_app.models import Clip, ClipStatus, Judgement, Label  # noqa: E402
 from annotation_app.services.projects import DEFAULT_LABELS  # noqa: E402
 from bench._simulated_crowd import (  # noqa: E402
-    CampaignResult, Crowd, CrowdSpec, balance_audit, make_campaign, run_campaign,
+    CampaignResult,
+    Crowd,
+    CrowdSpec,
+    balance_audit,
+    make_campaign,
+    run_campaign,
 )
 
 RESULTS = ROOT / "bench" / "results"
@@ -342,24 +347,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(summary: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy against the crowd's judgements per clip and, beside it, against the expert's share
+    of the clips: a policy can buy accuracy with either, and the expert is the scarcer."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for item in summary:
-        kind = item["policy"].split(":")[0].split("-")[0]
-        x, y = item["judgements_per_clip"], item["accuracy_aggregate"]
-        (xlow, xhigh), (ylow, yhigh) = item["judgements_per_clip_range"], item["accuracy_aggregate_range"]
-        ax.errorbar(x, y, xerr=[[x - xlow], [xhigh - x]], yerr=[[y - ylow], [yhigh - y]], fmt="o", capsize=2,
-                    color={"fixed": "C0", "staged": "C1"}.get(kind, "C2"))
-        ax.annotate(f"{item['policy']} ({item['expert_share']:.0%} expert)", (x, y), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    for ax, column, label in ((axes[0], "judgements_per_clip", "crowd judgements per clip"),
+                              (axes[1], "expert_share", "share of clips the expert decides")):
+        for item in summary:
+            kind = item["policy"].split(":")[0].split("-")[0]
+            x, y = item[column], item["accuracy_aggregate"]
+            (xlow, xhigh), (ylow, yhigh) = item[f"{column}_range"], item["accuracy_aggregate_range"]
+            ax.errorbar(x, y, xerr=[[x - xlow], [xhigh - x]], yerr=[[y - ylow], [yhigh - y]], fmt="o", capsize=2,
+                        color={"fixed": "C0", "staged": "C1"}.get(kind, "C2"))
+            ax.annotate(item["policy"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    axes[0].set_ylabel("accuracy (curate aggregate)")
     seeds = max(len(item["seeds"]) for item in summary)
-    ax.set_xlabel("crowd judgements per clip")
-    ax.set_ylabel("accuracy (curate aggregate)")
-    ax.set_title("Labelling policies on the simulated crowd"
+    fig.suptitle("Labelling policies on the simulated crowd"
                  + (f" (mean of {seeds} crowds, bars: range)" if seeds > 1 else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -30,7 +30,13 @@ import pandas as pd
 from scipy import sparse
 
 from curation.errors import CurationError, InsufficientDataError, InvalidTableError
-from curation.judgements import JudgementCodes, LabelsArg, _require_labelled, encode_judgements, validate_judgements
+from curation.judgements import (
+    JudgementCodes,
+    LabelsArg,
+    _require_labelled,
+    encode_judgements,
+    validate_judgements,
+)
 
 __all__ = [
     "Consensus",

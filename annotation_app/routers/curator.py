@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from annotation_app.deps import CuratorUser, ProjectDep, SessionDep, require_curator, verify_csrf
-from annotation_app.models import ClipStatus, Project, Role, User
+from annotation_app.errors import ConflictError, InvalidInputError, PermissionDeniedError
+from annotation_app.models import ClipStatus, Project, Role
 from annotation_app.routers.api_curator import (
     EXPORT_RESPONSES,
     ExportOptionsDep,
@@ -31,7 +32,6 @@ from annotation_app.routers.schemas import (
     QualificationActionIn,
     ResourceId,
 )
-from annotation_app.errors import ConflictError, InvalidInputError, PermissionDeniedError
 from annotation_app.services import attention, curator, gold, guidelines, projects, users, vocabularies
 from annotation_app.services.access import check_may_manage
 from annotation_app.services.project_settings import InvalidSettingsError, check_settings

@@ -73,7 +73,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -91,7 +91,7 @@ from annotation_app.models import (
     Qualification,
     User,
 )
-from annotation_app.services import audit, stages
+from annotation_app.services import audit, quality, stages
 from annotation_app.services._common import aware, lock_clip, lock_user
 from annotation_app.services.sequential import SequentialTest, Verdict
 
@@ -607,20 +607,11 @@ def decided_answers(session: Session, project: Project, annotator_id: int) -> tu
     """(agreed, disagreed): the annotator's crowd labels on decided clips, each right when it is the
     label the clip was decided as (``Clip.final_label_id`` of a resolved clip, by the crowd or the
     expert). Live, not excluded, labelled stage-1/2 judgements on clips that are not gold; an open
-    clip is no evidence yet, and a can't-judge is no answer.
+    clip is no evidence yet, and a can't-judge is no answer (``quality.decided_agreement``, the
+    same count reliability's agreement half uses).
     """
-    gold_clips = select(GoldItem.clip_id).where(GoldItem.project_id == project.id)
-    answers, agreed = session.execute(
-        select(func.count(), func.coalesce(func.sum(case((Judgement.label_id == Clip.final_label_id, 1), else_=0)), 0))
-        .select_from(Judgement).join(Clip, Clip.id == Judgement.clip_id)
-        .where(
-            Judgement.project_id == project.id, Judgement.annotator_id == annotator_id,
-            Judgement.live.is_(True), Judgement.excluded.is_(False), Judgement.stage.in_(stages.OPEN_STAGES),
-            Judgement.label_id.is_not(None), Clip.status == ClipStatus.resolved, Clip.final_label_id.is_not(None),
-            Judgement.clip_id.not_in(gold_clips),
-        )
-    ).one()
-    return int(agreed), int(answers) - int(agreed)
+    agreed, answers = quality.decided_agreement(session, project, [annotator_id]).get(annotator_id, (0, 0))
+    return agreed, answers - agreed
 
 
 def check_agreement(

@@ -147,8 +147,23 @@ def reliability(session: Session, project: Project, annotator_ids: Iterable[int]
         .where(GoldItem.project_id == project.id, GoldResult.annotator_id.in_(ids))
         .group_by(GoldResult.annotator_id)
     ).all()
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for aid, n, hits in gold_rows:
+        counts[aid][0], counts[aid][1] = int(hits or 0), int(n)
+    for aid, (agreed, answers) in decided_agreement(session, project, ids).items():
+        counts[aid][2], counts[aid][3] = agreed, answers
+    return {aid: _smoothed(*counts[aid]) for aid in ids}
+
+
+def decided_agreement(session: Session, project: Project, annotator_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """Per annotator id, (labels that are their clips' decided label, labels on decided clips): live,
+    not excluded, labelled stage-1/2 judgements on resolved clips that are not gold. One grouped
+    query; reliability's agreement half and the agreement test's evidence (``gold.decided_answers``)."""
+    ids = sorted(set(annotator_ids))
+    if not ids:
+        return {}
     gold_clips = select(GoldItem.clip_id).where(GoldItem.project_id == project.id)
-    agree_rows = session.execute(
+    rows = session.execute(
         select(Judgement.annotator_id, func.count(),
                func.sum(case((Judgement.label_id == Clip.final_label_id, 1), else_=0)))
         .join(Clip, Clip.id == Judgement.clip_id)
@@ -160,9 +175,4 @@ def reliability(session: Session, project: Project, annotator_ids: Iterable[int]
         )
         .group_by(Judgement.annotator_id)
     ).all()
-    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for aid, n, hits in gold_rows:
-        counts[aid][0], counts[aid][1] = int(hits or 0), int(n)
-    for aid, n, hits in agree_rows:
-        counts[aid][2], counts[aid][3] = int(hits or 0), int(n)
-    return {aid: _smoothed(*counts[aid]) for aid in ids}
+    return {int(aid): (int(hits or 0), int(n)) for aid, n, hits in rows}

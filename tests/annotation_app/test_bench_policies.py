@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from datetime import UTC, datetime
-
 from sqlalchemy.orm import Session
 
 from annotation_app.models import ClipStatus

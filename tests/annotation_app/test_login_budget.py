@@ -29,8 +29,16 @@ from annotation_app.main import create_app
 from annotation_app.models import LoginFailure
 from annotation_app.security import LoginBudget
 from annotation_app.settings import Settings
-from tests.annotation_app._http import PASSWORD, Env, env_fixture, free_port, page_csrf, tiny_video  # noqa: F401
-from tests.annotation_app._http import stop_server, wait_until_healthy
+from tests.annotation_app._http import (  # noqa: F401
+    PASSWORD,
+    Env,
+    env_fixture,
+    free_port,
+    page_csrf,
+    stop_server,
+    tiny_video,
+    wait_until_healthy,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
