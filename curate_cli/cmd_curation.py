@@ -44,7 +44,7 @@ _LABELS_HELP = (
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 def _project_label_set(project: str | None) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 # soft_wrap: a failure is one line however long its path, so it can be grepped.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -27,8 +27,10 @@ from annotation_app.settings import Settings, get_settings
 __all__ = ["console", "err_console", "settings", "open_session", "progress_bar", "TaskProgress", "DatabaseNotReadyError",
            "ExecutorChoice", "media_executor"]
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: a long path or name is printed whole, for the terminal to fold, never cut by a newline
+# (a report path split mid-name cannot be copied).
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class DatabaseNotReadyError(AppError):
