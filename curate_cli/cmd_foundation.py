@@ -78,7 +78,7 @@ def project_create(
     margin: Annotated[float | None, typer.Option(help="Adaptive: lead in votes that decides a clip (default 2).")] = None,
     k_max: Annotated[int | None, typer.Option(help="Adaptive: annotators at most, then the expert (default 8).")] = None,
     weighting: Annotated[
-        str | None, typer.Option(help="Adaptive: how votes count: none, gold (reliability) or dawid-skene.")
+        str | None, typer.Option(help="Adaptive: how votes count: none, gold (reliability) or dawid-skene (default).")
     ] = None,
 ) -> None:
     """Create a project with its label set."""

@@ -5,7 +5,7 @@ Stable API — other test modules import these:
 - ``make_project(session, name=None, **settings)``: a project with the default six labels; names
   are unique per call; ``qualification_size`` defaults to 0 and ``gold_rate`` to 0 here (tests opt in),
   and ``qualification_rule`` to ``fixed`` (hand-counted rounds: "2 of 3 right at 0.6 passes"; the
-  sequential rule's tests ask for it), ``policy`` to ``staged`` (slots counted by ``overlap_k``).
+  sequential rule's tests ask for it), ``policy`` to ``staged`` (slots counted by ``overlap_k``) and ``weighting`` to ``none``.
 - ``make_annotator(session, username=None, *, role="annotator", gender=None, age_band=None,
   languages=("en",), region=None, background=None, is_simulated=True)``: a user row (no Argon2 cost
   per user). Marked simulated unless told (they never log in); ``is_simulated=False`` for the
@@ -77,6 +77,7 @@ def make_project(session: Session, name: str | None = None, **settings: Any) -> 
     settings.setdefault("qualification_rule", "fixed")
     # The tests count slots by overlap_k and stage2_extra: the staged policy, not the adaptive default.
     settings.setdefault("policy", "staged")
+    settings.setdefault("weighting", "none")  # an adaptive test counts votes one each unless it asks
     project = create_project(session, name or unique("proj"), **settings)
     session.flush()
     return project

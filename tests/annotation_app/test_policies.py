@@ -151,12 +151,12 @@ def test_the_decision_rule_curate_aggregate_applies_is_the_projects(
 
 
 def test_new_projects_are_adaptive_as_the_bench_chose(session: Session) -> None:
-    """bench/bench_policies.py measured adaptive against staged on the same crowds (#15): new projects
-    get it; a project keeps the policy it was made with."""
+    """bench/bench_policies.py measured adaptive with Dawid-Skene weights against staged on the same
+    crowds (#15): new projects get it; a project keeps the policy it was made with."""
     project = projects.create_project(session, unique("defaults"))
     session.flush()
     assert (project.policy, project.k_min, project.margin, project.k_max, project.weighting) == (
-        "adaptive", 3, 2.0, 8, "none")
+        "adaptive", 3, 2.0, 8, "dawid-skene")
     staged = projects.create_project(session, unique("staged"), policy="staged")
     session.flush()
     assert staged.policy == "staged"

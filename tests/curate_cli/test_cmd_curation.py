@@ -161,7 +161,7 @@ def test_aggregate_resolves_by_the_project_policy_rule(app: typer.Typer, data_di
     said = ["Fear", "Neutral", "Sadness", "Fear", "Neutral", "Fear", "Fear"]  # lead 2 only at the 7th
     with open_session(cfg) as session:
         project = projects.create_project(session, "adaptive", policy="adaptive", k_min=3, margin=2.0, k_max=8,
-                                          qualification_size=0, gold_rate=0.0)
+                                          weighting="none", qualification_size=0, gold_rate=0.0)
         clip = clips.register_clip(session, project, sha256="a" * 64, media_path="c.mp4", status=ClipStatus.active,
                                    duration_s=10.0)
         people = [users.create_user(session, f"ann{i}", password="x", is_simulated=True) for i in range(len(said))]
