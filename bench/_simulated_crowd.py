@@ -37,17 +37,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_app.models import (
-    Assignment,
-    AssignmentStatus,
-    Clip,
-    ClipStatus,
-    GoldItem,
-    Judgement,
-    Label,
-    Project,
-    Qualification,
-    Role,
-    User,
+    Assignment, AssignmentStatus, Clip, ClipStatus, GoldItem, Judgement, Label, Project, Qualification, Role, User,
 )
 from annotation_app.services import adjudication, allocation, clips, gold, projects, stages, users, work
 from curation.demo import ConfusionModel, SimulatedAnnotator
