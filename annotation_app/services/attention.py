@@ -5,6 +5,11 @@
 - **Stage-3 clips no expert may decide**: an expert never adjudicates a clip they labelled in stage
   1 or 2 (``adjudication``); when every active expert did, the clip waits for another expert or an
   admin.
+- **Open clips every annotator has had**: the allocator never gives a clip to the same person
+  twice, so a clip that still asks for an annotator when everyone who labels (active, unpaused,
+  annotator or expert) has had it waits for good. It happens to a small team under a policy that
+  asks for many (adaptive's k_max, 8 by default, or staged's k + m); a lower ``k_max`` re-applies
+  the rules and sends such clips to the expert.
 - **Relaxed balance rules**: an allocation that gave a clip to someone outside its preferred groups
   because none of them was available (``allocation``), with the rule and the reason, as recorded on
   the assignment.
@@ -20,11 +25,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from annotation_app.models import Assignment, Project, User
-from annotation_app.services import adjudication, gold
+from annotation_app.models import Assignment, Clip, ClipStatus, GoldItem, Project, User
+from annotation_app.services import adjudication, gold, work
 from annotation_app.services._common import aware
 
-__all__ = ["notices", "relaxed_allocations"]
+__all__ = ["notices", "clips_everyone_had", "relaxed_allocations"]
 
 
 def notices(session: Session, project: Project) -> list[str]:
@@ -40,10 +45,39 @@ def notices(session: Session, project: Project) -> list[str]:
                        "or an admin decides them")
         else:
             out.append(f"{clips}: the project has no active expert; add one, or an admin decides them")
+    waiting = clips_everyone_had(session, project)
+    if waiting:
+        shown = ", ".join(str(c) for c in waiting[:10]) + (" …" if len(waiting) > 10 else "")
+        fix = ("lower k_max (the rules are applied again and they go to the expert)" if project.policy == "adaptive"
+               else "lower the annotators per clip")
+        out.append(f"{len(waiting)} open clip{'s' if len(waiting) != 1 else ''} ({shown}) still "
+                   f"need{'' if len(waiting) != 1 else 's'} an annotator, but everyone who labels has had "
+                   f"{'them' if len(waiting) != 1 else 'it'}: add annotators, or {fix}")
     shortfall = gold.qualification_shortfall(session, project)
     if shortfall:
         out.append(shortfall)
     return out
+
+
+def clips_everyone_had(session: Session, project: Project) -> list[int]:
+    """Ids of the project's open clips (active, stage 1 or 2, not gold) that every person who labels
+    (active, unpaused, annotator or expert) has already been given: the allocator gives nobody a
+    clip twice, so no slot of theirs can be filled. Empty when nobody labels yet."""
+    people = select(User.id).where(User.is_active.is_(True), User.paused.is_(False),
+                                   User.role.in_(work.ANNOTATING_ROLES))
+    everyone = session.scalar(select(func.count()).select_from(people.subquery()))
+    if not everyone:
+        return []
+    gold_clips = select(GoldItem.clip_id).where(GoldItem.project_id == project.id)
+    rows = session.scalars(
+        select(Assignment.clip_id).join(Clip, Clip.id == Assignment.clip_id)
+        .where(Clip.project_id == project.id, Clip.status == ClipStatus.active, Clip.stage.in_((1, 2)),
+               Clip.id.not_in(gold_clips), Assignment.annotator_id.in_(people))
+        .group_by(Assignment.clip_id)
+        .having(func.count(func.distinct(Assignment.annotator_id)) >= everyone)
+        .order_by(Assignment.clip_id)
+    ).all()
+    return [int(c) for c in rows]
 
 
 def relaxed_allocations(session: Session, project: Project, *, limit: int = 50) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from annotation_app.errors import InvalidInputError
 from annotation_app.models import AuditEntry, ClipStatus
-from annotation_app.services import projects, work
+from annotation_app.services import attention, projects, work
 from tests.annotation_app.factories import make_annotators, make_clips, make_project, unique
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -160,3 +160,23 @@ def test_new_projects_are_adaptive_as_the_bench_chose(session: Session) -> None:
     staged = projects.create_project(session, unique("staged"), policy="staged")
     session.flush()
     assert staged.policy == "staged"
+
+
+def test_a_clip_everyone_had_is_named_until_a_lower_k_max_sends_it_to_the_expert(session: Session) -> None:
+    """Three annotators, adaptive up to 8: a clip they split three ways asks for a fourth annotator
+    nobody can be (nobody gets a clip twice). The curator is told which clip and what to do; a
+    k_max of 3 applies the rules again and the clip goes to the expert."""
+    project = make_project(session, policy="adaptive", k_min=3, margin=2.0, k_max=8, balance_attributes=[])
+    [clip] = make_clips(session, project, 1)
+    people = make_annotators(session, 3)
+    for person, label in zip(people, ["Fear", "Neutral", "Sadness"], strict=True):
+        _give(session, project, person, label)
+    session.refresh(clip)
+    assert clip.status == ClipStatus.active
+    assert attention.clips_everyone_had(session, project) == [clip.id]
+    [notice] = [n for n in attention.notices(session, project) if "everyone who labels" in n]
+    assert f"1 open clip ({clip.id}) still needs an annotator" in notice and "lower k_max" in notice
+    projects.update_settings(session, project, k_max=3)
+    session.refresh(clip)
+    assert clip.status == ClipStatus.expert
+    assert attention.clips_everyone_had(session, project) == []
