@@ -54,7 +54,7 @@ Rules:
   many and lopsided; but how many votes a clip gets depends on that very vote (stage 2 and the
   adaptive policy ask for more annotators when a clip is contested), so those clips were mostly
   the ones the annotator had disagreed on: under ``adaptive`` nearly every piece of evidence was a
-  disagreement, and the bench (``bench_policies.py``) saw 47 of 54 honest annotators paused. Own vote
+  disagreement, and the bench (``bench_policies.py``) saw all 47 qualified annotators paused. Own vote
   included, a spammer's agreement is a little above chance (their vote can tip a clip), which only
   makes the test more lenient. The test (:func:`agreement_test`) weighs those answers: chance,
   ``1 / labels`` (what a random spammer and one who always gives the same label agree at), against

@@ -108,7 +108,7 @@ def test_an_honest_dissent_that_brings_more_annotators_is_not_the_only_evidence(
     voter many others on that clip, and the voters who agreed few (adaptive, k_min 3, margin 2: a
     clip the three agree on stops there; one with a dissent gets a fourth). Counting only the clips
     where the *others* agree clearly then counts the dissents alone (the old rule scored this
-    annotator 0 of 5 and paused them; the campaign bench saw 47 of 54 honest annotators paused).
+    annotator 0 of 5 and paused them; the campaign bench saw all 47 qualified annotators paused).
     Scored against the decided labels, the annotator who agreed on 7 clips and dissented on 5
     agrees on 7 of 12 and keeps working."""
     settings = {"policy": "adaptive", "k_min": 3, "margin": 2.0, "k_max": 8} if policy == "adaptive" else \
