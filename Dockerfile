@@ -19,7 +19,7 @@ RUN if [ "$WITH_MODEL" = 1 ]; then \
     fi
 
 # Dependencies before sources, so a code change does not reinstall them.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 RUN mkdir -p annotation_app curation model dashboard curate_cli db_migrations \
     && pip install . && pip uninstall -y emotions-toolkit
 
