@@ -618,13 +618,14 @@ def keep_decisions(
     """
     out = resolution.copy()
     key = {str(cid): cid for cid in out.index}
-    crowd = judgements[judgements["stage"].between(1, 2) & judgements["label"].notna()] \
-        if "stage" in judgements.columns else judgements[judgements["label"].notna()]
+    crowd = judgements[judgements["label"].notna()]
+    if "stage" in crowd.columns:  # a table without stages is all crowd
+        crowd = crowd[crowd["stage"].between(1, 2)]
     votes = crowd.groupby([crowd["clip_id"].astype(str), crowd["label"]]).size()
     changed: list[Any] = []
     for row in decisions.itertuples(index=False):
         cid = key.get(str(row.clip_id))
-        if cid is None or row.label is None or pd.isna(row.label):
+        if cid is None or pd.isna(row.label):
             continue
         if bool(out.at[cid, "is_resolved"]) and out.at[cid, "label"] == row.label:
             continue
@@ -633,7 +634,7 @@ def keep_decisions(
         out.at[cid, "is_resolved"] = True
         out.at[cid, "resolved_by"] = "consensus"
         out.at[cid, "resolving_stage"] = stage
-        if row.confidence is not None and not pd.isna(row.confidence):
+        if not pd.isna(row.confidence):
             out.at[cid, "confidence"] = float(row.confidence)
         out.at[cid, "agreement_pattern"] = (
             f"{int(votes.get((str(cid), row.label), 0))}/{int(out.at[cid, 'n_crowd_judgements'])}"

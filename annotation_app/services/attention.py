@@ -25,8 +25,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from annotation_app.models import Assignment, Clip, ClipStatus, GoldItem, Project, User
-from annotation_app.services import adjudication, gold, work
+from annotation_app.models import Assignment, Clip, ClipStatus, Project, User
+from annotation_app.services import _queries as sql
+from annotation_app.services import adjudication, gold
 from annotation_app.services._common import aware
 
 __all__ = ["notices", "clips_everyone_had", "relaxed_allocations"]
@@ -63,16 +64,15 @@ def clips_everyone_had(session: Session, project: Project) -> list[int]:
     """Ids of the project's open clips (active, stage 1 or 2, not gold) that every person who labels
     (active, unpaused, annotator or expert) has already been given: the allocator gives nobody a
     clip twice, so no slot of theirs can be filled. Empty when nobody labels yet."""
-    people = select(User.id).where(User.is_active.is_(True), User.paused.is_(False),
-                                   User.role.in_(work.ANNOTATING_ROLES))
+    people = select(User.id).where(*sql.ANNOTATING_USERS)  # the allocator's own "who may take work"
     everyone = session.scalar(select(func.count()).select_from(people.subquery()))
     if not everyone:
         return []
-    gold_clips = select(GoldItem.clip_id).where(GoldItem.project_id == project.id)
+    # Active leaves gold out: a gold clip has status "gold".
     rows = session.scalars(
         select(Assignment.clip_id).join(Clip, Clip.id == Assignment.clip_id)
         .where(Clip.project_id == project.id, Clip.status == ClipStatus.active, Clip.stage.in_((1, 2)),
-               Clip.id.not_in(gold_clips), Assignment.annotator_id.in_(people))
+               Assignment.annotator_id.in_(people))
         .group_by(Assignment.clip_id)
         .having(func.count(func.distinct(Assignment.annotator_id)) >= everyone)
         .order_by(Assignment.clip_id)

@@ -47,8 +47,9 @@ def decision_rule(session: Session, project_name: str | None = None) -> dict[str
     decided a clip earlier, so with weighting clips can read otherwise than they were decided: not
     a few. A weight is scaled so a newcomer's vote counts 1 and falls below 1 as most annotators'
     reliability is measured, so a lead of 2 weighted votes that decided a clip early is often short
-    of 2 later (bench_policies, 1,000 clips: 10–13 % of the clips of ``weighting`` gold or
-    dawid-skene read unresolved or otherwise here; none without weighting).
+    of 2 later (bench_policies, 1,000 clips: 11–20 % of the clips of ``weighting`` gold or
+    dawid-skene read unresolved or otherwise here; none without weighting). ``curate aggregate``
+    therefore keeps a weighted project's decisions (``curation.aggregation.keep_decisions``).
     Returns ``policy``, ``method``, ``threshold`` or ``margin``, ``skills`` (None unless weighted)
     and ``text`` (the rule in words).
     """

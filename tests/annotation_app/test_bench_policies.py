@@ -152,5 +152,5 @@ def test_doctests() -> None:
 
     import bench.bench_policies
 
-    assert doctest.testmod(bench.bench_policies).attempted >= 2
-    assert doctest.testmod(bench.bench_policies).failed == 0
+    result = doctest.testmod(bench.bench_policies)
+    assert result.attempted >= 2 and result.failed == 0
